@@ -1,0 +1,297 @@
+"""Hyperparameters are data: dataclass configs, YAML files and ``--set a.b=v`` overrides.
+
+Resolution order (later wins): dataclass defaults → preset (``scarce/configs/presets/NAME.yaml``)
+→ user YAML (``--config``) → ``--set`` overrides. The resolved config is saved as
+``config.yaml`` in every run folder and is all that is needed to repeat the run.
+
+Method-specific hyperparameters live in the method's own dataclass (``Method.Config``) beside
+its code; ``RunConfig.method`` holds ``{"name": ..., **fields}`` and is resolved against that
+dataclass by :func:`scarce.methods.resolve_method_config`.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import os
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping, Sequence, TypeVar, get_type_hints
+
+import yaml
+
+T = TypeVar("T")
+
+ENV_DATA_ROOT = "SCARCE_DATA_ROOT"
+
+
+class ConfigError(ValueError):
+    """A config key or value is wrong; the message names the key and the fix."""
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "synthetic"
+    """Registered dataset name (``scarce data list``) or a path to an ``images/``+``masks/`` folder."""
+    root: str | None = None
+    """Data root holding one folder per registered dataset; falls back to $SCARCE_DATA_ROOT."""
+    size: int = 128
+    """Training/inference resolution (square, pixels); predictions are scored at original size."""
+    budget: int = 40
+    """Number of labelled examples, split train:val = 4:1 (40 → 32 + 8)."""
+    val_fraction: float = 0.2
+    split_seed: int | None = None
+    """Seed of the few-label split; None = use ``train.seed`` (a new split per seed, as the paper)."""
+    test_sets: list[str] | None = None
+    """Test sets to evaluate; None = the dataset's ID test split plus its registered OOD sets."""
+    num_classes: int | None = None
+    """Only for unregistered folders: number of classes incl. background (None = infer, 2 if binary)."""
+    cache_dir: str | None = None
+    """On-disk cache of decoded, resized arrays (keyed by file hash and size); None = memory only."""
+    synthetic_n: int = 160
+    """Size of the built-in synthetic dataset (ID pool incl. test); OOD variant has half as many."""
+
+
+@dataclass
+class ModelConfig:
+    name: str = "unet"
+    width: int = 16
+    """Channels of the first stage (U-Net) / stem (DeepLab's ResNet)."""
+    depth: int = 4
+    """Number of down-sampling stages (U-Net)."""
+    backbone: str = "resnet18"
+    """DeepLabV3 backbone: resnet18 | resnet34 | resnet50 (widths scaled by ``width``/64)."""
+    output_stride: int = 8
+
+
+@dataclass
+class OptimConfig:
+    name: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+
+
+@dataclass
+class TrainConfig:
+    iterations: int = 1000
+    batch_size: int = 8
+    val_every: int = 100
+    """Validate (and checkpoint) every k iterations."""
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    plateau_factor: float = 0.5
+    plateau_patience: int = 3
+    """ReduceLROnPlateau patience, counted in validations."""
+    early_stop: int = 0
+    """Stop after this many validations without improvement (0 = never)."""
+    loss: str = "auto"
+    """auto (from the dataset) | bce_dice | bce_jaccard | ce_dice."""
+    seed: int = 0
+    threads: int = 0
+    """torch.set_num_threads; 0 = leave PyTorch's default."""
+    device: str = "auto"
+    log_every: int = 20
+    progress: bool = True
+
+
+@dataclass
+class EvalConfig:
+    save_predictions: bool = True
+    """Write predicted masks (8-bit 0/255 PNG, named like the input) per test set."""
+    overlays: int = 6
+    """Number of overlay pictures per test set (0 = none)."""
+    threshold: float = 0.5
+    iou_threshold: float = 0.65
+    """ISIC thresholded Jaccard: per-image Jaccard below this counts as 0."""
+
+
+@dataclass
+class RunConfig:
+    preset: str = "cpu"
+    out: str = "runs/default"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    method: dict[str, Any] = field(default_factory=lambda: {"name": "supervised"})
+    """``{"name": <method>, **method fields}``; resolved against the method's own dataclass."""
+
+
+# --------------------------------------------------------------------------- generic helpers
+
+def to_dict(obj: Any) -> Any:
+    """Dataclass → plain dict/list/scalars (YAML-safe; tuples become lists)."""
+    if is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in fields(obj)}
+    if isinstance(obj, Mapping):
+        return {str(k): to_dict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def from_dict(cls: type[T], data: Mapping[str, Any] | None, where: str = "") -> T:
+    """Build dataclass ``cls`` from a (partial) mapping; unknown keys fail with did-you-mean."""
+    data = dict(data or {})
+    hints = get_type_hints(cls)
+    names = {f.name for f in fields(cls)}
+    for key in data:
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=2, cutoff=0.5)
+            hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            raise ConfigError(
+                f"unknown config key {where + key!r}.{hint} Valid keys here: {', '.join(sorted(names))}."
+            )
+    kwargs: dict[str, Any] = {}
+    for f in fields(cls):
+        if f.name not in data:
+            continue
+        value = data[f.name]
+        hint = hints[f.name]
+        if is_dataclass(hint) and isinstance(hint, type):
+            kwargs[f.name] = from_dict(hint, value, where=f"{where}{f.name}.")
+        else:
+            kwargs[f.name] = _coerce(value, hint, where + f.name)
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """Light type coercion so YAML ``1e-3`` strings / ints-for-floats behave."""
+    text = str(hint)
+    if value is None:
+        return None
+    if hint is float or text in ("float", "float | None"):
+        if isinstance(value, bool):
+            raise ConfigError(f"config key {key!r} expects a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"config key {key!r} expects a number, got {value!r}") from e
+    if hint is int or text in ("int", "int | None"):
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ConfigError(f"config key {key!r} expects an integer, got {value!r}")
+        try:
+            return int(value)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"config key {key!r} expects an integer, got {value!r}") from e
+    if hint is bool or text == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise ConfigError(f"config key {key!r} expects true/false, got {value!r}")
+    if text.startswith("tuple"):
+        return tuple(value)
+    if text.startswith("list") and isinstance(value, (str, int, float)):
+        return [value]
+    return value
+
+
+def deep_merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """Recursive dict merge (``update`` wins); returns a new dict."""
+    out = copy.deepcopy(base)
+    for k, v in (update or {}).items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def parse_overrides(sets: Sequence[str] | None) -> dict[str, Any]:
+    """``["train.iterations=50", "method.name=e2eaug"]`` → nested dict (values parsed as YAML)."""
+    out: dict[str, Any] = {}
+    for item in sets or []:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value (e.g. train.iterations=200), got {item!r}")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        if not key:
+            raise ConfigError(f"--set has an empty key in {item!r}")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() != "" else ""
+        except yaml.YAMLError:
+            value = raw
+        node = out
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {key}: {p!r} is not a section")
+        node[parts[-1]] = value
+    return out
+
+
+def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} does not exist")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {str(p)!r} is not valid YAML: {e}") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(p)!r} must hold a mapping at the top level")
+    return data
+
+
+def preset_names() -> list[str]:
+    root = resources.files("scarce") / "configs" / "presets"
+    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_preset(name: str) -> dict[str, Any]:
+    from scarce.registry import look_up
+
+    look_up(name, preset_names(), "preset")
+    text = (resources.files("scarce") / "configs" / "presets" / f"{name}.yaml").read_text()
+    return yaml.safe_load(text) or {}
+
+
+def resolve_dict(
+    config: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+    sets: Sequence[str] | None = None,
+    preset: str | None = None,
+) -> dict[str, Any]:
+    """Merge defaults, preset, config file/dict and overrides into one plain dict."""
+    user = dict(config) if isinstance(config, Mapping) else (load_yaml(config) if config else {})
+    over = parse_overrides(sets)
+    name = preset or over.get("preset") or user.get("preset") or RunConfig.preset
+    merged = deep_merge(to_dict(RunConfig()), load_preset(name))
+    merged = deep_merge(merged, user)
+    merged = deep_merge(merged, over)
+    merged["preset"] = name
+    return merged
+
+
+def load_config(
+    config: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+    sets: Sequence[str] | None = None,
+    preset: str | None = None,
+) -> RunConfig:
+    """Resolve a :class:`RunConfig` (see module docstring for the order)."""
+    merged = resolve_dict(config, sets, preset)
+    cfg = from_dict(RunConfig, merged)
+    if not isinstance(cfg.method, dict) or "name" not in cfg.method:
+        raise ConfigError("config key 'method' must be a mapping with a 'name' (e.g. method.name=supervised)")
+    return cfg
+
+
+def save_config(cfg: RunConfig | Mapping[str, Any], path: str | os.PathLike[str]) -> None:
+    from scarce.utils.io import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+def data_root(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """The data root: explicit option, else $SCARCE_DATA_ROOT, else None."""
+    value = explicit or os.environ.get(ENV_DATA_ROOT)
+    return Path(value).expanduser() if value else None
+
+
+def replace(cfg: T, **changes: Any) -> T:
+    return dataclasses.replace(cfg, **changes)  # type: ignore[type-var]

@@ -1,0 +1,92 @@
+"""Data contracts shared by every layer.
+
+* :class:`DatasetInfo` — registry metadata of a named dataset (task, metric, classes, OOD sets).
+* :class:`SegData` — a set of decoded, resized image/mask pairs held as tensors. The trainer
+  indexes it directly (no DataLoader: the few-label sets fit in memory and 2 cores gain nothing
+  from worker processes).
+* :class:`RunData` — everything a run needs: train/val (the few-label split) and named test sets.
+
+Tensor contract: images float32 N×C×S×S in [0, 1] (C = 1 gray or 3 RGB); masks int64 N×S×S
+holding label ids 0..K-1 (0 = background). Binary tasks have K = 2.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+
+class DataError(ValueError):
+    """Bad input data. The message names the file and says what to do."""
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    task: str
+    """skin | lung | polyp | breast | placenta | fundus | prostate | synthetic."""
+    metric: str
+    """Primary metric of the task: 'jaccard' (skin, as ISIC) or 'dice'."""
+    classes: tuple[str, ...] = ("background", "foreground")
+    ood: tuple[str, ...] = ()
+    """Registered names of this dataset's out-of-distribution test sets."""
+    folder: str = ""
+    """Folder name under the data root (default: ``name``)."""
+    channels: int = 3
+    train_split: str | None = None
+    """Value in split.csv marking the pool for labelled budgets (None = whole folder minus test)."""
+    test_split: str | None = None
+    """Value in split.csv marking the official test split (None = a fixed held-out part)."""
+    loss: str = "bce_dice"
+    description: str = ""
+    citation: str = ""
+    url: str = ""
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def folder_name(self) -> str:
+        return self.folder or self.name
+
+
+@dataclass
+class SegData:
+    """Decoded, resized pairs. ``orig_masks`` (original resolution, uint8 label ids) are kept for
+    test/val sets so metrics are computed at each image's original mask resolution."""
+
+    name: str
+    images: torch.Tensor  # N×C×S×S float32 in [0, 1]
+    masks: torch.Tensor  # N×S×S int64 label ids
+    stems: list[str]
+    num_classes: int
+    orig_masks: list[np.ndarray] | None = None  # each H_i×W_i uint8 label ids
+    image_paths: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def subset(self, idx: list[int] | torch.Tensor) -> "SegData":
+        idx_list = [int(i) for i in (idx.tolist() if isinstance(idx, torch.Tensor) else idx)]
+        return SegData(
+            name=self.name,
+            images=self.images[idx_list],
+            masks=self.masks[idx_list],
+            stems=[self.stems[i] for i in idx_list],
+            num_classes=self.num_classes,
+            orig_masks=None if self.orig_masks is None else [self.orig_masks[i] for i in idx_list],
+            image_paths=[self.image_paths[i] for i in idx_list] if self.image_paths else [],
+        )
+
+
+@dataclass
+class RunData:
+    info: DatasetInfo
+    train: SegData
+    val: SegData
+    tests: dict[str, SegData]
+    split: Any  # scarce.data.splits.Split
+    unlabelled: SegData | None = None
