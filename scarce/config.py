@@ -94,6 +94,8 @@ class TrainConfig:
     device: str = "auto"
     log_every: int = 20
     progress: bool = True
+    tensorboard: bool = True
+    """Also write TensorBoard event files (when the tensorboard package is installed)."""
 
 
 @dataclass
@@ -111,6 +113,8 @@ class EvalConfig:
 class RunConfig:
     preset: str = "cpu"
     out: str = "runs/default"
+    label: str = ""
+    """Display name of the run's row in tables (default: method name + augmentation)."""
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

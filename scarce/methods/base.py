@@ -1,0 +1,199 @@
+"""Method base class and the training context every method receives.
+
+A *method* (supervised, e2eaug, grid_tr, ...) owns its networks and optimizers and defines one
+training step; the :class:`~scarce.methods.trainer.Trainer` owns everything else (the loop,
+batching, validation, schedulers, checkpoints, resume, logging, distributed sync). Adding a
+method = one file with a subclass that overrides :meth:`Method.training_step` (and, if it has
+more networks than the segmenter, :meth:`Method.modules` / :meth:`Method.optimizers`).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Iterable
+
+import torch
+from torch import nn
+
+from scarce.config import OptimConfig, RunConfig
+from scarce.data.types import DatasetInfo, RunData
+from scarce.registry import look_up
+
+
+@dataclass
+class Batch:
+    images: torch.Tensor  # N×C×S×S float in [0, 1]
+    masks: torch.Tensor  # N×S×S int64 label ids
+    index: torch.Tensor  # N indices into the training SegData
+
+
+@dataclass
+class NoConfig:
+    """Methods without hyperparameters of their own."""
+
+
+def make_optimizer(params: Iterable[torch.nn.Parameter], optim: OptimConfig) -> torch.optim.Optimizer:
+    """Optimizer factory for ``optim.name`` in adam | adamw | rmsprop | sgd."""
+    name = look_up(optim.name.lower(), ("adam", "adamw", "rmsprop", "sgd"), "optimizer")
+    params = [p for p in params if p.requires_grad]
+    if name == "adam":
+        return torch.optim.Adam(params, lr=optim.lr, betas=tuple(optim.betas), weight_decay=optim.weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=optim.lr, betas=tuple(optim.betas), weight_decay=optim.weight_decay)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(params, lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay)
+    return torch.optim.SGD(params, lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay)
+
+
+class TrainContext:
+    """What a method may use: config, data, device, the seeded generator, loss, optimizer
+    factory and a distributed-aware :meth:`step`. Built by the trainer."""
+
+    def __init__(
+        self,
+        cfg: RunConfig,
+        data: RunData,
+        run_dir: Path,
+        device: torch.device,
+        generator: torch.Generator,
+        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.cfg = cfg
+        self.data = data
+        self.run_dir = Path(run_dir)
+        self.device = device
+        self.generator = generator
+        """Every random draw of a method goes through this generator (checkpointed)."""
+        self.loss_fn = loss_fn
+        self.rank = rank
+        self.world_size = world_size
+
+    @property
+    def info(self) -> DatasetInfo:
+        return self.data.info
+
+    @property
+    def num_classes(self) -> int:
+        return self.data.train.num_classes
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.data.train.images.shape[1])
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def create_segmenter(self) -> nn.Module:
+        """A fresh segmenter from ``cfg.model`` on the run's device."""
+        from scarce.models import create_model
+
+        m = self.cfg.model
+        model = create_model(
+            m.name, in_channels=self.in_channels, num_classes=self.num_classes, width=m.width,
+            depth=m.depth, backbone=m.backbone, output_stride=m.output_stride,
+        )
+        return model.to(self.device)
+
+    def make_optimizer(self, params: Iterable[torch.nn.Parameter], optim: OptimConfig | None = None) -> torch.optim.Optimizer:
+        return make_optimizer(params, optim or self.cfg.train.optim)
+
+    def sync_gradients(self, params: Iterable[torch.nn.Parameter]) -> None:
+        """Average gradients over ranks (data-parallel); no-op for a single process."""
+        if self.world_size <= 1:
+            return
+        import torch.distributed as dist
+
+        grads = [p.grad for p in params if p.grad is not None]
+        if not grads:
+            return
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)
+        flat /= self.world_size
+        offset = 0
+        for g in grads:
+            n = g.numel()
+            g.copy_(flat[offset:offset + n].view_as(g))
+            offset += n
+
+    def step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
+        """zero_grad → backward → gradient sync over ranks → optimizer step."""
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        params = [p for g in optimizer.param_groups for p in g["params"]]
+        self.sync_gradients(params)
+        optimizer.step()
+
+
+class Method:
+    """Base class of all training methods (see module docstring)."""
+
+    Config: ClassVar[type] = NoConfig
+    name: ClassVar[str] = "method"
+
+    def __init__(self, ctx: TrainContext, mcfg: Any) -> None:
+        self.ctx = ctx
+        self.mcfg = mcfg
+        self.model: nn.Module = ctx.create_segmenter()
+        self.optimizer = ctx.make_optimizer(self.model.parameters())
+
+    # ---- what subclasses override -------------------------------------------------------
+    def setup(self) -> None:
+        """One-off preparation before the first step of a fresh run (not called on resume)."""
+
+    def training_step(self, batch: Batch, step: int) -> dict[str, float | torch.Tensor]:
+        raise NotImplementedError(f"{type(self).__name__} must implement training_step")
+
+    def modules(self) -> dict[str, nn.Module]:
+        """All networks to checkpoint (``model`` is the segmenter)."""
+        return {"model": self.model}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"model": self.optimizer}
+
+    def plateau_optimizers(self) -> list[torch.optim.Optimizer]:
+        """Optimizers whose LR the trainer's ReduceLROnPlateau lowers on a validation plateau."""
+        return [self.optimizer]
+
+    def extra_state(self) -> dict[str, Any]:
+        """Extra tensors/plain values to checkpoint (e.g. architecture history)."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`extra_state` returned."""
+
+    def on_validation(self, step: int, score: float) -> dict[str, float]:
+        """Hook after each validation; returned values are logged."""
+        return {}
+
+    def finalize(self, run_dir: Path) -> None:
+        """Hook after training (e.g. write a gallery of generated pairs)."""
+
+    # ---- provided ---------------------------------------------------------------------
+    @property
+    def segmenter(self) -> nn.Module:
+        return self.model
+
+    def train(self) -> None:
+        for m in self.modules().values():
+            m.train()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "modules": {k: m.state_dict() for k, m in self.modules().items()},
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers().items()},
+            "extra": self.extra_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for k, m in self.modules().items():
+            m.load_state_dict(state["modules"][k])
+        for k, o in self.optimizers().items():
+            o.load_state_dict(state["optimizers"][k])
+        self.load_extra_state(state.get("extra", {}))
+
+    def config_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self.mcfg) if dataclasses.is_dataclass(self.mcfg) else {}

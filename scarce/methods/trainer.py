@@ -1,0 +1,337 @@
+"""The trainer owns the loop; methods only define their step.
+
+Iteration-based: every ``val_every`` iterations it validates the segmenter on the labelled
+validation split (the dataset's primary metric), steps ReduceLROnPlateau, keeps the best
+checkpoint (by validation, never by test), writes ``last.pt`` atomically and optionally stops
+early. ``fit(resume=True)`` restores model/optimizers/schedulers/RNG/sampler/step from
+``last.pt`` so that an interrupted run ends bit-identical to an uninterrupted one on CPU.
+
+Under ``torchrun`` (WORLD_SIZE > 1) it initialises a process group (gloo on CPU, nccl on GPU),
+shards every global batch across ranks (distributed sampling), averages gradients in
+``ctx.step`` and does all file I/O on rank 0.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from scarce.config import RunConfig, to_dict
+from scarce.data.types import RunData
+from scarce.losses import get_loss
+from scarce.methods import resolve_method_config
+from scarce.methods.base import Batch, Method, TrainContext
+from scarce.utils.io import atomic_torch_save, atomic_write_text, torch_load
+from scarce.utils.seed import resolve_device, rng_state, seed_everything, set_rng_state
+
+CKPT_DIR = "checkpoints"
+
+
+@dataclass
+class FitResult:
+    best_score: float
+    best_step: int
+    steps: int
+    stopped_early: bool = False
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def resolve_loss_name(cfg: RunConfig, data: RunData) -> str:
+    """``train.loss: auto`` → the dataset's loss (BCE + soft Jaccard for skin, + soft Dice else)."""
+    if cfg.train.loss != "auto":
+        return cfg.train.loss
+    return data.info.loss if data.train.num_classes == 2 else "ce_dice"
+
+
+def _dist_env() -> tuple[int, int]:
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+class Trainer:
+    """Run one method on one :class:`RunData`; see the module docstring."""
+
+    def __init__(self, cfg: RunConfig, data: RunData, run_dir: str | os.PathLike[str]) -> None:
+        self.cfg = cfg
+        self.data = data
+        self.run_dir = Path(run_dir)
+        self.rank, self.world_size = _dist_env()
+        self._init_distributed()
+        if cfg.train.threads > 0:
+            torch.set_num_threads(cfg.train.threads)
+        self.device = resolve_device(cfg.train.device)
+        if self.world_size > 1 and self.device.type == "cuda":
+            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        seed_everything(cfg.train.seed)
+        method_cls, mcfg = resolve_method_config(cfg.method)
+        # Sampler generator is shared by all ranks (same global batch order); the method's
+        # generator differs per rank so augmentation draws differ between shards.
+        self.sampler_gen = torch.Generator().manual_seed(cfg.train.seed)
+        method_gen = torch.Generator().manual_seed(cfg.train.seed * 1000 + 17 + self.rank)
+        self.data = self._to_device(data)
+        self.loss_name = resolve_loss_name(cfg, data)
+        self.ctx = TrainContext(
+            cfg, self.data, self.run_dir, self.device, method_gen, get_loss(self.loss_name),
+            rank=self.rank, world_size=self.world_size,
+        )
+        torch.manual_seed(cfg.train.seed)  # identical model init on every rank and every run
+        self.method: Method = method_cls(self.ctx, mcfg)
+        self.schedulers = [
+            torch.optim.lr_scheduler.ReduceLROnPlateau(
+                opt, mode="max", factor=cfg.train.plateau_factor, patience=cfg.train.plateau_patience
+            )
+            for opt in self.method.plateau_optimizers()
+        ]
+        self._perm = torch.empty(0, dtype=torch.long)
+        self._pos = 0
+        self.step = 0
+        self.best_score = -math.inf
+        self.best_step = -1
+        self.bad_validations = 0
+        self.history: list[dict[str, float]] = []
+
+    # ------------------------------------------------------------------ setup helpers
+    def _init_distributed(self) -> None:
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            if not dist.is_initialized():
+                backend = "nccl" if torch.cuda.is_available() and self.cfg.train.device != "cpu" else "gloo"
+                dist.init_process_group(backend=backend)
+
+    def _to_device(self, data: RunData) -> RunData:
+        if self.device.type == "cpu":
+            return data
+        import dataclasses
+
+        def mv(s):
+            return dataclasses.replace(s, images=s.images.to(self.device), masks=s.masks.to(self.device))
+
+        return dataclasses.replace(data, train=mv(data.train), val=mv(data.val))
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def ckpt_path(self) -> Path:
+        return self.run_dir / CKPT_DIR / "last.pt"
+
+    @property
+    def best_path(self) -> Path:
+        return self.run_dir / CKPT_DIR / "best.pt"
+
+    # ------------------------------------------------------------------ batching
+    def next_batch(self) -> Batch:
+        """Epoch-wise shuffling of the training set with the shared sampler generator; the
+        global batch (batch_size × world_size) is sharded across ranks."""
+        n = len(self.data.train)
+        bs = self.cfg.train.batch_size
+        need = bs * self.world_size
+        idx: list[torch.Tensor] = []
+        while need > 0:
+            if self._pos >= len(self._perm):
+                self._perm = torch.randperm(n, generator=self.sampler_gen)
+                self._pos = 0
+            take = self._perm[self._pos:self._pos + need]
+            self._pos += len(take)
+            need -= len(take)
+            idx.append(take)
+        glob = torch.cat(idx)
+        mine = glob[self.rank * bs:(self.rank + 1) * bs]
+        dev_idx = mine.to(self.data.train.images.device)
+        return Batch(self.data.train.images[dev_idx], self.data.train.masks[dev_idx], mine)
+
+    # ------------------------------------------------------------------ checkpoints
+    def _gather_generators(self) -> list[torch.Tensor]:
+        state = self.ctx.generator.get_state()
+        if self.world_size <= 1:
+            return [state]
+        import torch.distributed as dist
+
+        out: list[Any] = [None] * self.world_size
+        dist.all_gather_object(out, state)
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "method": self.method.state_dict(),
+            "schedulers": [s.state_dict() for s in self.schedulers],
+            "sampler_gen": self.sampler_gen.get_state(),
+            "method_gens": self._gather_generators(),
+            "perm": self._perm,
+            "pos": self._pos,
+            "rng": rng_state(),
+            "best_score": self.best_score,
+            "best_step": self.best_step,
+            "bad_validations": self.bad_validations,
+            "history": self.history,
+            "config": to_dict(self.cfg),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step = int(state["step"])
+        self.method.load_state_dict(state["method"])
+        for s, sd in zip(self.schedulers, state["schedulers"]):
+            s.load_state_dict(sd)
+        self.sampler_gen.set_state(state["sampler_gen"])
+        gens = state["method_gens"]
+        self.ctx.generator.set_state(gens[self.rank] if self.rank < len(gens) else gens[0])
+        self._perm = state["perm"]
+        self._pos = int(state["pos"])
+        set_rng_state(state["rng"])
+        self.best_score = float(state["best_score"])
+        self.best_step = int(state["best_step"])
+        self.bad_validations = int(state["bad_validations"])
+        self.history = list(state["history"])
+
+    def save_checkpoint(self) -> None:
+        state = self.state_dict()  # collective (all ranks) when distributed
+        if self.is_main:
+            atomic_torch_save(state, self.ckpt_path)
+
+    def _save_best(self) -> None:
+        if self.is_main:
+            atomic_torch_save(
+                {"model": self.method.segmenter.state_dict(), "step": self.step, "score": self.best_score},
+                self.best_path,
+            )
+
+    # ------------------------------------------------------------------ logging
+    def _open_logs(self) -> None:
+        self._log_rows: list[dict[str, Any]] = []
+        self._tb = None
+        if not self.is_main:
+            return
+        log = self.run_dir / "log.csv"
+        if log.exists():  # keep only rows up to the resumed step: the log matches an uninterrupted run
+            rows = list(csv.DictReader(io.StringIO(log.read_text())))
+            self._log_rows = [r for r in rows if int(float(r["step"])) <= self.step]
+        if self.cfg.train.tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._tb = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.step + 1)
+            except Exception:  # tensorboard not installed: CSV only
+                self._tb = None
+
+    def _log(self, row: dict[str, Any]) -> None:
+        if not self.is_main:
+            return
+        self._log_rows.append(row)
+        if self._tb is not None:
+            for k, v in row.items():
+                if k != "step" and isinstance(v, (int, float)) and math.isfinite(v):
+                    self._tb.add_scalar(k, v, row["step"])
+
+    def _flush_logs(self) -> None:
+        if not self.is_main:
+            return
+        keys: list[str] = []
+        for r in self._log_rows:
+            keys.extend(k for k in r if k not in keys)
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=keys)
+        w.writeheader()
+        for r in self._log_rows:
+            w.writerow(r)
+        atomic_write_text(self.run_dir / "log.csv", buf.getvalue())
+        if self._tb is not None:
+            self._tb.flush()
+
+    # ------------------------------------------------------------------ validation
+    def validate(self) -> float:
+        from scarce.evaluation.evaluate import validate
+
+        score = validate(self.method.segmenter, self.data.val, self.data.info.metric) if self.is_main else 0.0
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            t = torch.tensor([score], dtype=torch.float64)
+            dist.broadcast(t, 0)
+            score = float(t.item())
+        return score
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self, resume: bool = False, max_steps: int | None = None) -> FitResult:
+        """Train to ``train.iterations`` (or stop after ``max_steps`` more steps: used to
+        simulate interruptions). Returns the best validation score and step."""
+        cfg = self.cfg.train
+        if self.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        resumed = resume and self.ckpt_path.exists()
+        if resumed:
+            self.load_state_dict(torch_load(self.ckpt_path, map_location=self.device))
+        else:
+            self.method.setup()
+        self._open_logs()
+        stopped_early = False
+        limit = cfg.iterations if max_steps is None else min(cfg.iterations, self.step + max_steps)
+        bar = None
+        if self.is_main and cfg.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=cfg.iterations, initial=self.step, desc=f"{self.method.name}", leave=False,
+                       dynamic_ncols=True, disable=None)
+        sums: dict[str, float] = {}
+        count = 0
+        t0 = time.perf_counter()
+        while self.step < limit:
+            batch = self.next_batch()
+            self.method.train()
+            out = self.method.training_step(batch, self.step)
+            self.step += 1
+            for k, v in out.items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+            count += 1
+            if bar is not None:
+                bar.update(1)
+                if "loss" in out:
+                    bar.set_postfix(loss=f"{float(out['loss']):.3f}", best=f"{self.best_score:.3f}")
+            is_val = self.step % cfg.val_every == 0 or self.step == cfg.iterations
+            if self.step % cfg.log_every == 0 or is_val:
+                row: dict[str, Any] = {"step": self.step, **{k: v / max(count, 1) for k, v in sums.items()}}
+                row["lr"] = self.method.plateau_optimizers()[0].param_groups[0]["lr"]
+                row["sec_per_step"] = (time.perf_counter() - t0) / max(count, 1)
+                sums, count, t0 = {}, 0, time.perf_counter()
+                if is_val:
+                    score = self.validate()
+                    row["val_" + self.data.info.metric] = score
+                    for s in self.schedulers:
+                        s.step(score)
+                    if score > self.best_score:
+                        self.best_score, self.best_step, self.bad_validations = score, self.step, 0
+                        self._save_best()
+                    else:
+                        self.bad_validations += 1
+                    row.update(self.method.on_validation(self.step, score))
+                    self.history.append({"step": self.step, "score": score})
+                self._log(row)
+                if is_val:
+                    self._flush_logs()
+                    self.save_checkpoint()
+                    if cfg.early_stop and self.bad_validations >= cfg.early_stop:
+                        stopped_early = True
+                        break
+        if bar is not None:
+            bar.close()
+        self._flush_logs()
+        if self._tb is not None:
+            self._tb.close()
+        if self.step >= cfg.iterations or stopped_early:
+            if self.is_main:
+                self.method.finalize(self.run_dir)
+        return FitResult(self.best_score, self.best_step, self.step, stopped_early, list(self.history))
+
+    def load_best(self) -> torch.nn.Module:
+        """The segmenter with the best-validation weights loaded."""
+        state = torch_load(self.best_path, map_location=self.device)
+        self.method.segmenter.load_state_dict(state["model"])
+        return self.method.segmenter
