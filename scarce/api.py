@@ -1,0 +1,170 @@
+"""Library entry points behind the CLI: one function per command (nnU-Net style thin CLI).
+
+``train_run`` = prepare data (validated before anything is written) → save resolved config and
+split → Trainer.fit → best-validation checkpoint → evaluation on the ID + OOD test sets.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from scarce.config import ConfigError, RunConfig, from_dict, load_yaml, save_config, to_dict
+from scarce.utils.io import atomic_write_json
+
+RESULT_FILE = "metrics.json"
+"""Written last and atomically: its presence marks a finished run (grids skip such runs)."""
+
+
+def _is_main() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _check_run_dir(cfg: RunConfig, run_dir: Path, resume: bool) -> None:
+    """Refuse to mix two different configs in one folder (resume must use the same one)."""
+    saved = run_dir / "config.yaml"
+    if not saved.exists():
+        return
+    old = load_yaml(saved)
+    new = to_dict(cfg)
+    ignore = {"progress", "threads", "device", "tensorboard", "log_every"}
+    strip = lambda d: {**d, "train": {k: v for k, v in d.get("train", {}).items() if k not in ignore}, "out": None}
+    if strip(old) != strip(new):
+        raise ConfigError(
+            f"run folder {str(run_dir)!r} already holds a run with a different config; "
+            "choose another output folder (--set out=...) or delete it"
+        )
+    if not resume and (run_dir / "checkpoints" / "last.pt").exists() and not (run_dir / RESULT_FILE).exists():
+        raise ConfigError(
+            f"run folder {str(run_dir)!r} holds an unfinished run; add --resume to continue it "
+            "or choose another output folder (--set out=...)"
+        )
+
+
+def train_run(cfg: RunConfig, resume: bool = False) -> dict[str, Any]:
+    """Train ``cfg.method`` on ``cfg.data`` and evaluate the best-validation checkpoint.
+
+    Returns ``{"run_dir", "best_val", "best_step", "tests": {set: metrics}}``; writes into
+    ``cfg.out``: config.yaml, split.json, log.csv, checkpoints/, eval/<set>/..., metrics.json.
+    """
+    from scarce.data.load import prepare_run_data
+    from scarce.methods import resolve_method_config
+    from scarce.methods.trainer import Trainer
+
+    run_dir = Path(cfg.out)
+    resolve_method_config(cfg.method)  # fail fast on a bad method name/field
+    _check_run_dir(cfg, run_dir, resume)
+    data = prepare_run_data(cfg.data, seed=cfg.train.seed)  # validates all inputs first
+    if (run_dir / RESULT_FILE).exists() and resume:
+        import json
+
+        return json.loads((run_dir / RESULT_FILE).read_text())
+    if _is_main():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.yaml")
+        data.split.save(run_dir / "split.json")
+    trainer = Trainer(cfg, data, run_dir)
+    fit = trainer.fit(resume=resume)
+    result: dict[str, Any] = {"run_dir": str(run_dir), "best_val": fit.best_score, "best_step": fit.best_step,
+                              "steps": fit.steps, "stopped_early": fit.stopped_early}
+    if _is_main():
+        model = trainer.load_best()
+        result["tests"] = _evaluate(cfg, model, data.tests, data.train.num_classes, run_dir)
+        atomic_write_json(run_dir / RESULT_FILE, result)
+    return result
+
+
+def _evaluate(cfg: RunConfig, model: Any, tests: dict[str, Any], num_classes: int, run_dir: Path) -> dict[str, Any]:
+    from scarce.evaluation.evaluate import evaluate_sets
+
+    e = cfg.eval
+    return evaluate_sets(
+        model, tests, num_classes=num_classes, out_dir=run_dir / "eval",
+        threshold=e.threshold, save_predictions=e.save_predictions, overlays=e.overlays,
+        iou_threshold=e.iou_threshold,
+    )
+
+
+def load_run_config(run_dir: str | os.PathLike[str]) -> RunConfig:
+    path = Path(run_dir) / "config.yaml"
+    if not path.exists():
+        raise ConfigError(f"{str(run_dir)!r} is not a run folder (no config.yaml); pass the folder a `scarce train` run wrote")
+    return from_dict(RunConfig, load_yaml(path))
+
+
+def load_segmenter(run_dir: str | os.PathLike[str], cfg: RunConfig | None = None, in_channels: int | None = None,
+                   num_classes: int | None = None) -> Any:
+    """Rebuild the segmenter of a finished run and load its best-validation weights."""
+    from scarce.data.registry import get_info
+    from scarce.models import create_model
+    from scarce.utils.io import torch_load
+
+    cfg = cfg or load_run_config(run_dir)
+    best = Path(run_dir) / "checkpoints" / "best.pt"
+    if not best.exists():
+        raise ConfigError(f"no best checkpoint in {str(run_dir)!r}: the run has not validated yet (train it first)")
+    state = torch_load(best)
+    if in_channels is None or num_classes is None:
+        info = get_info(cfg.data.dataset, num_classes=cfg.data.num_classes)
+        in_channels = in_channels or info.channels
+        num_classes = num_classes or info.num_classes
+    m = cfg.model
+    model = create_model(m.name, in_channels=in_channels, num_classes=num_classes, width=m.width, depth=m.depth,
+                         backbone=m.backbone, output_stride=m.output_stride)
+    model.load_state_dict(state["model"])
+    return model.eval()
+
+
+def evaluate_run(run_dir: str | os.PathLike[str], test_sets: list[str] | None = None,
+                 data_root: str | None = None, out: str | None = None) -> dict[str, Any]:
+    """Re-evaluate a finished run's best checkpoint on its test sets (or on ``test_sets``)."""
+    from scarce.data.load import load_test_sets
+
+    cfg = load_run_config(run_dir)
+    if data_root:
+        cfg.data.root = data_root
+    if test_sets:
+        cfg.data.test_sets = list(test_sets)
+    tests = load_test_sets(cfg.data, seed=cfg.train.seed)
+    num_classes = next(iter(tests.values())).num_classes
+    channels = int(next(iter(tests.values())).images.shape[1])
+    model = load_segmenter(run_dir, cfg, in_channels=channels, num_classes=num_classes)
+    out_dir = Path(out) if out else Path(run_dir)
+    return _evaluate(cfg, model, tests, num_classes, out_dir)
+
+
+def predict_folder(run_dir: str | os.PathLike[str], images: str | os.PathLike[str], out: str | os.PathLike[str]) -> list[str]:
+    """Segment every image in a folder with a finished run's best checkpoint; writes 8-bit PNG
+    masks (binary 0/255, multi-class label ids) named like the inputs, at each input's size."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    from scarce.data.folder import list_images, read_image
+    from scarce.losses import class_probs
+    from scarce.utils.io import atomic_save_png
+
+    cfg = load_run_config(run_dir)
+    paths = list_images(Path(images))
+    model = load_segmenter(run_dir, cfg)
+    from scarce.data.registry import get_info
+
+    info = get_info(cfg.data.dataset, num_classes=cfg.data.num_classes)
+    written: list[str] = []
+    out_dir = Path(out)
+    size = cfg.data.size
+    for p in paths:
+        arr = read_image(p, channels=info.channels)  # H×W×C uint8
+        h, w = arr.shape[:2]
+        x = torch.from_numpy(arr).permute(2, 0, 1).float().div(255).unsqueeze(0)
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        with torch.no_grad():
+            probs = class_probs(model(x))
+        probs = F.interpolate(probs, size=(h, w), mode="bilinear", align_corners=False)
+        lab = probs.argmax(1)[0].numpy().astype(np.uint8)
+        if info.num_classes == 2:
+            lab = lab * 255
+        dest = out_dir / f"{p.stem}.png"
+        atomic_save_png(dest, lab)
+        written.append(str(dest))
+    return written

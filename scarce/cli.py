@@ -1,0 +1,237 @@
+"""Command line: parses arguments and calls one library function per command.
+
+Every command that builds a run accepts ``--config FILE.yaml``, ``--preset NAME`` and repeated
+``--set key=value`` (e.g. ``--set train.iterations=200 --set method.name=e2eaug``), plus
+``--data-root`` (default: $SCARCE_DATA_ROOT).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Sequence
+
+EPILOG = "Docs: README.md. Data root: --data-root or the SCARCE_DATA_ROOT environment variable."
+
+
+def _cfg_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", "-c", metavar="FILE", help="YAML config (RunConfig keys; see README)")
+    p.add_argument("--preset", metavar="NAME", help="config preset: cpu (default) or paper")
+    p.add_argument("--set", "-s", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set train.iterations=200 (repeatable)")
+    p.add_argument("--data-root", metavar="DIR", help="folder holding the datasets (default $SCARCE_DATA_ROOT)")
+
+
+def _load_cfg(a: argparse.Namespace, extra: Sequence[str] = ()) -> Any:
+    from scarce.config import load_config
+
+    sets = list(a.sets) + list(extra)
+    if getattr(a, "data_root", None):
+        sets.append(f"data.root={a.data_root}")
+    return load_config(a.config, sets, preset=a.preset)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="scarce", description="Medical image segmentation when annotations are scarce.",
+                                epilog=EPILOG)
+    p.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
+
+    # ---- data
+    d = sub.add_parser("data", help="list, inspect, import and split datasets")
+    dsub = d.add_subparsers(dest="data_cmd", metavar="ACTION")
+    x = dsub.add_parser("list", help="registered datasets and whether they are present under the data root")
+    x.add_argument("--data-root", metavar="DIR")
+    x = dsub.add_parser("show", help="metadata, counts and splits of one dataset (name or folder)")
+    x.add_argument("name")
+    x.add_argument("--data-root", metavar="DIR")
+    x = dsub.add_parser("import", help="convert an official download layout into the scarce folder format")
+    x.add_argument("name", help="dataset kind: a registered name (isic2017, busi, montgomery, kvasir_seg, ph2, "
+                   "cvc_clinicdb, fundus_drishti, ...), 'generic', 'nnunet' or 'decathlon'")
+    x.add_argument("src", help="the downloaded dataset folder (for 'decathlon': the datalist JSON)")
+    x.add_argument("dest", help="output folder (images/, masks/, split.csv); must not exist")
+    x.add_argument("--base-dir", help="decathlon only: folder the datalist paths are relative to")
+    x = dsub.add_parser("export-nnunet", help="write a scarce folder as an nnU-Net raw dataset")
+    x.add_argument("src")
+    x.add_argument("dest", help="nnU-Net raw folder (Dataset<ID>_<NAME> is created inside)")
+    x.add_argument("--id", type=int, default=501)
+    x.add_argument("--name", default=None)
+    x = dsub.add_parser("split", help="make (and save) the few-label split of a dataset")
+    _cfg_args(x)
+    x.add_argument("name", nargs="?", help="dataset (default: data.dataset of the config)")
+    x.add_argument("--budget", type=int)
+    x.add_argument("--seed", type=int)
+    x.add_argument("--out", metavar="FILE", help="write the split JSON here (default: print it)")
+    x = dsub.add_parser("synthetic", help="write the built-in synthetic dataset (and its OOD variant)")
+    x.add_argument("dest")
+    x.add_argument("--n", type=int, default=160)
+    x.add_argument("--size", type=int, default=128)
+    x.add_argument("--seed", type=int, default=0)
+    x.add_argument("--ood", action="store_true", help="write the out-of-distribution variant")
+
+    # ---- train / evaluate / predict
+    x = sub.add_parser("train", help="train one method on one dataset and evaluate it (ID + OOD)")
+    _cfg_args(x)
+    x.add_argument("--method", help="shortcut for --set method.name=...")
+    x.add_argument("--out", help="shortcut for --set out=...")
+    x.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
+    x = sub.add_parser("evaluate", help="evaluate a finished run's best checkpoint on test sets")
+    x.add_argument("run_dir")
+    x.add_argument("--test-sets", help="comma-separated dataset names/folders (default: the run's ID + OOD sets)")
+    x.add_argument("--data-root", metavar="DIR")
+    x.add_argument("--out", help="write eval/ here instead of the run folder")
+    x = sub.add_parser("predict", help="segment a folder of images with a finished run")
+    x.add_argument("run_dir")
+    x.add_argument("images", help="folder of images")
+    x.add_argument("out", help="folder for the predicted masks (PNG, named like the images)")
+
+    # ---- experiments / reports / demo
+    x = sub.add_parser("experiment", help="run (or resume) an experiment grid and write its report")
+    x.add_argument("grid", help="grid YAML (see configs/)")
+    x.add_argument("--set", "-s", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a grid key, e.g. --set seeds=[0] --set base.train.iterations=50")
+    x.add_argument("--workers", type=int, help="parallel worker processes (default: the grid's 'workers')")
+    x.add_argument("--dry-run", action="store_true", help="list the runs that would run")
+    x.add_argument("--no-report", action="store_true")
+    x = sub.add_parser("report", help="aggregate run folders into tables and plots")
+    x.add_argument("runs", help="folder holding run folders (searched recursively)")
+    x.add_argument("out", help="report folder")
+    x.add_argument("--metric", help="dice | jaccard | jaccard_t (default: each dataset's primary metric)")
+    x = sub.add_parser("demo", help="train and compare methods on built-in synthetic data (minutes on a CPU)")
+    x.add_argument("--out", default="runs/demo", help="demo folder (runs + report)")
+    x.add_argument("--set", "-s", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key of the demo grid, e.g. --set base.train.iterations=100")
+    x.add_argument("--workers", type=int, default=1)
+    x.add_argument("--quick", action="store_true", help="tiny version (for smoke tests, ~1 minute)")
+    return p
+
+
+def _print_table(rows: list[dict[str, Any]], cols: list[str]) -> None:
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) if rows else len(c) for c in cols}
+    print("  ".join(c.ljust(widths[c]) for c in cols))
+    for r in rows:
+        print("  ".join(str(r.get(c, "")).ljust(widths[c]) for c in cols))
+
+
+def _dispatch(a: argparse.Namespace) -> int:
+    if a.cmd == "data":
+        return _data(a)
+    if a.cmd == "train":
+        from scarce.api import train_run
+
+        extra = []
+        if a.method:
+            extra.append(f"method.name={a.method}")
+        if a.out:
+            extra.append(f"out={a.out}")
+        cfg = _load_cfg(a, extra)
+        res = train_run(cfg, resume=a.resume)
+        print(json.dumps(res.get("tests", {}), indent=2))
+        print(f"run folder: {res['run_dir']}")
+        return 0
+    if a.cmd == "evaluate":
+        from scarce.api import evaluate_run
+
+        sets = [s for s in (a.test_sets or "").split(",") if s] or None
+        print(json.dumps(evaluate_run(a.run_dir, sets, a.data_root, a.out), indent=2))
+        return 0
+    if a.cmd == "predict":
+        from scarce.api import predict_folder
+
+        written = predict_folder(a.run_dir, a.images, a.out)
+        print(f"wrote {len(written)} masks to {a.out}")
+        return 0
+    if a.cmd == "experiment":
+        from scarce.experiments import run_grid
+
+        res = run_grid(a.grid, a.sets, workers=a.workers, report=not a.no_report, dry_run=a.dry_run)
+        if res.get("failed"):
+            print(f"{len(res['failed'])} run(s) failed (see FAILED.txt in their folders):", file=sys.stderr)
+            for out, msg in res["failed"]:
+                print(f"  {out}: {msg}", file=sys.stderr)
+            return 1
+        if res.get("report"):
+            print(f"report: {res['report']}/results.md")
+        return 0
+    if a.cmd == "report":
+        from scarce.reports.report import write_report
+
+        write_report(a.runs, a.out, metric=a.metric)
+        print(f"report: {a.out}/results.md")
+        return 0
+    if a.cmd == "demo":
+        from scarce.demo import run_demo
+
+        run_demo(a.out, sets=a.sets, workers=a.workers, quick=a.quick)
+        return 0
+    build_parser().print_help()
+    return 0
+
+
+def _data(a: argparse.Namespace) -> int:
+    import scarce.data as D
+
+    if a.data_cmd == "list":
+        rows = D.list_datasets(a.data_root)
+        _print_table(rows, ["name", "task", "metric", "present", "n_images", "splits", "ood"])
+        return 0
+    if a.data_cmd == "show":
+        print(json.dumps(D.show_dataset(a.name, a.data_root), indent=2, default=str))
+        return 0
+    if a.data_cmd == "import":
+        if a.name == "nnunet":
+            out = D.import_nnunet(a.src, a.dest)
+        elif a.name == "decathlon":
+            out = D.import_decathlon_json(a.src, a.dest, base_dir=a.base_dir)
+        else:
+            out = D.import_dataset(a.name, a.src, a.dest)
+        print(f"imported into {out}")
+        return 0
+    if a.data_cmd == "export-nnunet":
+        print(f"exported to {D.export_nnunet(a.src, a.dest, a.id, a.name)}")
+        return 0
+    if a.data_cmd == "split":
+        extra = [f"data.dataset={a.name}"] if a.name else []
+        if a.budget is not None:
+            extra.append(f"data.budget={a.budget}")
+        if a.seed is not None:
+            extra.append(f"train.seed={a.seed}")
+        cfg = _load_cfg(a, extra)
+        split = D.split_for_config(cfg.data, seed=cfg.train.seed)
+        if a.out:
+            split.save(a.out)
+            print(f"train {len(split.train)}, val {len(split.val)}, test {len(split.test)} → {a.out}")
+        else:
+            print(split.to_json())
+        return 0
+    if a.data_cmd == "synthetic":
+        print(D.make_synthetic(a.dest, n=a.n, size=a.size, seed=a.seed, ood=a.ood))
+        return 0
+    build_parser().parse_args(["data", "--help"])
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    if a.version:
+        from scarce import __version__
+
+        print(__version__)
+        return 0
+    from scarce.config import ConfigError
+    from scarce.data.types import DataError
+
+    try:
+        return _dispatch(a)
+    except (DataError, ConfigError, KeyError, FileNotFoundError, FileExistsError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        print(f"scarce: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("scarce: interrupted (a run resumes with --resume / re-running the grid)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
