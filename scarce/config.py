@@ -220,6 +220,11 @@ def parse_overrides(sets: Sequence[str] | None) -> dict[str, Any]:
             value = yaml.safe_load(raw) if raw.strip() != "" else ""
         except yaml.YAMLError:
             value = raw
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
+            try:
+                value = float(value) if any(c in value.lower() for c in ".e") else value
+            except ValueError:
+                pass
         node = out
         parts = key.split(".")
         for p in parts[:-1]:

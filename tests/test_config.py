@@ -1,0 +1,58 @@
+import pytest
+
+from scarce.config import ConfigError, load_config, parse_overrides, save_config, load_yaml, from_dict, RunConfig, preset_names
+from scarce.registry import Registry, look_up
+
+
+def test_overrides_parse_yaml_values():
+    d = parse_overrides(["train.iterations=50", "data.test_sets=[ph2, dermis]", "train.progress=false", "a.b.c=1e-3"])
+    assert d["train"]["iterations"] == 50
+    assert d["data"]["test_sets"] == ["ph2", "dermis"]
+    assert d["train"]["progress"] is False
+    assert d["a"]["b"]["c"] == pytest.approx(1e-3)
+
+
+def test_order_defaults_preset_file_set(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("train: {iterations: 77, batch_size: 3}\nmethod: {name: supervised, augment: flip}\n")
+    cfg = load_config(f, ["train.batch_size=5"], preset="paper")
+    assert cfg.train.iterations == 77          # file beats preset
+    assert cfg.train.batch_size == 5           # --set beats file
+    assert cfg.train.optim.name == "rmsprop"   # preset beats defaults
+    assert cfg.train.optim.lr == pytest.approx(1e-5)
+    assert cfg.method == {"name": "supervised", "augment": "flip"}
+
+
+def test_unknown_key_did_you_mean():
+    with pytest.raises(ConfigError, match="Did you mean 'iterations'"):
+        load_config(sets=["train.iteratons=5"])
+    with pytest.raises(ConfigError, match="expects an integer"):
+        load_config(sets=["train.iterations=abc"])
+    with pytest.raises(ValueError, match="Did you mean 'paper'"):
+        load_config(preset="papr")
+
+
+def test_roundtrip(tmp_path):
+    cfg = load_config(sets=["train.iterations=12", "model.name=deeplabv3"])
+    save_config(cfg, tmp_path / "config.yaml")
+    again = from_dict(RunConfig, load_yaml(tmp_path / "config.yaml"))
+    assert again == cfg
+    assert set(preset_names()) >= {"cpu", "paper"}
+
+
+def test_registry_did_you_mean():
+    r = Registry("thing")
+    r.register("unet", 1)
+    r.register("deeplabv3", 2)
+    assert r.get("UNet") == 1
+    with pytest.raises(KeyError, match="Did you mean 'unet'"):
+        r.get("unte")
+    with pytest.raises(ValueError, match="Did you mean 'combine'"):
+        look_up("combin", ("none", "combine"), "augmentation")
+
+
+def test_import_scarce_is_lazy():
+    import subprocess, sys
+
+    code = "import sys, scarce; assert 'torch' not in sys.modules, 'import scarce imported torch'"
+    subprocess.run([sys.executable, "-c", code], check=True)
