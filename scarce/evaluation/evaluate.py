@@ -1,0 +1,314 @@
+"""Evaluate a segmentation model on test sets, scoring at each image's original mask resolution.
+
+Why original resolution: published numbers (ISIC, the paper) are computed on the full-size
+masks; scoring at the training size S would reward blurry boundaries. The model predicts at
+size S, its class **probabilities** are upsampled bilinearly to the original H×W (smoother than
+upsampling hard labels) and only then thresholded (binary) or arg-maxed (multi-class).
+
+Files written per test set (``out_dir``):
+
+* ``per_image.csv`` — ``stem, dice, jaccard, jaccard_t, accuracy, sensitivity, specificity``
+  (+ ``dice_<class>``, ``jaccard_<class>`` for multi-class), one row per image.
+* ``predictions/<stem>.png`` — 8-bit masks at original resolution. Binary: 0 / 255.
+  Multi-class: the label ids 0..K-1 themselves (readable back as a mask by the data layer).
+  Stems starting with ``ISIC_`` are saved as ``<stem>_segmentation.png`` so the folder can be
+  scored directly by the official ``isic-challenge-scoring`` package.
+* ``overlays/<stem>.png`` — ``overlays`` evenly spaced images: [image | image with ground-truth
+  contour in green and predicted contour in red], at most 512 px high/wide.
+
+:func:`evaluate_sets` adds ``metrics.json`` (``{set: {dice_mean, dice_std, ..., n}}``) and
+``summary.txt``. Every file is written atomically (``scarce.utils.io``).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from scarce.data.types import SegData
+from scarce.evaluation.metrics import METRICS, aggregate, image_metrics
+from scarce.losses import class_probs
+from scarce.utils.io import atomic_save_png, atomic_write_json, atomic_write_text
+
+OVERLAY_MAX_SIDE = 512
+
+
+def _device(model: torch.nn.Module, device: str | torch.device | None) -> torch.device:
+    if device is None:
+        p = next(iter(model.parameters()), None)
+        return p.device if p is not None else torch.device("cpu")
+    if isinstance(device, str) and device == "auto":
+        from scarce.utils.seed import resolve_device
+
+        return resolve_device(device)
+    return torch.device(device)
+
+
+@torch.no_grad()
+def predict_probs(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 16,
+                  device: str | torch.device | None = None) -> torch.Tensor:
+    """Class probabilities of ``images`` (N×C×S×S) → N×K×S×S float32 on the CPU.
+
+    Runs in eval mode without gradients, in batches of ``batch_size``; the model's previous
+    train/eval mode is restored afterwards. ``device=None`` uses the model's own device.
+    """
+    dev = _device(model, device)
+    was_training = model.training
+    model.eval()
+    try:
+        out = []
+        for start in range(0, int(images.shape[0]), max(1, batch_size)):
+            x = images[start:start + batch_size].to(dev, dtype=torch.float32)
+            out.append(class_probs(model(x).float()).cpu())
+        if not out:
+            return torch.zeros((0, 0, *images.shape[2:]), dtype=torch.float32)
+        return torch.cat(out)
+    finally:
+        model.train(was_training)
+
+
+def _labels_from_probs(probs: torch.Tensor, threshold: float) -> torch.Tensor:
+    """K×H×W probabilities → H×W int64 labels (K = 2: foreground > threshold; else argmax)."""
+    if probs.shape[0] == 2:
+        return (probs[1] > threshold).long()
+    return probs.argmax(dim=0)
+
+
+def _upsampled_labels(probs: torch.Tensor, size: tuple[int, int], threshold: float) -> np.ndarray:
+    """K×S×S probabilities → bilinear to ``size`` (H, W) → H×W uint8 labels."""
+    if tuple(probs.shape[1:]) != tuple(size):
+        src = probs[1:2] if probs.shape[0] == 2 else probs  # binary: only p(fg) is needed
+        up = F.interpolate(src[None], size=size, mode="bilinear", align_corners=False)[0]
+        if probs.shape[0] == 2:
+            return (up[0] > threshold).numpy().astype(np.uint8)
+        return up.argmax(dim=0).numpy().astype(np.uint8)
+    return _labels_from_probs(probs, threshold).numpy().astype(np.uint8)
+
+
+def prediction_filename(stem: str) -> str:
+    """PNG name of a predicted mask: ``<stem>_segmentation.png`` for ISIC stems, else ``<stem>.png``."""
+    return f"{stem}_segmentation.png" if stem.startswith("ISIC_") else f"{stem}.png"
+
+
+def _mask_png(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    if num_classes == 2:
+        return (labels > 0).astype(np.uint8) * 255
+    return labels.astype(np.uint8)
+
+
+# --------------------------------------------------------------------------- overlays
+
+def _boundary(mask: np.ndarray) -> np.ndarray:
+    """H×W bool: foreground pixels with a 4-neighbour of another label, dilated to 2 px."""
+    m = mask.astype(np.int64)
+    edge = np.zeros(m.shape, dtype=bool)
+    edge[1:, :] |= m[1:, :] != m[:-1, :]
+    edge[:-1, :] |= m[:-1, :] != m[1:, :]
+    edge[:, 1:] |= m[:, 1:] != m[:, :-1]
+    edge[:, :-1] |= m[:, :-1] != m[:, 1:]
+    edge &= m > 0
+    thick = edge.copy()
+    thick[1:, :] |= edge[:-1, :]
+    thick[:, 1:] |= edge[:, :-1]
+    return thick
+
+
+def _resize_nearest(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    from PIL import Image
+
+    if mask.shape == size:
+        return mask
+    return np.asarray(Image.fromarray(mask.astype(np.uint8)).resize((size[1], size[0]), Image.NEAREST))
+
+
+def overlay_image(image: torch.Tensor, gt: np.ndarray, pred: np.ndarray,
+                  max_side: int = OVERLAY_MAX_SIDE) -> np.ndarray:
+    """Picture [image | image + GT contour (green) + predicted contour (red)] as H×2W×3 uint8.
+
+    ``image`` is the C×S×S tensor in [0, 1] (C = 1 or 3); ``gt``/``pred`` are H×W label arrays
+    at original resolution. The picture has the original aspect ratio, longest side ≤ ``max_side``.
+    """
+    h, w = gt.shape
+    scale = min(1.0, max_side / max(h, w))
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    img = image.detach().float().cpu()
+    if img.shape[0] == 1:
+        img = img.expand(3, -1, -1)
+    elif img.shape[0] != 3:
+        img = img[:1].expand(3, -1, -1)
+    img = F.interpolate(img[None], size=size, mode="bilinear", align_corners=False)[0]
+    rgb = (img.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    over = rgb.copy()
+    over[_boundary(_resize_nearest(gt, size))] = (0, 255, 0)
+    over[_boundary(_resize_nearest(pred, size))] = (255, 0, 0)
+    return np.concatenate([rgb, over], axis=1)
+
+
+def _overlay_indices(n: int, count: int) -> set[int]:
+    if count <= 0 or n == 0:
+        return set()
+    if count >= n:
+        return set(range(n))
+    return {int(round(i)) for i in np.linspace(0, n - 1, count)}
+
+
+# --------------------------------------------------------------------------- evaluation
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else f"{v:.6f}"
+    return str(v)
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    fieldnames: list[str] = []
+    for r in rows:
+        fieldnames.extend(k for k in r if k not in fieldnames)
+    if not fieldnames:
+        fieldnames = ["stem", *METRICS]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fieldnames, lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: _fmt(v) for k, v in r.items()})
+    atomic_write_text(path, buf.getvalue())
+
+
+def evaluate_set(model: torch.nn.Module, data: SegData, num_classes: int,
+                 out_dir: str | Path | None = None, threshold: float = 0.5,
+                 save_predictions: bool = True, overlays: int = 6, iou_threshold: float = 0.65,
+                 device: str | torch.device | None = None, batch_size: int = 16,
+                 class_names: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """Score ``model`` on every image of ``data`` at its original mask resolution.
+
+    Predicts at the training size S (``data.images`` N×C×S×S), upsamples the N×K×S×S
+    probabilities bilinearly to each ``data.orig_masks[i]`` (H_i×W_i; falls back to
+    ``data.masks`` at S×S when ``orig_masks`` is None), thresholds / arg-maxes there and scores.
+
+    Returns one row per image: ``{stem, dice, jaccard, jaccard_t, accuracy, sensitivity,
+    specificity}`` (+ ``dice_<class>``/``jaccard_<class>`` when K > 2; class names from
+    ``class_names`` or ``c1..``). With ``out_dir`` also writes ``per_image.csv``,
+    ``predictions/`` (if ``save_predictions``) and ``overlays/`` (see module docstring).
+    """
+    out = Path(out_dir) if out_dir is not None else None
+    n = len(data)
+    gts = data.orig_masks if data.orig_masks is not None else [m.numpy().astype(np.uint8) for m in data.masks]
+    if len(gts) != n:
+        raise ValueError(f"test set {data.name!r}: {len(gts)} original masks for {n} images")
+    stems = data.stems if len(data.stems) == n else [f"{i:05d}" for i in range(n)]
+    show = _overlay_indices(n, overlays) if out is not None else set()
+    per_class = num_classes > 2
+    rows: list[dict[str, Any]] = []
+    for start in range(0, n, max(1, batch_size)):
+        probs = predict_probs(model, data.images[start:start + batch_size], batch_size, device)
+        for j in range(probs.shape[0]):
+            i = start + j
+            gt = np.asarray(gts[i])
+            pred = _upsampled_labels(probs[j], tuple(gt.shape), threshold)
+            row: dict[str, Any] = {"stem": stems[i]}
+            row.update(image_metrics(pred, gt, num_classes, iou_threshold, per_class, class_names))
+            rows.append(row)
+            if out is None:
+                continue
+            if save_predictions:
+                atomic_save_png(out / "predictions" / prediction_filename(stems[i]), _mask_png(pred, num_classes))
+            if i in show:
+                atomic_save_png(out / "overlays" / f"{stems[i]}.png", overlay_image(data.images[i], gt, pred))
+    if out is not None:
+        _write_csv(out / "per_image.csv", rows)
+    return rows
+
+
+def _json_safe(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return None if math.isnan(float(obj)) else float(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def format_summary(metrics: Mapping[str, Mapping[str, Any]], primary_metric: str = "dice") -> list[str]:
+    """One line per test set, e.g. ``isic2018   jaccard 0.812 ± 0.120  dice 0.880 ± 0.090  (n=100)``."""
+    keys = [primary_metric] + [k for k in ("dice", "jaccard", "jaccard_t") if k != primary_metric]
+    width = max((len(s) for s in metrics), default=0)
+    lines = []
+    for name, m in metrics.items():
+        parts = []
+        for k in keys:
+            mean, std = m.get(f"{k}_mean"), m.get(f"{k}_std")
+            if mean is None:
+                continue
+            parts.append(f"{k} {mean:.3f} ± {std:.3f}" if std is not None else f"{k} {mean:.3f}")
+        lines.append(f"{name:<{width}}  " + "  ".join(parts) + f"  (n={m.get('n', 0)})")
+    return lines
+
+
+def evaluate_sets(model: torch.nn.Module, tests: Mapping[str, SegData], num_classes: int,
+                  out_dir: str | Path | None, primary_metric: str = "dice", threshold: float = 0.5,
+                  save_predictions: bool = True, overlays: int = 6, iou_threshold: float = 0.65,
+                  device: str | torch.device | None = None, batch_size: int = 16,
+                  class_names: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Evaluate the ID and OOD test sets in one call (see :func:`evaluate_set`).
+
+    Returns ``{set: {dice_mean, dice_std, jaccard_mean, jaccard_std, jaccard_t_mean, ...,
+    n}}`` in the order of ``tests`` (std over images, ddof 0; NaN → null in JSON). With
+    ``out_dir`` writes ``out_dir/<set>/…`` per set, ``out_dir/metrics.json`` and
+    ``out_dir/summary.txt`` (:func:`format_summary` lines, primary metric first).
+    """
+    out = Path(out_dir) if out_dir is not None else None
+    results: dict[str, dict[str, Any]] = {}
+    for name, data in tests.items():
+        rows = evaluate_set(model, data, num_classes, None if out is None else out / name, threshold,
+                            save_predictions, overlays, iou_threshold, device, batch_size, class_names)
+        results[name] = _json_safe(aggregate(rows))
+    if out is not None:
+        atomic_write_json(out / "metrics.json", results)
+        atomic_write_text(out / "summary.txt", "\n".join(format_summary(results, primary_metric)) + "\n")
+    return results
+
+
+@torch.no_grad()
+def validate(model: torch.nn.Module, data: SegData, metric: str = "dice", threshold: float = 0.5,
+             batch_size: int = 16, device: str | torch.device | None = None,
+             iou_threshold: float = 0.65) -> float:
+    """Fast validation score: mean per-image ``metric`` at training resolution S.
+
+    ``metric`` is ``dice`` | ``jaccard`` | ``jaccard_t`` (foreground-class mean per image,
+    empty GT and prediction = 1.0, as :mod:`scarce.evaluation.metrics`). Compares against
+    ``data.masks`` (N×S×S) — no upsampling — so the trainer can call it every k iterations.
+    """
+    if metric not in ("dice", "jaccard", "jaccard_t"):
+        raise ValueError(f"validation metric must be 'dice', 'jaccard' or 'jaccard_t', got {metric!r}")
+    n = len(data)
+    if n == 0:
+        return float("nan")
+    k = data.num_classes
+    scores = []
+    for start in range(0, n, max(1, batch_size)):
+        probs = predict_probs(model, data.images[start:start + batch_size], batch_size, device)
+        pred = (probs[:, 1] > threshold).long() if probs.shape[1] == 2 else probs.argmax(dim=1)
+        gt = data.masks[start:start + batch_size].long()
+        p1 = F.one_hot(pred, k).flatten(1, 2)[..., 1:].sum(1).double()  # B×(K-1) |A|
+        g1 = F.one_hot(gt, k).flatten(1, 2)[..., 1:].sum(1).double()  # B×(K-1) |B|
+        inter = F.one_hot(torch.where(pred == gt, pred, torch.zeros_like(pred)), k).flatten(1, 2)[..., 1:].sum(1).double()
+        total = p1 + g1
+        if metric == "dice":
+            s = torch.where(total > 0, 2 * inter / total.clamp_min(1), torch.ones_like(total))
+        else:
+            union = total - inter
+            s = torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
+        s = s.mean(dim=1)
+        if metric == "jaccard_t":
+            s = torch.where(s >= iou_threshold, s, torch.zeros_like(s))
+        scores.append(s)
+    return float(torch.cat(scores).mean())

@@ -1,0 +1,24 @@
+"""Reports layer: results tables, figures and the Markdown report built from run folders.
+
+Reads only files (``config.yaml``, ``metrics.json``, ``log.csv``); imports ``scarce.evaluation``
+but never ``scarce.methods``. pandas/matplotlib are imported when first used.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_NAMES = {
+    "collect_runs": "tables", "results_table": "tables", "summarize": "tables", "row_label": "tables",
+    "format_cell": "tables", "to_markdown": "tables",
+    "sample_efficiency_plot": "plots", "bar_plot": "plots", "curves_plot": "plots",
+    "write_report": "report", "primary_metric": "report",
+}
+
+__all__ = sorted(_NAMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _NAMES:
+        return getattr(importlib.import_module(f"scarce.reports.{_NAMES[name]}"), name)
+    raise AttributeError(f"module 'scarce.reports' has no attribute {name!r}")

@@ -1,0 +1,123 @@
+"""One-call results report of a folder of runs: ``results.md`` + ``results.csv`` + PNGs.
+
+Why: experiments write one self-describing folder per run; the report is rebuilt from those
+files alone (``config.yaml``, ``metrics.json``, optionally ``log.csv``) — no images or models
+are read — and is deterministic (sorted inputs, no timestamps), so it can be committed and
+diffed.
+
+Output (``out_dir``):
+
+* ``results.md`` — per dataset: the primary-metric table (mean ± std over seeds, best per
+  column in bold; for Jaccard tasks also the ISIC thresholded Jaccard) and its figure.
+* ``results.csv`` — long table: dataset, row, budget, test_set, n_seeds, ``<metric>_mean``,
+  ``<metric>_std`` for every metric found.
+* ``<dataset>_<metric>.md`` / ``.csv`` — each table on its own.
+* ``<dataset>_<metric>_sample_efficiency.png`` (several budgets) or ``<dataset>_<metric>_bars.png``
+  (one budget); with ``curves=True`` also ``curves/<run>.png`` from each run's ``log.csv``.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from scarce.evaluation.metrics import METRICS
+from scarce.reports.plots import bar_plot, curves_plot, sample_efficiency_plot
+from scarce.reports.tables import collect_runs, metric_names, results_table, summarize, to_markdown
+from scarce.utils.io import atomic_write_text
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def primary_metric(dataset: str, df: "pd.DataFrame | None" = None) -> str:
+    """The dataset's primary metric from the data registry (``jaccard`` for skin, else ``dice``).
+
+    Falls back to ``dice`` for unregistered datasets, and to the first metric present in ``df``
+    when the chosen one was not recorded.
+    """
+    metric = "dice"
+    try:
+        from scarce.data.registry import DATASETS  # type: ignore[import-not-found]
+
+        metric = str(DATASETS.get(dataset).metric)
+    except Exception:  # unregistered folder or data registry unavailable
+        pass
+    if df is not None and f"{metric}_mean" not in df.columns:
+        present = metric_names(df)
+        if present:
+            metric = present[0]
+    return metric
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "run"
+
+
+def write_report(runs_root: str | Path, out_dir: str | Path, metric: str | None = None,
+                 curves: bool = False) -> Path:
+    """Build the report of every finished run under ``runs_root`` into ``out_dir``.
+
+    ``metric`` forces one metric for every dataset (default: each dataset's primary metric,
+    :func:`primary_metric`). Returns the path of ``results.md``.
+    """
+    out = Path(out_dir)
+    df = collect_runs(runs_root)
+    lines = ["# Results", ""]
+    if df.empty:
+        lines += [f"No finished runs (config.yaml + metrics.json) under `{runs_root}`.", ""]
+        atomic_write_text(out / "results.csv", "dataset,row,budget,test_set,n_seeds\n")
+        atomic_write_text(out / "results.md", "\n".join(lines))
+        return out / "results.md"
+
+    datasets = sorted(df["dataset"].unique().tolist())
+    n_runs = df["run"].nunique()
+    lines += [
+        f"{n_runs} runs from `{Path(runs_root).as_posix()}`; datasets: {', '.join(datasets)}.",
+        "",
+        "Cells: mean ± std over seeds (sample std; a single seed shows the mean only) of each "
+        "run's mean per-image score at original mask resolution. Columns: `<test set> @ <labelled "
+        "images>`; the first test set is in-distribution, the others out-of-distribution. Best "
+        "per column in **bold**.",
+        "",
+    ]
+    for ds in datasets:
+        sub = df[df["dataset"] == ds]
+        m = metric or primary_metric(ds, sub)
+        shown = [m] + (["jaccard_t"] if m == "jaccard" and metric is None and "jaccard_t_mean" in sub else [])
+        for k, mk in enumerate(shown):
+            stem = f"{_slug(ds)}_{mk}"
+            results_table(sub, mk, out_md=out / f"{stem}.md", out_csv=out / f"{stem}.csv")
+            title = {"dice": "Dice", "jaccard": "Jaccard", "jaccard_t": "thresholded Jaccard (ISIC 2018)"}.get(mk, mk)
+            lines += [f"## {ds} — {title}" if k == 0 else f"### {ds} — {title}", ""]
+            lines.append((out / f"{stem}.md").read_text().rstrip("\n"))
+            lines.append("")
+            if k == 0:
+                if sub["budget"].nunique(dropna=True) > 1:
+                    png = f"{stem}_sample_efficiency.png"
+                    sample_efficiency_plot(sub, mk, out / png)
+                    lines += [f"![{ds} sample efficiency]({png})", ""]
+                else:
+                    png = f"{stem}_bars.png"
+                    bar_plot(sub, mk, "row", out / png)
+                    lines += [f"![{ds} {mk}]({png})", ""]
+    if curves:
+        runs_with_logs = [r for r in sorted(df["run"].unique()) if (Path(runs_root) / r / "log.csv").is_file()]
+        if runs_with_logs:
+            lines += ["## Training curves", ""]
+            for r in runs_with_logs:
+                png = f"curves/{_slug(r)}.png"
+                curves_plot(Path(runs_root) / r / "log.csv", out / png)
+                lines.append(f"- `{r}`: ![curves]({png})")
+            lines.append("")
+
+    present = metric_names(df)
+    ordered = [m for m in METRICS if m in present] + [m for m in present if m not in METRICS]
+    summary = summarize(df, ordered)
+    atomic_write_text(out / "results.csv", summary.to_csv(index=False, float_format="%.6f"))
+    lines += ["All metrics per run group: [results.csv](results.csv).", ""]
+    atomic_write_text(out / "results.md", "\n".join(lines))
+    return out / "results.md"
+
+
+__all__ = ["primary_metric", "write_report", "to_markdown"]

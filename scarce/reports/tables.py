@@ -1,0 +1,245 @@
+"""Collect finished runs into a DataFrame and render paper-style results tables.
+
+Why from files: every run folder is self-describing (``config.yaml`` + ``metrics.json``), so
+a report can be rebuilt at any time from a folder of runs, without re-reading images or models.
+
+Run folder layout read here (anything else is ignored):
+
+* ``config.yaml`` — keys ``data.dataset``, ``data.budget``, ``train.seed``, ``model.name``,
+  ``method.name``, optionally ``method.augment`` and a top-level display label ``row``
+  (alias ``label``).
+* ``metrics.json`` — ``{test_set: {dice_mean, dice_std, jaccard_mean, ..., n}}`` as written
+  by :func:`scarce.evaluation.evaluate.evaluate_sets`; looked up in the run folder, then in
+  its ``eval/`` sub-folder. Runs without it (unfinished) are skipped.
+
+Std conventions: a run's ``*_std`` is over test images; tables report mean ± **sample** std
+(ddof 1) of the per-run means over seeds (the run-to-run variability the paper reports).
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+
+import yaml
+
+from scarce.utils.io import atomic_write_text
+
+if TYPE_CHECKING:  # pandas is imported inside the functions (optional heavy dependency)
+    import pandas as pd
+
+METRICS_FILES = ("metrics.json", "eval/metrics.json")
+KEY_COLUMNS = ["run", "dataset", "budget", "seed", "model", "method", "augment", "row", "test_set", "test_index"]
+
+
+def _get(cfg: Mapping[str, Any], dotted: str, default: Any = None) -> Any:
+    node: Any = cfg
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
+def row_label(cfg: Mapping[str, Any]) -> str:
+    """Display label of a run: its ``row``/``label`` key, else ``<method>[+<augment>]-<model>``.
+
+    e.g. ``supervised-unet``, ``supervised+standard-unet``, ``combine-deeplabv3``.
+    """
+    explicit = cfg.get("row") or cfg.get("label")
+    if explicit:
+        return str(explicit)
+    method = str(_get(cfg, "method.name", "unknown"))
+    augment = _get(cfg, "method.augment")
+    model = str(_get(cfg, "model.name", "unknown"))
+    if augment not in (None, False, "", "none", "None"):
+        method = f"{method}+{augment}"
+    return f"{method}-{model}"
+
+
+def _find_metrics(run_dir: Path) -> Path | None:
+    for name in METRICS_FILES:
+        p = run_dir / name
+        if p.is_file():
+            return p
+    return None
+
+
+def collect_runs(runs_root: str | Path) -> "pd.DataFrame":
+    """One row per (run, test set) found under ``runs_root`` (searched recursively).
+
+    Columns: ``run`` (folder relative to ``runs_root``), ``dataset``, ``budget``, ``seed``,
+    ``model``, ``method``, ``augment``, ``row`` (display label, :func:`row_label`),
+    ``test_set``, ``test_index`` (position in ``metrics.json``: 0 = ID set) and every numeric
+    field of the test set's metrics (``dice_mean``, ``dice_std``, ..., ``n``). Sorted by run path.
+    """
+    import pandas as pd
+
+    root = Path(runs_root)
+    records: list[dict[str, Any]] = []
+    for cfg_path in sorted(root.rglob("config.yaml")):
+        run_dir = cfg_path.parent
+        metrics_path = _find_metrics(run_dir)
+        if metrics_path is None:
+            continue
+        cfg = yaml.safe_load(cfg_path.read_text()) or {}
+        metrics = json.loads(metrics_path.read_text())
+        if not isinstance(cfg, dict) or not isinstance(metrics, dict):
+            continue
+        base = {
+            "run": run_dir.relative_to(root).as_posix() if run_dir != root else ".",
+            "dataset": str(_get(cfg, "data.dataset", "unknown")),
+            "budget": _int_or_none(_get(cfg, "data.budget")),
+            "seed": _int_or_none(_get(cfg, "train.seed")),
+            "model": str(_get(cfg, "model.name", "unknown")),
+            "method": str(_get(cfg, "method.name", "unknown")),
+            "augment": _get(cfg, "method.augment"),
+            "row": row_label(cfg),
+        }
+        for idx, (test_set, values) in enumerate(metrics.items()):
+            if not isinstance(values, Mapping):
+                continue
+            rec = dict(base, test_set=str(test_set), test_index=idx)
+            for k, v in values.items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                    rec[k] = float(v)
+                elif v is None:
+                    rec[k] = float("nan")
+            records.append(rec)
+    df = pd.DataFrame.from_records(records)
+    if df.empty:
+        return pd.DataFrame(columns=KEY_COLUMNS)
+    return df.sort_values(["run", "test_index"], kind="stable").reset_index(drop=True)
+
+
+def _int_or_none(v: Any) -> int | None:
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def metric_names(df: "pd.DataFrame") -> list[str]:
+    """Metric names present in ``df`` (``dice`` for a ``dice_mean`` column), in column order."""
+    return [c[: -len("_mean")] for c in df.columns if c.endswith("_mean")]
+
+
+def ordered_test_sets(df: "pd.DataFrame") -> list[str]:
+    """Test sets ordered ID first, then OOD (by their position in ``metrics.json``), then name."""
+    if df.empty:
+        return []
+    order = df.groupby("test_set")["test_index"].min().reset_index()
+    order = order.sort_values(["test_index", "test_set"], kind="stable")
+    return order["test_set"].tolist()
+
+
+def summarize(df: "pd.DataFrame", metrics: Sequence[str] | None = None) -> "pd.DataFrame":
+    """Seed statistics per (dataset, row, budget, test_set): ``n_seeds``, ``<m>_mean``, ``<m>_std``.
+
+    ``<m>_mean`` is the mean over seeds of each run's mean; ``<m>_std`` their sample std
+    (ddof 1; NaN with one seed). Duplicate runs of the same seed keep the last by run path.
+    """
+    import pandas as pd
+
+    keys = ["dataset", "row", "budget", "test_set"]
+    if df.empty:
+        return pd.DataFrame(columns=[*keys, "n_seeds"])
+    metrics = list(metrics) if metrics is not None else metric_names(df)
+    d = df.drop_duplicates(subset=[*keys, "seed"], keep="last")
+    order = {t: i for i, t in enumerate(ordered_test_sets(d))}
+    out = []
+    for key, g in d.groupby(keys, sort=True, dropna=False):
+        rec: dict[str, Any] = dict(zip(keys, key))
+        rec["n_seeds"] = int(len(g))
+        for m in metrics:
+            col = f"{m}_mean"
+            vals = g[col].dropna() if col in g else pd.Series(dtype=float)
+            rec[f"{m}_mean"] = float(vals.mean()) if len(vals) else float("nan")
+            rec[f"{m}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else float("nan")
+        out.append(rec)
+    res = pd.DataFrame.from_records(out)
+    res["_t"] = res["test_set"].map(order)
+    res = res.sort_values(["dataset", "row", "budget", "_t"], kind="stable").drop(columns="_t")
+    return res.reset_index(drop=True)
+
+
+def format_cell(mean: float, std: float, decimals: int = 3) -> str:
+    """``0.812 ± 0.015`` (only the mean when std is NaN, i.e. one seed; empty when no data)."""
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return ""
+    if std is None or (isinstance(std, float) and math.isnan(std)):
+        return f"{mean:.{decimals}f}"
+    return f"{mean:.{decimals}f} ± {std:.{decimals}f}"
+
+
+def column_label(test_set: str, budget: Any) -> str:
+    """Flat column name of a results table: ``<test set> @ <budget>``."""
+    return f"{test_set} @ {budget}"
+
+
+def results_table(df: "pd.DataFrame", metric: str, out_md: str | Path | None = None,
+                  out_csv: str | Path | None = None, decimals: int = 3,
+                  rows: Sequence[str] | None = None, test_sets: Sequence[str] | None = None,
+                  budgets: Iterable[int] | None = None, dataset: str | None = None) -> "pd.DataFrame":
+    """Paper-style table of ``metric``: rows = method-backbone labels, columns = test sets per budget.
+
+    ``df`` is :func:`collect_runs` output. Cells are ``mean ± std`` over seeds with ``decimals``
+    places (string DataFrame, index ``row``, columns ``<test set> @ <budget>``, budgets
+    ascending, ID test set first). ``out_md`` gets a Markdown table with the best mean of each
+    column in **bold** (all ties at the shown precision); ``out_csv`` the same cells, unbolded.
+    ``rows``/``test_sets``/``budgets``/``dataset`` select and order subsets.
+    """
+    import pandas as pd
+
+    if dataset is not None:
+        df = df[df["dataset"] == dataset]
+    if test_sets is not None:
+        df = df[df["test_set"].isin(list(test_sets))]
+    if budgets is not None:
+        df = df[df["budget"].isin(list(budgets))]
+    if rows is not None:
+        df = df[df["row"].isin(list(rows))]
+    summary = summarize(df, [metric])
+    row_order = list(rows) if rows is not None else sorted(summary["row"].unique().tolist()) if len(summary) else []
+    sets = list(test_sets) if test_sets is not None else ordered_test_sets(df)
+    budget_order = sorted(b for b in summary["budget"].unique().tolist()) if len(summary) else []
+    cells: dict[str, dict[str, str]] = {}
+    best: dict[str, set[str]] = {}
+    for b in budget_order:
+        for t in sets:
+            sub = summary[(summary["budget"] == b) & (summary["test_set"] == t)]
+            if sub.empty:
+                continue
+            col = column_label(t, b)
+            cells[col] = {}
+            rounded: dict[str, float] = {}
+            for _, r in sub.iterrows():
+                mean, std = r[f"{metric}_mean"], r[f"{metric}_std"]
+                cells[col][r["row"]] = format_cell(mean, std, decimals)
+                if not math.isnan(mean):
+                    rounded[r["row"]] = round(float(mean), decimals)
+            if rounded:
+                top = max(rounded.values())
+                best[col] = {k for k, v in rounded.items() if v == top}
+    table = pd.DataFrame({c: [cells[c].get(r, "") for r in row_order] for c in cells},
+                         index=pd.Index(row_order, name="row"))
+    if out_csv is not None:
+        atomic_write_text(out_csv, table.to_csv())
+    if out_md is not None:
+        atomic_write_text(out_md, to_markdown(table, best))
+    return table
+
+
+def to_markdown(table: "pd.DataFrame", bold: Mapping[str, set[str]] | None = None) -> str:
+    """Markdown of a string table (index as first column); ``bold[col]`` = row labels to bold."""
+    bold = bold or {}
+    header = [str(table.index.name or "")] + [str(c) for c in table.columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + [":---:"] * len(table.columns)) + "|"]
+    for label, r in table.iterrows():
+        cells = [str(label)]
+        for c in table.columns:
+            v = str(r[c])
+            cells.append(f"**{v}**" if v and label in bold.get(c, set()) else v)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
