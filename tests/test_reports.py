@@ -110,6 +110,18 @@ def test_row_labels(tmp_path):
     assert table.loc["Ours", "id @ 40"] == "0.500"  # one seed → mean only
 
 
+def test_collect_api_result_format(tmp_path):
+    """scarce.api.train_run writes {best_val, ..., tests: {set: metrics}} as run_dir/metrics.json."""
+    result = {"run_dir": "x", "best_val": 0.9, "best_step": 300, "steps": 400, "stopped_early": False,
+              "tests": {"id": {"dice_mean": 0.8, "dice_std": 0.1, "n": 10},
+                        "ood": {"dice_mean": 0.6, "dice_std": None, "n": 5}}}
+    write_run(tmp_path / "r", "supervised", "unet", 40, 0, result)
+    df = collect_runs(tmp_path)
+    assert df["test_set"].tolist() == ["id", "ood"]
+    assert df["best_val"].tolist() == [0.9, 0.9] and df["dice_mean"].tolist() == [0.8, 0.6]
+    assert np.isnan(df["dice_std"].iloc[1])
+
+
 def test_plots_written(runs, tmp_path):
     df = collect_runs(runs)
     p = sample_efficiency_plot(df, "jaccard", tmp_path / "se.png")
@@ -128,7 +140,8 @@ def test_plots_written(runs, tmp_path):
 
 
 def test_write_report_deterministic(runs, tmp_path):
-    (runs / "supervised-unet" / "b20" / "s0" / "log.csv").write_text("step,loss\n1,1.0\n2,0.5\n")
+    (runs / "supervised-unet" / "b20" / "s0" / "log.csv").write_text(
+        "step,loss,lr,sec_per_step,val_jaccard\n1,1.0,0.001,0.1,\n2,0.5,0.001,0.1,0.7\n")
     out1, out2 = tmp_path / "r1", tmp_path / "r2"
     md = write_report(runs, out1, metric="jaccard", curves=True)
     write_report(runs, out2, metric="jaccard", curves=True)

@@ -142,8 +142,9 @@ def curves_plot(log_csv: str | Path, out_png: str | Path) -> Path:
     """Training curves from a run's ``log.csv``: loss and validation metric (and lr) vs step.
 
     Tolerates missing columns: x is ``step`` (else ``iteration``/``iter``, else the row
-    number); panels are drawn for whichever of ``loss`` (plus other ``*loss*`` columns),
-    ``val_metric`` and ``lr`` exist; validation rows are the non-empty ``val_metric`` entries.
+    number); panels are drawn for whichever of ``*loss*`` columns, ``val_*`` columns (the
+    trainer writes ``val_dice``/``val_jaccard``; ``val_metric`` also works) and ``lr`` exist.
+    Validation points are the non-empty entries (validation runs every k steps only).
     """
     import pandas as pd
 
@@ -154,8 +155,9 @@ def curves_plot(log_csv: str | Path, out_png: str | Path) -> Path:
     panels: list[tuple[str, list[str]]] = []
     if loss_cols:
         panels.append(("loss", loss_cols))
-    if "val_metric" in log.columns:
-        panels.append(("validation metric", ["val_metric"]))
+    val_cols = [c for c in log.columns if str(c).startswith("val_")]  # val_metric / val_dice / val_jaccard
+    if val_cols:
+        panels.append(("validation", val_cols))
     if "lr" in log.columns:
         panels.append(("learning rate", ["lr"]))
     fig, axes = _figure(max(1, len(panels)), width=4.0, height=3.0)
@@ -163,7 +165,7 @@ def curves_plot(log_csv: str | Path, out_png: str | Path) -> Path:
         for c in cols:
             y = pd.to_numeric(log[c], errors="coerce")
             ok = y.notna().to_numpy()
-            ax.plot(x[ok], y[ok], marker="o" if c == "val_metric" else None, markersize=3, label=c)
+            ax.plot(x[ok], y[ok], marker="o" if c in val_cols else None, markersize=3, label=c)
         ax.set_title(title)
         ax.set_xlabel(xcol or "row")
         ax.grid(True, alpha=0.3)

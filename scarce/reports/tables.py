@@ -8,9 +8,11 @@ Run folder layout read here (anything else is ignored):
 * ``config.yaml`` — keys ``data.dataset``, ``data.budget``, ``train.seed``, ``model.name``,
   ``method.name``, optionally ``method.augment`` and a top-level display label ``row``
   (alias ``label``).
-* ``metrics.json`` — ``{test_set: {dice_mean, dice_std, jaccard_mean, ..., n}}`` as written
-  by :func:`scarce.evaluation.evaluate.evaluate_sets`; looked up in the run folder, then in
-  its ``eval/`` sub-folder. Runs without it (unfinished) are skipped.
+* ``metrics.json`` — either the run result written by ``scarce.api.train_run``
+  (``{"best_val", "best_step", ..., "tests": {test_set: {...}}}``) or the plain
+  ``{test_set: {dice_mean, dice_std, jaccard_mean, ..., n}}`` written by
+  :func:`scarce.evaluation.evaluate.evaluate_sets`; looked up in the run folder, then in its
+  ``eval/`` sub-folder. Runs without it (unfinished) are skipped.
 
 Std conventions: a run's ``*_std`` is over test images; tables report mean ± **sample** std
 (ddof 1) of the per-run means over seeds (the run-to-run variability the paper reports).
@@ -72,7 +74,8 @@ def collect_runs(runs_root: str | Path) -> "pd.DataFrame":
     Columns: ``run`` (folder relative to ``runs_root``), ``dataset``, ``budget``, ``seed``,
     ``model``, ``method``, ``augment``, ``row`` (display label, :func:`row_label`),
     ``test_set``, ``test_index`` (position in ``metrics.json``: 0 = ID set) and every numeric
-    field of the test set's metrics (``dice_mean``, ``dice_std``, ..., ``n``). Sorted by run path.
+    field of the test set's metrics (``dice_mean``, ``dice_std``, ..., ``n``), plus numeric
+    run-level fields of an api result (``best_val``, ``best_step``, ``steps``). Sorted by run path.
     """
     import pandas as pd
 
@@ -97,7 +100,9 @@ def collect_runs(runs_root: str | Path) -> "pd.DataFrame":
             "augment": _get(cfg, "method.augment"),
             "row": row_label(cfg),
         }
-        for idx, (test_set, values) in enumerate(metrics.items()):
+        tests, run_level = _split_metrics(metrics)
+        base.update(run_level)
+        for idx, (test_set, values) in enumerate(tests.items()):
             if not isinstance(values, Mapping):
                 continue
             rec = dict(base, test_set=str(test_set), test_index=idx)
@@ -111,6 +116,15 @@ def collect_runs(runs_root: str | Path) -> "pd.DataFrame":
     if df.empty:
         return pd.DataFrame(columns=KEY_COLUMNS)
     return df.sort_values(["run", "test_index"], kind="stable").reset_index(drop=True)
+
+
+def _split_metrics(metrics: Mapping[str, Any]) -> tuple[Mapping[str, Any], dict[str, float]]:
+    """(per-test-set metrics, numeric run-level fields such as ``best_val``/``best_step``)."""
+    if isinstance(metrics.get("tests"), Mapping):
+        run_level = {k: float(v) for k, v in metrics.items()
+                     if k != "tests" and isinstance(v, (int, float)) and not isinstance(v, bool)}
+        return metrics["tests"], run_level
+    return {k: v for k, v in metrics.items() if isinstance(v, Mapping)}, {}
 
 
 def _int_or_none(v: Any) -> int | None:
