@@ -1,0 +1,194 @@
+"""Decode + resize each pair once: an in-memory LRU and an optional on-disk ``.npz`` cache.
+
+Why: runs of one experiment grid (methods × budgets × seeds) load the same images many times;
+decoding JPEGs dominates start-up on 2 cores. The memory cache is keyed by (path, mtime, file
+size, target size, ...), so an edited file is decoded again; the disk cache (``cache_dir``) by
+the SHA-1 of the file bytes, so it survives moves and is shared between processes. Disk entries
+are written atomically (a crash never leaves a half-written entry).
+
+Resizing: images PIL bilinear (antialiased when shrinking) to S×S, masks nearest to S×S.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import threading
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+from scarce.data.folder import read_pair
+from scarce.utils.io import atomic_path
+
+CACHE_VERSION = 1
+MAX_THREADS = 2
+
+
+@dataclass
+class Decoded:
+    image: np.ndarray
+    """C×S×S uint8."""
+    mask: np.ndarray
+    """S×S uint8 label ids."""
+    orig: np.ndarray | None
+    """H×W uint8 label ids at the mask's original resolution (None unless requested)."""
+
+    @property
+    def nbytes(self) -> int:
+        return self.image.nbytes + self.mask.nbytes + (0 if self.orig is None else self.orig.nbytes)
+
+
+def decode_resize(image_path: Path, mask_path: Path, size: int, channels: int,
+                  num_classes: int) -> Decoded:
+    """Decode, validate and resize one pair (no caching). Raises DataError on bad input."""
+    img, labels = read_pair(image_path, mask_path, num_classes, channels)
+    if img.size != (size, size):
+        img = img.resize((size, size), Image.BILINEAR)
+    arr = np.asarray(img, dtype=np.uint8)
+    arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+    if labels.shape != (size, size):
+        small = np.asarray(Image.fromarray(labels).resize((size, size), Image.NEAREST))
+    else:
+        small = labels
+    return Decoded(np.ascontiguousarray(arr), np.ascontiguousarray(small), labels)
+
+
+class DecodeCache:
+    """Thread-safe LRU of decoded pairs (bounded by bytes) plus an optional disk cache."""
+
+    def __init__(self, cache_dir: str | Path | None = None, max_bytes: int = 1 << 30) -> None:
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else None
+        self.max_bytes = max_bytes
+        self._mem: OrderedDict[tuple, Decoded] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.stats = {"decoded": 0, "memory_hits": 0, "disk_hits": 0}
+
+    # ---------------------------------------------------------------- memory
+    @staticmethod
+    def _mem_key(image_path: Path, mask_path: Path, size: int, channels: int,
+                 num_classes: int) -> tuple:
+        si, sm = image_path.stat(), mask_path.stat()
+        return (str(image_path.resolve()), si.st_mtime_ns, si.st_size, str(mask_path.resolve()),
+                sm.st_mtime_ns, sm.st_size, size, channels, num_classes)
+
+    def _mem_get(self, key: tuple, keep_orig: bool) -> Decoded | None:
+        with self._lock:
+            entry = self._mem.get(key)
+            if entry is None or (keep_orig and entry.orig is None):
+                return None
+            self._mem.move_to_end(key)
+            self.stats["memory_hits"] += 1
+            return entry
+
+    def _mem_put(self, key: tuple, entry: Decoded) -> None:
+        with self._lock:
+            old = self._mem.pop(key, None)
+            if old is not None:
+                self._bytes -= old.nbytes
+            self._mem[key] = entry
+            self._bytes += entry.nbytes
+            while self._bytes > self.max_bytes and len(self._mem) > 1:
+                _, ev = self._mem.popitem(last=False)
+                self._bytes -= ev.nbytes
+
+    def clear(self) -> None:
+        with self._lock:
+            self._mem.clear()
+            self._bytes = 0
+
+    # ---------------------------------------------------------------- disk
+    def _disk_path(self, image_path: Path, mask_path: Path, size: int, channels: int,
+                   num_classes: int) -> Path:
+        h = hashlib.sha1()
+        h.update(image_path.read_bytes())
+        h.update(b"\0")
+        h.update(mask_path.read_bytes())
+        h.update(f"|{size}|{channels}|{num_classes}|v{CACHE_VERSION}".encode())
+        digest = h.hexdigest()
+        assert self.cache_dir is not None
+        return self.cache_dir / "decoded" / digest[:2] / f"{digest}.npz"
+
+    @staticmethod
+    def _disk_read(path: Path) -> Decoded | None:
+        try:
+            with np.load(path) as z:
+                return Decoded(z["image"], z["mask"], z["orig"])
+        except Exception:  # missing or damaged entry → decode again
+            return None
+
+    @staticmethod
+    def _disk_write(path: Path, entry: Decoded) -> None:
+        buf = io.BytesIO()
+        np.savez_compressed(buf, image=entry.image, mask=entry.mask, orig=entry.orig)
+        try:
+            with atomic_path(path) as tmp:
+                tmp.write_bytes(buf.getvalue())
+        except OSError:
+            pass  # a read-only / full cache must not fail the run
+
+    # ---------------------------------------------------------------- public
+    def get(self, image_path: str | Path, mask_path: str | Path, size: int, channels: int,
+            num_classes: int, keep_orig: bool = False) -> Decoded:
+        """One resized pair; ``orig`` is filled when ``keep_orig`` (else may be None)."""
+        image_path, mask_path = Path(image_path), Path(mask_path)
+        key = self._mem_key(image_path, mask_path, size, channels, num_classes)
+        hit = self._mem_get(key, keep_orig)
+        if hit is not None:
+            return hit
+        disk = None
+        if self.cache_dir is not None:
+            disk = self._disk_path(image_path, mask_path, size, channels, num_classes)
+            entry = self._disk_read(disk) if disk.is_file() else None
+            if entry is not None:
+                with self._lock:
+                    self.stats["disk_hits"] += 1
+                if not keep_orig:
+                    entry = Decoded(entry.image, entry.mask, None)
+                self._mem_put(key, entry)
+                return entry
+        entry = decode_resize(image_path, mask_path, size, channels, num_classes)
+        with self._lock:
+            self.stats["decoded"] += 1
+        if disk is not None:
+            self._disk_write(disk, entry)
+        if not keep_orig:
+            entry = Decoded(entry.image, entry.mask, None)
+        self._mem_put(key, entry)
+        return entry
+
+    def get_many(self, pairs: Sequence[tuple[Path, Path]], size: int, channels: int,
+                 num_classes: int, keep_orig: bool = False, threads: int = MAX_THREADS
+                 ) -> list[Decoded]:
+        """Decode many pairs with at most ``threads`` (≤ 2) threads; order is kept. The first
+        bad pair raises its DataError (remaining work is cancelled)."""
+        threads = max(1, min(int(threads), MAX_THREADS))
+        if threads == 1 or len(pairs) < 8:
+            return [self.get(i, m, size, channels, num_classes, keep_orig) for i, m in pairs]
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            futures = [pool.submit(self.get, i, m, size, channels, num_classes, keep_orig)
+                       for i, m in pairs]
+            try:
+                return [f.result() for f in futures]
+            except BaseException:
+                for f in futures:
+                    f.cancel()
+                raise
+
+
+_CACHES: dict[str | None, DecodeCache] = {}
+_CACHES_LOCK = threading.Lock()
+
+
+def get_cache(cache_dir: str | Path | None = None) -> DecodeCache:
+    """The process-wide cache for ``cache_dir`` (None = memory only)."""
+    key = str(Path(cache_dir).expanduser().resolve()) if cache_dir else None
+    with _CACHES_LOCK:
+        if key not in _CACHES:
+            _CACHES[key] = DecodeCache(key)
+        return _CACHES[key]

@@ -1,0 +1,302 @@
+"""Parse and validate a dataset folder: ``images/`` + ``masks/`` (+ optional ``split.csv``).
+
+Why: every dataset (registered or the user's own) reaches the trainer through this one format,
+so all input problems are caught here, before any training or output, each with ONE
+:class:`DataError` naming the file and the fix.
+
+Layout::
+
+    folder/images/<stem>.(png|jpg|jpeg|bmp|tif|tiff)
+    folder/masks/<stem>.png | <stem>_mask.png | <stem>_segmentation.png   (also .jpg/.bmp/.tif)
+    folder/split.csv        (optional; header ``stem,split``)
+
+Normalisation when decoding (documented behaviour):
+* EXIF orientation is applied to images AND masks (``PIL.ImageOps.exif_transpose``).
+* RGBA / LA → the alpha channel is dropped (RGB / L); palette images → RGB.
+* 16-bit or 32-bit images → scaled to 8 bits by the image's own min..max range.
+* Gray images are replicated to 3 channels for RGB datasets; RGB → luma (PIL ``L``) for gray ones.
+* Binary masks may be 0/1 or 0/255 (→ label ids 0/1); multi-class masks hold label ids 0..K-1.
+"""
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from scarce.data.types import DataError
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+MASK_EXTS = (".png", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg")
+MASK_SUFFIXES = ("", "_mask", "_segmentation")
+VOLUME_EXTS = (".nii", ".nii.gz", ".dcm", ".mha", ".mhd", ".nrrd", ".npy", ".npz")
+LOSSY_HINT = ("looks like a lossy (JPEG) mask; re-export it as PNG or binarise it with threshold "
+              "127 (`scarce data import generic SRC DEST` does this)")
+
+
+@dataclass
+class FolderIndex:
+    """The matched pairs of a folder, sorted by stem."""
+
+    root: Path
+    stems: list[str]
+    images: dict[str, Path]
+    masks: dict[str, Path]
+    splits: dict[str, str] = field(default_factory=dict)
+    """stem → split name from ``split.csv`` (empty when there is none)."""
+
+    def __len__(self) -> int:
+        return len(self.stems)
+
+    def with_split(self, name: str) -> list[str]:
+        return [s for s in self.stems if self.splits.get(s) == name]
+
+
+def _ext(path: Path) -> str:
+    name = path.name.lower()
+    return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
+
+
+def _files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+def scan_folder(folder: str | Path) -> FolderIndex:
+    """Match ``images/`` and ``masks/`` by stem and read ``split.csv``; no pixel is decoded.
+
+    Raises :class:`DataError` for a missing/empty folder, images without masks (naming the
+    expected mask file names), masks without images, duplicate stems, volume files and a bad
+    ``split.csv``.
+    """
+    root = Path(folder).expanduser()
+    if not root.is_dir():
+        raise DataError(f"dataset folder {str(root)!r} does not exist; check the path or "
+                        f"--data-root")
+    img_dir, mask_dir = root / "images", root / "masks"
+    for sub in (img_dir, mask_dir):
+        if not sub.is_dir():
+            raise DataError(f"{str(root)!r} has no {sub.name}/ subfolder; a dataset folder needs "
+                            f"images/ and masks/ (matched by file stem), or convert it with "
+                            f"`scarce data import`")
+    images: dict[str, Path] = {}
+    for p in _files(img_dir):
+        ext = _ext(p)
+        if ext in VOLUME_EXTS:
+            raise DataError(f"{p}: {ext} volumes are not supported; only 2D images "
+                            f"({', '.join(IMAGE_EXTS)}). Export 2D slices as PNG first.")
+        if ext not in IMAGE_EXTS:
+            continue
+        stem = p.name[: -len(ext)]
+        if stem in images:
+            raise DataError(f"two images share the stem {stem!r}: {images[stem].name} and "
+                            f"{p.name} in {img_dir}; rename or remove one")
+        images[stem] = p
+    if not images:
+        raise DataError(f"{img_dir} holds no images ({', '.join(IMAGE_EXTS)}); put the images "
+                        f"there or check the path")
+    mask_files: dict[str, Path] = {}
+    for p in _files(mask_dir):
+        ext = _ext(p)
+        if ext in VOLUME_EXTS:
+            raise DataError(f"{p}: {ext} volumes are not supported; masks must be 2D images "
+                            f"(PNG recommended)")
+        if ext in MASK_EXTS:
+            mask_files[p.name] = p
+    masks: dict[str, Path] = {}
+    claimed: set[str] = set()
+    for stem, img in images.items():
+        found = [mask_files[n] for n in
+                 (stem + suf + ext for suf in MASK_SUFFIXES for ext in MASK_EXTS) if n in mask_files]
+        if not found:
+            expected = ", ".join(f"{stem}{suf}.png" for suf in MASK_SUFFIXES)
+            raise DataError(f"image {img.name} has no mask in {mask_dir}; expected one of "
+                            f"{expected} (or .jpg/.bmp/.tif); add the mask or remove the image")
+        if len(found) > 1:
+            raise DataError(f"image {img.name} matches several masks "
+                            f"({', '.join(f.name for f in found)}) in {mask_dir}; keep only one")
+        masks[stem] = found[0]
+        claimed.add(found[0].name)
+    orphans = sorted(set(mask_files) - claimed)
+    if orphans:
+        more = f" (and {len(orphans) - 1} more)" if len(orphans) > 1 else ""
+        raise DataError(f"mask {orphans[0]}{more} in {mask_dir} has no image in {img_dir} with the "
+                        f"same stem; add the image or remove the mask")
+    stems = sorted(images)
+    splits = read_split_csv(root / "split.csv", set(stems))
+    return FolderIndex(root=root, stems=stems, images=images, masks=masks, splits=splits)
+
+
+def read_split_csv(path: Path, known: set[str]) -> dict[str, str]:
+    """``stem,split`` rows → dict; unknown stems or a bad header raise :class:`DataError`."""
+    if not path.is_file():
+        return {}
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh)
+            header = [h.strip().lower() for h in next(reader, [])]
+            rows = [r for r in reader if any(c.strip() for c in r)]
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise DataError(f"cannot read {path}: {e}; it must be a CSV file with header stem,split")
+    if "stem" not in header or "split" not in header:
+        raise DataError(f"{path} has header {','.join(header) or '(empty)'}; expected the header "
+                        f"'stem,split' (one row per image stem, e.g. ISIC_0000000,train)")
+    i_stem, i_split = header.index("stem"), header.index("split")
+    out: dict[str, str] = {}
+    for n, row in enumerate(rows, start=2):
+        if len(row) <= max(i_stem, i_split):
+            raise DataError(f"{path} line {n} has {len(row)} fields; expected stem,split")
+        stem, split = row[i_stem].strip(), row[i_split].strip()
+        if stem not in known:
+            raise DataError(f"{path} line {n} names stem {stem!r}, which has no image in "
+                            f"{path.parent / 'images'}; fix or delete that row")
+        if not split:
+            raise DataError(f"{path} line {n}: stem {stem!r} has an empty split; write e.g. train")
+        out[stem] = split
+    return out
+
+
+# ------------------------------------------------------------------------------- decoding
+
+def _open(path: Path, what: str) -> Image.Image:
+    try:
+        img = Image.open(path)
+        img.load()
+        return ImageOps.exif_transpose(img) or img
+    except FileNotFoundError:
+        raise DataError(f"{what} {path} does not exist (was it moved while loading?)") from None
+    except Exception as e:  # PIL raises many types for truncated/corrupt files
+        raise DataError(f"cannot read {what} {path} ({type(e).__name__}: {e}); the file is corrupt "
+                        f"or not an image: re-export it or remove the pair") from None
+
+
+def _to_8bit(arr: np.ndarray) -> np.ndarray:
+    arr = arr.astype(np.float64)
+    lo, hi = float(arr.min()), float(arr.max())
+    if hi <= lo:
+        return np.zeros(arr.shape, np.uint8)
+    return np.round((arr - lo) * (255.0 / (hi - lo))).astype(np.uint8)
+
+
+def read_image(path: str | Path, channels: int = 3) -> Image.Image:
+    """Decode an image to a PIL image of mode ``RGB`` (channels=3) or ``L`` (channels=1).
+
+    Applies the normalisations listed in the module docstring (EXIF, alpha, 16-bit).
+    """
+    path = Path(path)
+    img = _open(path, "image")
+    mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(img)
+        img = Image.fromarray(_to_8bit(arr[..., 0] if arr.ndim == 3 else arr), "L")
+    elif mode in ("RGBA", "LA", "P", "PA", "CMYK", "YCbCr", "1", "RGBX", "La", "RGBa"):
+        img = img.convert("RGB" if mode not in ("LA", "La", "1") else "L")
+    elif mode not in ("L", "RGB"):
+        arr = np.asarray(img)
+        if arr.dtype != np.uint8:  # e.g. 16-bit RGB TIFF
+            arr = _to_8bit(arr)
+        img = Image.fromarray(arr)
+    want = "L" if channels == 1 else "RGB"
+    return img if img.mode == want else img.convert(want)
+
+
+def image_is_gray(path: Path) -> bool:
+    """True when an image is single-channel (or RGB with identical channels)."""
+    img = _open(path, "image")
+    if img.mode in ("L", "LA", "1", "I", "F") or img.mode.startswith("I;16"):
+        return True
+    if img.mode in ("RGB", "RGBA"):
+        arr = np.asarray(img.convert("RGB").reduce(4) if min(img.size) >= 8 else img.convert("RGB"))
+        return bool((arr[..., 0] == arr[..., 1]).all() and (arr[..., 1] == arr[..., 2]).all())
+    return False
+
+
+def read_mask_raw(path: str | Path) -> np.ndarray:
+    """Decode a mask file to an H×W integer array of its stored values (no interpretation)."""
+    path = Path(path)
+    img = _open(path, "mask")
+    if img.mode == "P":
+        return np.asarray(img).astype(np.int64)  # palette index = label id
+    if img.mode in ("1", "L", "I", "I;16", "I;16B", "I;16L", "I;16N"):
+        return np.asarray(img).astype(np.int64)
+    if img.mode == "F":
+        arr = np.asarray(img)
+        if not np.all(arr == np.round(arr)):
+            raise DataError(f"mask {path} holds fractional values; masks need integer label ids "
+                            f"(or 0/255); threshold it and save as 8-bit PNG")
+        return arr.astype(np.int64)
+    arr = np.asarray(img.convert("RGB") if img.mode not in ("RGB",) else img)
+    if (arr[..., 0] == arr[..., 1]).all() and (arr[..., 1] == arr[..., 2]).all():
+        return arr[..., 0].astype(np.int64)
+    raise DataError(f"mask {path} is a colour image with differing channels; masks must be "
+                    f"single-channel label ids (0/255 or 0/1 for binary, 0..K-1 for K classes). "
+                    f"Map each colour to a label id and save as 8-bit PNG")
+
+
+def mask_to_labels(raw: np.ndarray, num_classes: int, path: str | Path) -> np.ndarray:
+    """Validate stored mask values and convert them to uint8 label ids 0..K-1.
+
+    Binary (K=2): values must be a subset of {0, 1} or of {0, 255}. Multi-class: values < K.
+    """
+    path = Path(path)
+    values = np.unique(raw)
+    if num_classes == 2:
+        vs = set(int(v) for v in values)
+        if vs <= {0, 1}:
+            return raw.astype(np.uint8)
+        if vs <= {0, 255}:
+            return (raw > 0).astype(np.uint8)
+    elif values.size and values.min() >= 0 and values.max() < num_classes:
+        return raw.astype(np.uint8)
+    bad = [int(v) for v in values if (v not in (0, 1, 255) if num_classes == 2
+                                       else not 0 <= v < num_classes)]
+    shown = ", ".join(str(v) for v in bad[:6]) + (", ..." if len(bad) > 6 else "")
+    lossy = len(values) > num_classes + 1 or path.suffix.lower() in (".jpg", ".jpeg")
+    top = int(values.max())
+    if lossy:
+        fix = f"it {LOSSY_HINT}"
+    elif num_classes == 2 and top < 64:
+        fix = f"if it is a multi-class mask set data.num_classes to {top + 1}, else binarise it"
+    elif num_classes == 2:
+        fix = "binarise it to 0/255 and save it as 8-bit PNG"
+    else:
+        fix = f"use label ids 0..{num_classes - 1} or set data.num_classes to {top + 1}"
+    raise DataError(f"mask {path} has values {shown}, neither binary (0/1 or 0/255) nor valid "
+                    f"label ids (0..{num_classes - 1}); {fix}")
+
+
+def read_pair(image_path: Path, mask_path: Path, num_classes: int, channels: int
+              ) -> tuple[Image.Image, np.ndarray]:
+    """Decode + validate one pair: (PIL image in RGB/L, H×W uint8 label ids)."""
+    img = read_image(image_path, channels)
+    labels = mask_to_labels(read_mask_raw(mask_path), num_classes, mask_path)
+    if labels.shape != (img.height, img.width):
+        raise DataError(f"mask {mask_path.name} is {labels.shape[1]}x{labels.shape[0]} but image "
+                        f"{image_path.name} is {img.width}x{img.height} (after EXIF rotation); "
+                        f"resize the mask to the image size with nearest-neighbour interpolation")
+    return img, labels
+
+
+# ------------------------------------------------------------------------------- inference
+
+def infer_num_classes(index: FolderIndex, max_files: int | None = None) -> int:
+    """K for an unregistered folder: 2 when masks are 0/1 or 0/255, else max label id + 1
+    (when masks hold small integer ids, at most 32 classes); lossy masks count as binary and
+    fail validation later with a clear message."""
+    values: set[int] = set()
+    for stem in index.stems[:max_files]:
+        values |= set(int(v) for v in np.unique(read_mask_raw(index.masks[stem])))
+        if len(values) > 40:
+            return 2
+    if values <= {0, 1} or values <= {0, 255}:
+        return 2
+    top = max(values)
+    if top < 32 and 255 not in values:
+        return max(top + 1, 2)
+    return 2
+
+
+def infer_channels(index: FolderIndex) -> int:
+    """1 when the first image is grayscale, else 3."""
+    return 1 if image_is_gray(index.images[index.stems[0]]) else 3

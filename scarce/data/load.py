@@ -1,0 +1,245 @@
+"""Load dataset folders into tensors and assemble everything a run needs (:class:`RunData`).
+
+Why one entry point: the trainer, the CLI and the experiment grid all call
+:func:`prepare_run_data`, so dataset resolution, split, validation and caching behave the same
+everywhere. All pairs a run uses are decoded and validated here — before any training or
+output — so bad data fails fast with one :class:`DataError`.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from scarce.config import DataConfig, data_root
+from scarce.data.cache import DecodeCache, get_cache
+from scarce.data.folder import FolderIndex, scan_folder
+from scarce.data.registry import DATASETS, get_info
+from scarce.data.splits import Split, make_split, pool_and_test
+from scarce.data.synthetic import ensure_synthetic
+from scarce.data.types import DataError, DatasetInfo, RunData, SegData
+
+SYNTHETIC = ("synthetic", "synthetic_ood")
+
+
+def user_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/scarce`` (default ``~/.cache/scarce``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "scarce"
+
+
+def _synthetic_root(cfg_root: str | None, cache_dir: str | None, n: int) -> Path:
+    """Folder holding ``synthetic``/``synthetic_ood``: an existing one under the data root, else
+    generated (once) into ``cache_dir`` or the user cache folder."""
+    root = data_root(cfg_root)
+    if root is not None and (root / "synthetic" / "images").is_dir():
+        return root
+    base = Path(cache_dir).expanduser() if cache_dir else user_cache_dir()
+    return ensure_synthetic(base / f"synthetic-n{n}", n=n)
+
+
+def resolve_dataset(name_or_path: str | Path, root: str | Path | None = None,
+                    num_classes: int | None = None, synthetic_n: int = 160,
+                    cache_dir: str | None = None) -> tuple[DatasetInfo, Path]:
+    """(DatasetInfo, folder) of a registered name under ``root`` (or $SCARCE_DATA_ROOT), or of a
+    folder path. Raises DataError when the root or the folder is missing."""
+    text = str(name_or_path)
+    if text in DATASETS and not Path(text).is_dir():
+        info = DATASETS.get(text)
+        if num_classes is not None and num_classes != info.num_classes:
+            raise DataError(f"dataset {info.name!r} has {info.num_classes} classes "
+                            f"({', '.join(info.classes)}); data.num_classes={num_classes} "
+                            f"conflicts (it is only for unregistered folders): remove it")
+        if info.name in SYNTHETIC:
+            base = _synthetic_root(None if root is None else str(root), cache_dir, synthetic_n)
+            return info, base / info.folder_name
+        base = data_root(None if root is None else str(root))
+        if base is None:
+            raise DataError(f"dataset {info.name!r} needs a data root: pass --data-root DIR (or "
+                            f"data.root) or set SCARCE_DATA_ROOT to the folder that holds "
+                            f"{info.folder_name}/")
+        folder = base / info.folder_name
+        if not folder.is_dir():
+            raise DataError(f"dataset {info.name!r} not found: {folder} does not exist; check "
+                            f"--data-root / SCARCE_DATA_ROOT or convert the download with "
+                            f"`scarce data import {info.name} SRC {folder}`")
+        return info, folder
+    info = get_info(text, num_classes)  # folder path (or KeyError with did-you-mean)
+    return info, Path(text).expanduser()
+
+
+def load_folder(path_or_name: str | Path, size: int, root: str | Path | None = None,
+                num_classes: int | None = None, stems: Sequence[str] | None = None,
+                keep_orig: bool = False, cache: DecodeCache | str | Path | None = None,
+                channels: int | None = None, name: str | None = None) -> SegData:
+    """Decode (or fetch from cache) pairs of a folder into a :class:`SegData`.
+
+    Returns images float32 N×C×size×size in [0, 1] and masks int64 N×size×size label ids;
+    ``orig_masks`` (H_i×W_i uint8) when ``keep_orig``. ``stems`` selects pairs (default: all,
+    sorted). ``channels``/``num_classes`` default to the dataset's. ``cache``: a DecodeCache,
+    a cache folder, or None (process-wide memory cache).
+    """
+    if isinstance(path_or_name, SegData):  # pragma: no cover - defensive
+        return path_or_name
+    info, folder = resolve_dataset(path_or_name, root, num_classes)
+    index = scan_folder(folder)
+    return _load_index(index, info, size, stems, keep_orig, cache,
+                       channels or info.channels, name or info.name,
+                       num_classes or info.num_classes)
+
+
+def _load_index(index: FolderIndex, info: DatasetInfo, size: int, stems: Sequence[str] | None,
+                keep_orig: bool, cache: DecodeCache | str | Path | None, channels: int,
+                name: str, num_classes: int) -> SegData:
+    if stems is None:
+        stems = index.stems
+    missing = [s for s in stems if s not in index.images]
+    if missing:
+        raise DataError(f"{len(missing)} requested stems (e.g. {missing[0]!r}) have no image in "
+                        f"{index.root / 'images'}; was the split made for another folder?")
+    dc = cache if isinstance(cache, DecodeCache) else get_cache(cache)
+    pairs = [(index.images[s], index.masks[s]) for s in stems]
+    decoded = dc.get_many(pairs, size, channels, num_classes, keep_orig)
+    n = len(decoded)
+    images = torch.empty((n, channels, size, size), dtype=torch.float32)
+    masks = torch.empty((n, size, size), dtype=torch.int64)
+    if n:
+        images.copy_(torch.from_numpy(np.stack([d.image for d in decoded])))
+        images.mul_(1.0 / 255.0)
+        masks.copy_(torch.from_numpy(np.stack([d.mask for d in decoded])))
+    return SegData(
+        name=name, images=images, masks=masks, stems=list(stems), num_classes=num_classes,
+        orig_masks=[d.orig for d in decoded] if keep_orig else None,  # type: ignore[misc]
+        image_paths=[str(p[0]) for p in pairs])
+
+
+def dataset_split(info: DatasetInfo, index: FolderIndex, budget: int, seed: int,
+                  val_fraction: float = 0.2) -> Split:
+    """The run's :class:`Split` of a parsed folder (official test split or fixed held-out)."""
+    pool, test = pool_and_test(index.stems, index.splits, info.train_split, info.test_split)
+    split = make_split(pool, test, budget, seed, val_fraction, dataset=info.name)
+    split.meta = {"folder": str(index.root),
+                  "test_source": "official" if (info.test_split and index.splits) else "held_out"}
+    return split
+
+
+def prepare_run_data(data_cfg: DataConfig, seed: int, with_unlabelled: bool = False,
+                     cache: DecodeCache | None = None) -> RunData:
+    """Resolve the dataset, make the split (``split_seed`` or ``seed``) and load train, val and
+    test sets (val/test keep original-resolution masks).
+
+    Test sets: ``data_cfg.test_sets`` or [the ID test set, named after the dataset] + the
+    dataset's OOD sets present under the root (all images of each; a missing one only warns).
+    Entries may be registered names, folder paths, ``<name>:test`` (that set's test split) or
+    the dataset's own name (its ID test split). ``with_unlabelled`` also loads the pool images
+    outside the budget (for semi-supervised methods).
+    """
+    root = data_cfg.root
+    info, folder = resolve_dataset(data_cfg.dataset, root, data_cfg.num_classes,
+                                   data_cfg.synthetic_n, data_cfg.cache_dir)
+    dc = cache or get_cache(data_cfg.cache_dir)
+    index = scan_folder(folder)
+    split_seed = data_cfg.split_seed if data_cfg.split_seed is not None else seed
+    split = dataset_split(info, index, data_cfg.budget, split_seed, data_cfg.val_fraction)
+    size, ch, k = data_cfg.size, info.channels, info.num_classes
+
+    def load(idx: FolderIndex, inf: DatasetInfo, stems: Sequence[str], name: str,
+             keep: bool) -> SegData:
+        return _load_index(idx, inf, size, stems, keep, dc, ch, name, k)
+
+    train = load(index, info, split.train, info.name, False)
+    val = load(index, info, split.val, info.name, True)
+    tests: dict[str, SegData] = {}
+    wanted = data_cfg.test_sets if data_cfg.test_sets is not None else \
+        [info.name] + list(info.ood)
+    explicit = data_cfg.test_sets is not None
+    for entry in wanted:
+        entry = str(entry)
+        if entry in (info.name, f"{info.name}:test", str(data_cfg.dataset)):
+            tests[info.name] = load(index, info, split.test, info.name, True)
+            continue
+        base, _, part = entry.partition(":") if not Path(entry).is_dir() else (entry, "", "")
+        try:
+            o_info, o_folder = resolve_dataset(base, root, None, data_cfg.synthetic_n,
+                                               data_cfg.cache_dir)
+        except DataError as e:
+            if explicit:
+                raise
+            warnings.warn(f"OOD test set {base!r} skipped: {e}", stacklevel=2)
+            continue
+        if o_info.num_classes != k:
+            raise DataError(f"test set {base!r} has {o_info.num_classes} classes but "
+                            f"{info.name!r} has {k}; pick a test set of the same task")
+        o_index = scan_folder(o_folder)
+        if part == "test":
+            o_stems = pool_and_test(o_index.stems, o_index.splits, o_info.train_split,
+                                    o_info.test_split)[1]
+        elif part:
+            o_stems = o_index.with_split(part)
+            if not o_stems:
+                raise DataError(f"test set {entry!r}: split.csv of {o_folder} has no {part!r} rows")
+        else:
+            o_stems = o_index.stems
+        tests[entry if part else o_info.name] = load(o_index, o_info, o_stems,
+                                                     entry if part else o_info.name, True)
+    unlabelled = None
+    if with_unlabelled:
+        used = set(split.train) | set(split.val) | set(split.test)
+        pool, _ = pool_and_test(index.stems, index.splits, info.train_split, info.test_split)
+        rest = [s for s in pool if s not in used]
+        unlabelled = load(index, info, rest, f"{info.name}:unlabelled", False)
+    return RunData(info=info, train=train, val=val, tests=tests, split=split,
+                   unlabelled=unlabelled)
+
+
+def list_datasets(root: str | Path | None = None) -> list[dict]:
+    """One dict per registered dataset: name, task, present (folder under ``root``), n_images,
+    splits (split name → count, or ``{"held_out_test": n}`` without official split), metric,
+    description. Folder scanning only; no pixel is decoded."""
+    base = data_root(None if root is None else str(root))
+    out = []
+    for name in DATASETS.names():
+        info = DATASETS.get(name)
+        row = {"name": name, "task": info.task, "metric": info.metric, "present": False,
+               "n_images": 0, "splits": {}, "description": info.description}
+        folder = base / info.folder_name if base is not None else None
+        if name in SYNTHETIC and not (folder is not None and (folder / "images").is_dir()):
+            row.update(present=True, generated=True)  # generated on first use
+        elif folder is not None and (folder / "images").is_dir():
+            row["present"] = True
+            try:
+                index = scan_folder(folder)
+                row["n_images"] = len(index)
+                if index.splits:
+                    counts: dict[str, int] = {}
+                    for s in index.splits.values():
+                        counts[s] = counts.get(s, 0) + 1
+                    row["splits"] = dict(sorted(counts.items()))
+                if not (info.test_split and index.splits):
+                    pool, test = pool_and_test(index.stems, index.splits, info.train_split,
+                                               info.test_split)
+                    row["splits"] = {**row["splits"], "pool": len(pool), "held_out_test": len(test)}
+            except DataError as e:
+                row["error"] = str(e)
+        out.append(row)
+    return out
+
+
+def validate_folder(path_or_name: str | Path, root: str | Path | None = None,
+                    num_classes: int | None = None) -> dict:
+    """Decode and validate every pair of a folder (for ``scarce data check``); raises the first
+    DataError. Returns a summary dict: name, n_images, num_classes, channels, splits."""
+    info, folder = resolve_dataset(path_or_name, root, num_classes)
+    index = scan_folder(folder)
+    k = num_classes or info.num_classes
+    get_cache(None).get_many([(index.images[s], index.masks[s]) for s in index.stems], 32,
+                             info.channels, k)
+    counts: dict[str, int] = {}
+    for s in index.splits.values():
+        counts[s] = counts.get(s, 0) + 1
+    return {"name": info.name, "folder": str(folder), "n_images": len(index), "num_classes": k,
+            "channels": info.channels, "splits": counts}

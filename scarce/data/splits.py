@@ -1,0 +1,158 @@
+"""Few-label splits: nested across budgets, deterministic per seed, never touching the test set.
+
+Why nested: comparing budgets 40 / 100 / 200 is only fair when the 40 labelled images are part
+of the 100 (the paper's protocol). One permutation of the sorted pool (``default_rng(seed)``) is
+divided into a *val stream* (positions 0, 5, 10, ... for val_fraction 0.2) and a *train stream*
+(the rest); budget N takes the first round(N·val_fraction) of the val stream and the first
+N − n_val of the train stream: 40 → 32 + 8, 100 → 80 + 20, 9 → 7 + 2.
+
+Test set: the dataset's official test split when it has one, else a FIXED held-out 20% chosen
+with :data:`HELD_OUT_SEED` (independent of the run seed), so it never overlaps any budget.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from scarce.data.types import DataError
+from scarce.utils.io import atomic_write_json
+
+HELD_OUT_SEED = 20260101
+HELD_OUT_FRACTION = 0.2
+
+
+@dataclass
+class Split:
+    """Stems of one run's labelled train/val sets and the ID test set."""
+
+    dataset: str
+    seed: int
+    budget: int
+    train: list[str]
+    val: list[str]
+    test: list[str]
+    pool_size: int
+    val_fraction: float = 0.2
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        """Write ``split.json`` atomically (so a run can be repeated on the same stems)."""
+        atomic_write_json(path, self.to_json())
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Split":
+        try:
+            return cls(**data)
+        except TypeError as e:
+            raise DataError(f"split data has unexpected fields ({e}); was it written by "
+                            f"Split.save?") from None
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Split":
+        p = Path(path)
+        try:
+            data = json.loads(p.read_text())
+        except FileNotFoundError:
+            raise DataError(f"split file {p} does not exist") from None
+        except (OSError, json.JSONDecodeError) as e:
+            raise DataError(f"cannot read split file {p}: {e}; re-create it") from None
+        return cls.from_json(data)
+
+
+def _round_half_up(x: float) -> int:
+    return int(math.floor(x + 0.5 + 1e-9))
+
+
+def _val_positions(n: int, val_fraction: float) -> np.ndarray:
+    """Boolean mask: position i belongs to the val stream (0, 5, 10, ... for 0.2)."""
+    f = Fraction(val_fraction).limit_denominator(10000)
+    i = np.arange(n, dtype=np.int64)
+    ceil = lambda a: -((-a * f.numerator) // f.denominator)  # noqa: E731
+    return ceil(i) != ceil(i + 1)
+
+
+def make_split(pool_stems: Sequence[str], test_stems: Sequence[str], budget: int, seed: int,
+               val_fraction: float = 0.2, dataset: str = "") -> Split:
+    """Budget-``N`` labelled split of ``pool_stems`` (train + val = N), nested across budgets.
+
+    ``budget <= 0`` takes the whole pool. A budget larger than the pool raises DataError.
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise DataError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    pool = sorted(set(pool_stems))
+    test = sorted(set(test_stems))
+    overlap = set(pool) & set(test)
+    if overlap:
+        raise DataError(f"{len(overlap)} stems are both in the labelled pool and the test set "
+                        f"(e.g. {sorted(overlap)[0]!r}); check split.csv")
+    n_pool = len(pool)
+    if budget <= 0:
+        budget = n_pool
+    if budget > n_pool:
+        name = f" of {dataset!r}" if dataset else ""
+        raise DataError(f"budget {budget} is larger than the labelled pool{name}: only {n_pool} "
+                        f"images are available (test images excluded); choose data.budget <= "
+                        f"{n_pool}")
+    rng = np.random.default_rng(seed)
+    perm = [pool[i] for i in rng.permutation(n_pool)]
+    is_val = _val_positions(n_pool, val_fraction)
+    val_stream = [s for s, v in zip(perm, is_val) if v]
+    train_stream = [s for s, v in zip(perm, is_val) if not v]
+    n_val = min(_round_half_up(budget * val_fraction), budget)
+    n_train = budget - n_val
+    # Streams may be short by one near budget == pool size: borrow from the other stream's tail.
+    if n_train > len(train_stream):
+        extra = n_train - len(train_stream)
+        train = train_stream + val_stream[len(val_stream) - extra:]
+        val = val_stream[:n_val]
+    elif n_val > len(val_stream):
+        extra = n_val - len(val_stream)
+        val = val_stream + train_stream[len(train_stream) - extra:]
+        train = train_stream[:n_train]
+    else:
+        train, val = train_stream[:n_train], val_stream[:n_val]
+    return Split(dataset=dataset, seed=int(seed), budget=int(budget), train=train, val=val,
+                 test=test, pool_size=n_pool, val_fraction=float(val_fraction))
+
+
+def held_out(stems: Sequence[str], fraction: float = HELD_OUT_FRACTION,
+             seed: int = HELD_OUT_SEED) -> tuple[list[str], list[str]]:
+    """Fixed (pool, test) partition for datasets without an official test split.
+
+    Independent of the run seed, so every run/budget/seed shares one test set.
+    """
+    stems = sorted(set(stems))
+    n_test = _round_half_up(len(stems) * fraction)
+    perm = np.random.default_rng(seed).permutation(len(stems))
+    test_idx = set(perm[:n_test].tolist())
+    pool = [s for i, s in enumerate(stems) if i not in test_idx]
+    test = [s for i, s in enumerate(stems) if i in test_idx]
+    return pool, test
+
+
+def pool_and_test(stems: Sequence[str], splits: dict[str, str], train_split: str | None,
+                  test_split: str | None) -> tuple[list[str], list[str]]:
+    """(labelled pool, ID test) stems of a folder given its split.csv and the dataset record."""
+    stems = sorted(stems)
+    if test_split is not None and splits:
+        test = [s for s in stems if splits.get(s) == test_split]
+        if not test:
+            raise DataError(f"split.csv has no rows with split {test_split!r} (the official test "
+                            f"split of this dataset); found: {sorted(set(splits.values()))}")
+        if train_split is not None:
+            pool = [s for s in stems if splits.get(s) == train_split]
+        else:
+            pool = [s for s in stems if splits.get(s) != test_split]
+        return pool, test
+    candidates = ([s for s in stems if splits.get(s) == train_split]
+                  if (train_split is not None and splits) else stems)
+    return held_out(candidates)
