@@ -75,3 +75,18 @@ def test_prepare_run_data_folder_and_missing_ood(tmp_path, synthetic_folder, mon
     assert set(rd.tests) == {"ph2"}
     rows = {r["name"]: r for r in list_datasets(root)}
     assert rows["ph2"]["present"] and rows["ph2"]["n_images"] == 12 and not rows["isic2017"]["present"]
+
+
+def test_cli_helpers(tmp_path, synthetic_folder):
+    from scarce.data import list_images, load_test_sets, read_image, show_dataset, split_for_config
+
+    arr = read_image(synthetic_folder / "images" / "syn_0000.png", channels=1)
+    assert arr.shape == (48, 48, 1) and arr.dtype.name == "uint8"
+    assert len(list_images(synthetic_folder / "images")) == 12
+    cfg = DataConfig(dataset=str(synthetic_folder), size=32, budget=5)
+    sp = split_for_config(cfg, seed=1)
+    assert sp == prepare_run_data(cfg, seed=1).split
+    tests = load_test_sets(cfg, seed=1)
+    assert list(tests) == ["synthetic_folder"] and tests["synthetic_folder"].orig_masks
+    assert show_dataset("isic2017", tmp_path)["present"] is False
+    assert show_dataset(str(synthetic_folder))["n_images"] == 12

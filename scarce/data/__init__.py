@@ -14,12 +14,14 @@ from scarce.data.types import DataError, DatasetInfo, RunData, SegData
 _LAZY = {
     "DATASETS": "registry", "get_info": "registry",
     "FolderIndex": "folder", "scan_folder": "folder", "read_image": "folder",
+    "read_image_pil": "folder", "list_images": "folder",
     "read_mask_raw": "folder", "mask_to_labels": "folder", "read_pair": "folder",
     "DecodeCache": "cache", "get_cache": "cache",
     "Split": "splits", "make_split": "splits", "held_out": "splits", "pool_and_test": "splits",
     "make_synthetic": "synthetic", "ensure_synthetic": "synthetic",
     "load_folder": "load", "prepare_run_data": "load", "list_datasets": "load",
     "resolve_dataset": "load", "dataset_split": "load", "validate_folder": "load",
+    "load_test_sets": "load", "split_for_config": "load", "show_dataset": "load",
     "import_dataset": "importers", "import_nnunet": "importers",
     "import_decathlon_json": "importers", "export_nnunet": "importers", "IMPORTERS": "importers",
 }

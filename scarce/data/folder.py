@@ -179,11 +179,28 @@ def _to_8bit(arr: np.ndarray) -> np.ndarray:
     return np.round((arr - lo) * (255.0 / (hi - lo))).astype(np.uint8)
 
 
-def read_image(path: str | Path, channels: int = 3) -> Image.Image:
-    """Decode an image to a PIL image of mode ``RGB`` (channels=3) or ``L`` (channels=1).
+def read_image(path: str | Path, channels: int = 3) -> np.ndarray:
+    """Decode an image to an H×W×C uint8 array (C = ``channels``, 1 or 3).
 
     Applies the normalisations listed in the module docstring (EXIF, alpha, 16-bit).
     """
+    arr = np.asarray(read_image_pil(path, channels), dtype=np.uint8)
+    return arr[..., None] if arr.ndim == 2 else arr
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Image files (png/jpg/jpeg/bmp/tif) directly in ``folder``, sorted; DataError when none."""
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise DataError(f"image folder {folder} does not exist")
+    paths = [p for p in _files(folder) if _ext(p) in IMAGE_EXTS]
+    if not paths:
+        raise DataError(f"{folder} holds no images ({', '.join(IMAGE_EXTS)})")
+    return paths
+
+
+def read_image_pil(path: str | Path, channels: int = 3) -> Image.Image:
+    """Like :func:`read_image` but returns a PIL image of mode ``RGB`` or ``L``."""
     path = Path(path)
     img = _open(path, "image")
     mode = img.mode
@@ -269,7 +286,7 @@ def mask_to_labels(raw: np.ndarray, num_classes: int, path: str | Path) -> np.nd
 def read_pair(image_path: Path, mask_path: Path, num_classes: int, channels: int
               ) -> tuple[Image.Image, np.ndarray]:
     """Decode + validate one pair: (PIL image in RGB/L, H×W uint8 label ids)."""
-    img = read_image(image_path, channels)
+    img = read_image_pil(image_path, channels)
     labels = mask_to_labels(read_mask_raw(mask_path), num_classes, mask_path)
     if labels.shape != (img.height, img.width):
         raise DataError(f"mask {mask_path.name} is {labels.shape[1]}x{labels.shape[0]} but image "

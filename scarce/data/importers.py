@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from scarce.data._fs import atomic_dir
-from scarce.data.folder import (IMAGE_EXTS, VOLUME_EXTS, _ext, mask_to_labels, read_image,
+from scarce.data.folder import (IMAGE_EXTS, VOLUME_EXTS, _ext, mask_to_labels, read_image_pil,
                                 read_mask_raw, scan_folder)
 from scarce.data.types import DataError
 from scarce.registry import Registry
@@ -130,7 +130,7 @@ def write_plan(plan: Plan, dest: str | Path, overwrite: bool = False) -> Path:
         (tmp / "images").mkdir()
         (tmp / "masks").mkdir()
         for it in plan.items:
-            img = read_image(it.image, 3)  # decodes (validates) the image
+            img = read_image_pil(it.image, 3)  # decodes (validates) the image
             labels = plan.mask_fn(it.masks)
             if labels.shape != (img.height, img.width):
                 raise DataError(f"mask {it.masks[0]} is {labels.shape[1]}x{labels.shape[0]} but "
@@ -449,7 +449,7 @@ def export_nnunet(src_folder: str | Path, dest: str | Path, dataset_id: int, nam
         for sub in ("imagesTr", "labelsTr") + (("imagesTs", "labelsTs") if test else ()):
             (tmp / sub).mkdir()
         for stem in index.stems:
-            img = read_image(index.images[stem], info.channels)
+            img = read_image_pil(index.images[stem], info.channels)
             labels = mask_to_labels(read_mask_raw(index.masks[stem]), info.num_classes,
                                     index.masks[stem])
             if labels.shape != (img.height, img.width):

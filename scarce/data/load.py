@@ -153,14 +153,28 @@ def prepare_run_data(data_cfg: DataConfig, seed: int, with_unlabelled: bool = Fa
 
     train = load(index, info, split.train, info.name, False)
     val = load(index, info, split.val, info.name, True)
+    tests = _load_tests(data_cfg, info, index, split, dc)
+    unlabelled = None
+    if with_unlabelled:
+        used = set(split.train) | set(split.val) | set(split.test)
+        pool, _ = pool_and_test(index.stems, index.splits, info.train_split, info.test_split)
+        rest = [s for s in pool if s not in used]
+        unlabelled = load(index, info, rest, f"{info.name}:unlabelled", False)
+    return RunData(info=info, train=train, val=val, tests=tests, split=split,
+                   unlabelled=unlabelled)
+
+
+def _load_tests(data_cfg: DataConfig, info: DatasetInfo, index: FolderIndex, split: Split,
+                dc: DecodeCache) -> dict[str, SegData]:
+    root = data_cfg.root
+    size, ch, k = data_cfg.size, info.channels, info.num_classes
     tests: dict[str, SegData] = {}
-    wanted = data_cfg.test_sets if data_cfg.test_sets is not None else \
-        [info.name] + list(info.ood)
     explicit = data_cfg.test_sets is not None
+    wanted = list(data_cfg.test_sets) if explicit else [info.name] + list(info.ood)  # type: ignore[arg-type]
     for entry in wanted:
         entry = str(entry)
         if entry in (info.name, f"{info.name}:test", str(data_cfg.dataset)):
-            tests[info.name] = load(index, info, split.test, info.name, True)
+            tests[info.name] = _load_index(index, info, size, split.test, True, dc, ch, info.name, k)
             continue
         base, _, part = entry.partition(":") if not Path(entry).is_dir() else (entry, "", "")
         try:
@@ -169,7 +183,7 @@ def prepare_run_data(data_cfg: DataConfig, seed: int, with_unlabelled: bool = Fa
         except DataError as e:
             if explicit:
                 raise
-            warnings.warn(f"OOD test set {base!r} skipped: {e}", stacklevel=2)
+            warnings.warn(f"OOD test set {base!r} skipped: {e}", stacklevel=3)
             continue
         if o_info.num_classes != k:
             raise DataError(f"test set {base!r} has {o_info.num_classes} classes but "
@@ -184,20 +198,48 @@ def prepare_run_data(data_cfg: DataConfig, seed: int, with_unlabelled: bool = Fa
                 raise DataError(f"test set {entry!r}: split.csv of {o_folder} has no {part!r} rows")
         else:
             o_stems = o_index.stems
-        tests[entry if part else o_info.name] = load(o_index, o_info, o_stems,
-                                                     entry if part else o_info.name, True)
-    unlabelled = None
-    if with_unlabelled:
-        used = set(split.train) | set(split.val) | set(split.test)
-        pool, _ = pool_and_test(index.stems, index.splits, info.train_split, info.test_split)
-        rest = [s for s in pool if s not in used]
-        unlabelled = load(index, info, rest, f"{info.name}:unlabelled", False)
-    return RunData(info=info, train=train, val=val, tests=tests, split=split,
-                   unlabelled=unlabelled)
+        name = entry if part else o_info.name
+        tests[name] = _load_index(o_index, o_info, size, o_stems, True, dc, ch, name, k)
+    return tests
+
+
+def split_for_config(data_cfg: DataConfig, seed: int) -> Split:
+    """The :class:`Split` :func:`prepare_run_data` would use (no pixel is decoded)."""
+    info, folder = resolve_dataset(data_cfg.dataset, data_cfg.root, data_cfg.num_classes,
+                                   data_cfg.synthetic_n, data_cfg.cache_dir)
+    split_seed = data_cfg.split_seed if data_cfg.split_seed is not None else seed
+    return dataset_split(info, scan_folder(folder), data_cfg.budget, split_seed,
+                         data_cfg.val_fraction)
+
+
+def load_test_sets(data_cfg: DataConfig, seed: int,
+                   cache: DecodeCache | None = None) -> dict[str, SegData]:
+    """Only the test sets of :func:`prepare_run_data` (for re-evaluating a finished run)."""
+    info, folder = resolve_dataset(data_cfg.dataset, data_cfg.root, data_cfg.num_classes,
+                                   data_cfg.synthetic_n, data_cfg.cache_dir)
+    index = scan_folder(folder)
+    split_seed = data_cfg.split_seed if data_cfg.split_seed is not None else seed
+    split = dataset_split(info, index, data_cfg.budget, split_seed, data_cfg.val_fraction)
+    return _load_tests(data_cfg, info, index, split, cache or get_cache(data_cfg.cache_dir))
+
+
+def show_dataset(name: str, root: str | Path | None = None) -> dict:
+    """Registry record + folder summary of one dataset (for ``scarce data show``)."""
+    from dataclasses import asdict
+
+    info = get_info(name)
+    out: dict = {**asdict(info), "num_classes": info.num_classes}
+    rows = [r for r in list_datasets(root) if r["name"] == info.name]
+    if rows:
+        out.update({k: rows[0][k] for k in ("present", "n_images", "splits") if k in rows[0]})
+    else:  # unregistered folder
+        index = scan_folder(info.folder or name)
+        out.update(present=True, n_images=len(index))
+    return out
 
 
 def list_datasets(root: str | Path | None = None) -> list[dict]:
-    """One dict per registered dataset: name, task, present (folder under ``root``), n_images,
+    """One dict per registered dataset: name, task, metric, ood, present (folder under ``root``), n_images,
     splits (split name → count, or ``{"held_out_test": n}`` without official split), metric,
     description. Folder scanning only; no pixel is decoded."""
     base = data_root(None if root is None else str(root))
@@ -205,7 +247,8 @@ def list_datasets(root: str | Path | None = None) -> list[dict]:
     for name in DATASETS.names():
         info = DATASETS.get(name)
         row = {"name": name, "task": info.task, "metric": info.metric, "present": False,
-               "n_images": 0, "splits": {}, "description": info.description}
+               "n_images": 0, "splits": {}, "ood": ",".join(info.ood),
+               "description": info.description}
         folder = base / info.folder_name if base is not None else None
         if name in SYNTHETIC and not (folder is not None and (folder / "images").is_dir()):
             row.update(present=True, generated=True)  # generated on first use
