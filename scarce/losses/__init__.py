@@ -96,3 +96,8 @@ def ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 def get_loss(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     return LOSSES.get(name)
+
+
+# Weak-supervision losses register themselves (``robust_kl``); imported last so that the names
+# above exist when scarce.losses.weak imports them.
+from scarce.losses import weak as _weak  # noqa: E402,F401

@@ -13,7 +13,8 @@ Why this module is numpy-only: it runs in worker processes (``solve_many``), whi
 numpy + gco only, not torch.
 
 Integer energies: GCO works on int32 terms. Costs are scaled to integers with ``scale``
-(≤ 1000 units per 1.0, lowered automatically so the largest term stays < 2·10⁸); energies are
+(≤ 1000 units per 1.0, lowered automatically so the largest term stays ≤ 9·10⁶: GCO v3
+aborts the whole process on terms above 10⁷); energies are
 therefore exact up to ±0.5/scale per term. "∞" on seeds is the finite cost
 ``H = 8ν·max w + λ·max(−log q) + 1``: flipping a seed can never lower the energy by more than
 H − 1, so no expansion move started from a seed-respecting labelling violates a seed, and the
@@ -30,6 +31,9 @@ import numpy as np
 IGNORE = 255
 Q_MIN = 1e-6
 """Probabilities are clamped to ≥ Q_MIN so −log q ≤ 13.8."""
+
+MAX_TERM = 9_000_000
+"""Largest integer energy term handed to GCO (GCO v3 aborts the process above 10⁷)."""
 
 GRID_OFFSETS: tuple[tuple[int, int], ...] = ((0, 1), (1, 0), (1, 1), (1, -1))
 """Same order as :data:`scarce.losses.weak.GRID_OFFSETS` (forward half of the 8-grid)."""
@@ -113,7 +117,7 @@ def solve_stage_a(job: StageAJob) -> np.ndarray:
     local = np.searchsorted(labels, flat[has])
     u[has] = hard
     u[np.nonzero(has)[0], local] = 0.0
-    scale = min(1000.0, 2e8 / max(hard, 1e-12))
+    scale = min(1000.0, MAX_TERM / max(hard, 1e-12))
     u_int = np.rint(u * scale).astype(np.int32)
     w_int = np.rint(wt * scale).astype(np.int32)
     n_lab = int(labels.size)
