@@ -478,3 +478,14 @@ def test_auto_scribbles_need_paths() -> None:
 
     with pytest.raises(DataError, match="synthetic:L"):
         Trainer(_cfg("pce_gd", scribbles="auto"), _rundata(), "/tmp/unused-weak-run")
+
+
+def test_model_trimap_runs_on_segdata() -> None:
+    from scarce.evaluation.trimap import model_trimap
+    from scarce.models import create_model
+
+    data = _segdata(2, 32, 3)
+    torch.manual_seed(0)
+    model = create_model("unet", 3, 2, width=4, depth=2)
+    res = model_trimap(model, data, widths=[2, 8])
+    assert set(res) == {2, 8} and all(0.0 <= v <= 1.0 for v in res.values())

@@ -30,7 +30,6 @@ which other images are present or on their order.
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -330,62 +329,41 @@ def load_scribbles(folder: str | os.PathLike[str], stems: Sequence[str], size: i
 
 # --------------------------------------------------------------------------- files: writing
 
-def _read_mask(path: Path, num_classes: int | None) -> np.ndarray:
-    """Mask PNG/JPEG → H×W label ids (binary 0/255 or thresholded JPEG → 0/1)."""
-    from PIL import Image
-
-    with Image.open(path) as im:
-        arr = np.array(im.convert("L") if im.mode not in ("L", "P", "I", "I;16") else im)
-    if arr.ndim == 3:
-        arr = arr[..., 0]
-    vals = np.unique(arr)
-    binary = num_classes == 2 or (num_classes is None and (set(vals.tolist()) <= {0, 255} or len(vals) > 16))
-    if binary:
-        return (arr > 127).astype(np.int64) if arr.max() > 1 else arr.astype(np.int64)
-    return arr.astype(np.int64)
-
-
-def _mask_files(masks_dir: Path) -> list[Path]:
-    return sorted(p for p in masks_dir.iterdir() if p.suffix.lower() in _IMAGE_EXTS and not p.name.startswith("."))
-
-
 def write_scribbles(folder: str | os.PathLike[str], length: float, seed: int = 0,
                     num_classes: int | None = None, stems: Iterable[str] | None = None) -> Path:
-    """Synthesise ``folder/scribbles/<stem>.png`` from ``folder/masks/<stem>.*`` at ``length``.
+    """Synthesise ``folder/scribbles/<stem>.png`` for every image of a dataset folder from its
+    full mask at ``length`` (folder parsing and mask decoding: :mod:`scarce.data.folder`, so
+    mask naming and binary 0/255 handling match training).
 
     Deterministic per (seed, stem). Every file is written atomically into a temporary folder
     which then replaces ``scribbles/`` in one rename: a failure leaves the previous folder (or
     none) and never a partial one. Also writes ``scribbles/meta.json`` (length, seed, format).
-    ``num_classes`` None = infer (binary 0/255 masks → 2, else max id + 1). Returns the folder.
+    ``num_classes`` None = the registered dataset's K if ``folder`` is given by name by the
+    caller, else inferred from the masks. ``stems`` restricts the images. Returns the folder.
     """
+    from scarce.data.folder import infer_num_classes, mask_to_labels, read_mask_raw, scan_folder
     from scarce.utils.io import atomic_save_png, atomic_write_json
 
-    root = Path(folder)
-    masks_dir = root / "masks"
-    if not masks_dir.is_dir():
-        raise DataError(f"{root} has no masks/ folder: scribbles are synthesised from full masks")
-    files = _mask_files(masks_dir)
-    if stems is not None:
-        wanted = set(stems)
-        files = [p for p in files if p.stem in wanted]
-    if not files:
-        raise DataError(f"no mask files in {masks_dir}")
     if not 0.0 <= float(length) <= 1.0:
         raise ValueError(f"scribble length must lie in [0, 1], got {length}")
-    masks = [(p, _read_mask(p, num_classes)) for p in files]
-    k = num_classes or max(2, max(int(m.max()) for _, m in masks) + 1)
+    root = Path(folder)
+    index = scan_folder(root)
+    chosen = index.stems if stems is None else [s for s in index.stems if s in set(stems)]
+    if not chosen:
+        raise DataError(f"no images selected in {root / 'images'}")
+    k = int(num_classes or infer_num_classes(index))
     target = root / SCRIBBLE_DIR
     tmp = Path(tempfile.mkdtemp(prefix=f".{SCRIBBLE_DIR}.tmp-", dir=root))
     try:
-        for p, m in masks:
-            if m.max() >= k:
-                raise DataError(f"mask {p} holds label {int(m.max())} but num_classes is {k}")
-            s = synthesize_scribbles(m, length, stem_rng(seed, p.stem), k)
-            if not (s != UNLABELLED).any():
-                raise DataError(f"mask {p} gave an empty scribble (is the mask empty?)")
-            atomic_save_png(tmp / f"{p.stem}.png", s)
+        for stem in chosen:
+            mpath = index.masks[stem]
+            m = mask_to_labels(read_mask_raw(mpath), k, mpath)
+            sc = synthesize_scribbles(m, length, stem_rng(seed, stem), k)
+            if not (sc != UNLABELLED).any():
+                raise DataError(f"mask {mpath} gave an empty scribble (is the mask empty?)")
+            atomic_save_png(tmp / f"{stem}.png", sc)
         atomic_write_json(tmp / "meta.json", {
-            "length": float(length), "seed": int(seed), "num_classes": int(k),
+            "length": float(length), "seed": int(seed), "num_classes": k,
             "format": f"8-bit PNG per image stem; value = class id, {UNLABELLED} = unlabelled",
         })
         old = None

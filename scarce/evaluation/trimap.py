@@ -83,7 +83,6 @@ def model_trimap(model, data, widths: Sequence[int] = DEFAULT_WIDTHS, threshold:
     """Trimap mIoU of ``model`` on a :class:`~scarce.data.types.SegData`: scored at each image's
     original resolution when ``data.orig_masks`` is set (probabilities upsampled bilinearly, as
     :mod:`scarce.evaluation.evaluate`), else at the training size against ``data.masks``."""
-    import torch
     import torch.nn.functional as F
 
     from scarce.evaluation.evaluate import predict_probs
