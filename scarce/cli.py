@@ -219,6 +219,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(__version__)
         return 0
+    import warnings
+
+    warnings.formatwarning = lambda msg, cat, *args, **kw: f"scarce: warning: {msg}\n"
     from scarce.config import ConfigError
     from scarce.data.types import DataError
 

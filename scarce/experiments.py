@@ -131,6 +131,7 @@ def run_grid(grid: str | os.PathLike[str] | Mapping[str, Any], sets: Sequence[st
     g = load_grid(grid, sets)
     specs = expand_grid(g)
     todo = [s for s in specs if not (s.run_dir / "metrics.json").exists()]
+    todo.sort(key=lambda s: (s.budget, s.seed))  # smallest budgets first: the main table fills first
     log(f"grid {g.get('name', '')}: {len(specs)} runs, {len(specs) - len(todo)} finished, {len(todo)} to do")
     if dry_run:
         for s in todo:
