@@ -98,6 +98,8 @@ def _grads(loss: torch.Tensor, params: Params, create_graph: bool = False) -> li
     vals = list(params.values())
     if not vals:
         return []
+    if not loss.requires_grad:  # no path at all (e.g. a cut graph): all zeros
+        return [torch.zeros_like(p) for p in vals]
     gs = torch.autograd.grad(loss, vals, create_graph=create_graph, allow_unused=True,
                              retain_graph=create_graph or None)
     return [torch.zeros_like(p) if g is None else g for p, g in zip(vals, gs)]

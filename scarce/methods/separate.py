@@ -63,7 +63,7 @@ class Separate(Method):
         with torch.no_grad():
             fake = self.generator(one_hot_masks(aug_masks, self.ctx.num_classes, images.dtype))
         logits = self.model(torch.cat([images, fake], dim=0))
-        n = images.shape[0]
+        n = images.shape[0]  # real pairs first, then the ⌈f·n⌉ generated ones
         loss_real = self.ctx.loss_fn(logits[:n], masks)
         loss_aug = self.ctx.loss_fn(logits[n:], aug_masks)
         loss = loss_real + self.mcfg.lam * loss_aug
@@ -76,6 +76,6 @@ class Separate(Method):
         if n > 0:
             g = torch.Generator().manual_seed(self.ctx.cfg.train.seed + 31)
             tr = self.ctx.data.train
-            aug = augment_masks_for(self.mcfg, tr.masks[:n], g)
+            aug = augment_masks_for(self.mcfg, tr.masks[:n], g, fraction=1.0)
             write_gallery(Path(run_dir) / "gallery.png", self.generator, tr.images[:n], tr.masks[:n], aug,
                           self.ctx.num_classes)

@@ -1,0 +1,160 @@
+"""Cost of an E2EAug iteration vs a supervised one (same segmenter, batch and image size).
+
+Measures seconds per training iteration (mean over the timed iterations — a multiple of k, so
+A updates are amortised as in a run — after warm-up) and peak
+memory of: ``supervised``; ``e2eaug`` with each hypergradient mode, A updated every iteration and
+every k iterations; ``separate``. Each configuration runs in its own subprocess so that peak
+memory is its own: on CPU the peak resident-set growth over the process's state right after the
+networks were built (``ru_maxrss`` delta), on GPU ``torch.cuda.max_memory_allocated``.
+GAN pretraining is skipped (it is a one-off cost, cached per split).
+
+    python benchmarks/e2eaug_cost.py                      # 128 px, U-Net width 16, batch 4
+    python benchmarks/e2eaug_cost.py --size 64 --iters 8 --every 4 --device cuda
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def _configs(every: int) -> list[tuple[str, dict]]:
+    out = [("supervised", {"name": "supervised"})]
+    from scarce.methods.e2eaug import E2EAugConfig
+
+    d = E2EAugConfig()
+    out.append((f"e2eaug default ({d.hypergradient}, A every {d.arch_every})", {"name": "e2eaug"}))
+    for mode in ("exact", "finite_difference"):
+        for k in (1, every):
+            out.append((f"e2eaug {mode}, A every {k}", {"name": "e2eaug", "hypergradient": mode, "arch_every": k}))
+    out.append(("e2eaug, no A update (GAN+seg only)", {"name": "e2eaug", "arch_every": 0}))
+    out.append(("separate", {"name": "separate"}))
+    return out
+
+
+def _synthetic_run_data(n: int, size: int, channels: int = 3):
+    """In-memory image/mask pairs (ellipse masks; images a noisy function of the mask)."""
+    import torch
+
+    from scarce.data.types import DatasetInfo, RunData, SegData
+
+    g = torch.Generator().manual_seed(0)
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    masks = torch.zeros(n, size, size, dtype=torch.long)
+    for i in range(n):
+        cy, cx = torch.randint(size // 4, 3 * size // 4, (2,), generator=g)
+        r = int(torch.randint(size // 8, size // 4, (1,), generator=g))
+        masks[i][((yy - cy) ** 2 + (xx - cx) ** 2) <= r * r] = 1
+    images = (0.2 + 0.6 * masks.float().unsqueeze(1) + 0.2 * torch.rand(n, channels, size, size, generator=g))
+    images = images.clamp(0, 1).contiguous()
+
+    def seg(name):
+        return SegData(name=name, images=images, masks=masks, stems=[f"s{i}" for i in range(n)], num_classes=2)
+
+    info = DatasetInfo(name="bench", task="synthetic", metric="dice", channels=channels)
+    return RunData(info=info, train=seg("bench"), val=seg("bench"), tests={}, split=None)
+
+
+def child(args: argparse.Namespace, method: dict) -> dict:
+    import torch
+
+    from scarce.config import load_config
+    from scarce.methods.trainer import Trainer
+
+    torch.set_num_threads(args.threads)
+    method = {**method}
+    if method["name"] != "supervised":
+        method.setdefault("pretrain_iters", 0)
+    sets = [f"data.size={args.size}", f"model.name={args.model}", f"model.width={args.width}",
+            f"train.batch_size={args.batch}", "train.progress=false", "train.tensorboard=false",
+            f"train.device={args.device}", f"train.iterations={10**6}"]
+    cfg = load_config(sets=sets)
+    cfg.method = method
+    data = _synthetic_run_data(max(8, args.batch * 2), args.size)
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = Trainer(cfg, data, tmp)
+        trainer.method.setup()
+        dev = trainer.device
+        cuda = dev.type == "cuda"
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        if cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            base_cuda = torch.cuda.memory_allocated()
+        times = []
+        for i in range(args.warmup + args.iters):
+            batch = trainer.next_batch()
+            trainer.method.train()
+            t0 = time.perf_counter()
+            # warm-up steps are numbered so that the timed ones start on an A-update step
+            trainer.method.training_step(batch, i - args.warmup)
+            if cuda:
+                torch.cuda.synchronize()
+            if i >= args.warmup:
+                times.append(time.perf_counter() - t0)
+        peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024  # KiB → MiB (Linux)
+        if cuda:
+            peak = (torch.cuda.max_memory_allocated() - base_cuda) / 2**20
+    return {"mean_s": statistics.fmean(times), "median_s": statistics.median(times), "times": times, "peak_mib": peak,
+            "memory": "cuda max_memory_allocated" if cuda else "ru_maxrss delta"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--width", type=int, default=16)
+    p.add_argument("--model", default="unet")
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--iters", type=int, default=8, help="timed iterations (use a multiple of --every)")
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--every", type=int, default=4, help="k of 'A every k iterations'")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--only", default="", help="comma-separated substrings of config names to run")
+    p.add_argument("--json", default="", help="also write the results to this JSON file")
+    p.add_argument("--child", default="", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        print("RESULT " + json.dumps(child(args, json.loads(args.child))))
+        return 0
+    configs = _configs(args.every)
+    if args.only:
+        keys = [s.strip() for s in args.only.split(",")]
+        configs = [c for c in configs if c[0] == "supervised" or any(k in c[0] for k in keys)]
+    results = {}
+    base_argv = [a for a in (argv if argv is not None else sys.argv[1:])]
+    for name, method in configs:
+        cmd = [sys.executable, str(Path(__file__).resolve()), *base_argv, "--child", json.dumps(method)]
+        out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+        line = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
+        if out.returncode or not line:
+            print(f"{name}: FAILED\n{out.stderr[-2000:]}", file=sys.stderr)
+            continue
+        results[name] = json.loads(line[-1][7:])
+        r = results[name]
+        print(f"  measured {name}: {r['mean_s']:.3f} s/it", file=sys.stderr, flush=True)
+    sup = results.get("supervised")
+    print(f"\n{args.model} width {args.width}, {args.size} px, batch {args.batch}, device {args.device}, "
+          f"threads {args.threads}, mean of {args.iters} timed iterations")
+    print(f"{'configuration':<44} {'s/iter':>8} {'× sup':>7} {'peak MiB':>9} {'× sup':>7}")
+    for name, r in results.items():
+        rt = r["mean_s"] / sup["mean_s"] if sup else float("nan")
+        rm = r["peak_mib"] / sup["peak_mib"] if sup and sup["peak_mib"] > 0 else float("nan")
+        print(f"{name:<44} {r['mean_s']:8.3f} {rt:7.2f} {r['peak_mib']:9.1f} {rm:7.2f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
