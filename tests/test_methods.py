@@ -16,7 +16,7 @@ ALL = METHODS.names()
 
 # Keep the expensive set-up phases of some methods (GAN / PCE pre-training) tiny in tests.
 FAST_FIELDS = {"pretrain_iters": 2, "pretrain_iterations": 2, "gan_pretrain_iters": 2, "stage_b_epochs": 1,
-               "epochs_per_round": 1, "workers": 0}
+               "epochs_per_round": 1, "workers": 0, "scribbles": "synthetic:0.5"}
 
 
 def _method(name):

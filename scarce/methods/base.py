@@ -96,7 +96,10 @@ class TrainContext:
             m.name, in_channels=self.in_channels, num_classes=self.num_classes, width=m.width,
             depth=m.depth, backbone=m.backbone, output_stride=m.output_stride,
         )
-        return model.to(self.device)
+        model = model.to(self.device)
+        if self.cfg.train.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        return model
 
     def make_optimizer(self, params: Iterable[torch.nn.Parameter], optim: OptimConfig | None = None) -> torch.optim.Optimizer:
         return make_optimizer(params, optim or self.cfg.train.optim)

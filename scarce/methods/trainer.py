@@ -146,7 +146,10 @@ class Trainer:
         glob = torch.cat(idx)
         mine = glob[self.rank * bs:(self.rank + 1) * bs]
         dev_idx = mine.to(self.data.train.images.device)
-        return Batch(self.data.train.images[dev_idx], self.data.train.masks[dev_idx], mine)
+        images = self.data.train.images[dev_idx]
+        if self.cfg.train.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return Batch(images, self.data.train.masks[dev_idx], mine)
 
     # ------------------------------------------------------------------ checkpoints
     def _gather_generators(self) -> list[torch.Tensor]:
