@@ -19,7 +19,7 @@ from scarce.methods.weak_common import WeakConfig, WeakMethod
 
 @dataclass
 class DenseGDConfig(WeakConfig):
-    nu: float = 2.0
+    nu: float = 10.0
     """ν: weight of the normalised dense Potts relaxation (fraction of affinity cut, in [0, 1))."""
     sigma_xy: float | None = None
     """Spatial σ of the bilateral kernel in pixels at training size (None = size / 6, i.e. the

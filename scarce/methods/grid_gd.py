@@ -16,7 +16,7 @@ from scarce.methods.weak_common import WeakConfig, WeakMethod
 
 @dataclass
 class GridGDConfig(WeakConfig):
-    nu: float = 2.0
+    nu: float = 10.0
     """ν: weight of the normalised Potts relaxation (fraction of affinity cut, in [0, 1))."""
     sigma: float | None = None
     """Colour scale of w_ij in [0, 1] intensity units (None = per-image mean squared neighbour difference)."""
