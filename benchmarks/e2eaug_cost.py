@@ -1,11 +1,13 @@
 """Cost of an E2EAug iteration vs a supervised one (same segmenter, batch and image size).
 
-Measures seconds per training iteration (mean over the timed iterations — a multiple of k, so
-A updates are amortised as in a run — after warm-up) and peak
-memory of: ``supervised``; ``e2eaug`` with each hypergradient mode, A updated every iteration and
-every k iterations; ``separate``. Each configuration runs in its own subprocess so that peak
-memory is its own: on CPU the peak resident-set growth over the process's state right after the
-networks were built (``ru_maxrss`` delta), on GPU ``torch.cuda.max_memory_allocated``.
+Measures seconds per training iteration and peak memory of: ``supervised``; ``e2eaug`` with
+each hypergradient mode, A updated every iteration and every k iterations; ``separate``.
+Timing: each configuration runs in a subprocess that alternates one supervised and one
+``e2eaug`` iteration (same segmenter, batch, image size), so load from other processes hits both
+alike; the ratio is mean(method) / mean(supervised) over the timed iterations (a multiple of k,
+starting on an A-update step, so A updates are amortised as in a run). Memory: a separate
+subprocess per configuration; on CPU the growth of the peak resident set (``ru_maxrss``) over
+the state right after the networks were built, on GPU ``torch.cuda.max_memory_allocated``.
 GAN pretraining is skipped (it is a one-off cost, cached per split).
 
     python benchmarks/e2eaug_cost.py                      # 128 px, U-Net width 16, batch 4
@@ -65,13 +67,10 @@ def _synthetic_run_data(n: int, size: int, channels: int = 3):
     return RunData(info=info, train=seg("bench"), val=seg("bench"), tests={}, split=None)
 
 
-def child(args: argparse.Namespace, method: dict) -> dict:
-    import torch
-
+def _trainer(args: argparse.Namespace, method: dict, tmp: str):
     from scarce.config import load_config
     from scarce.methods.trainer import Trainer
 
-    torch.set_num_threads(args.threads)
     method = {**method}
     if method["name"] != "supervised":
         method.setdefault("pretrain_iters", 0)
@@ -80,33 +79,63 @@ def child(args: argparse.Namespace, method: dict) -> dict:
             f"train.device={args.device}", f"train.iterations={10**6}"]
     cfg = load_config(sets=sets)
     cfg.method = method
-    data = _synthetic_run_data(max(8, args.batch * 2), args.size)
+    trainer = Trainer(cfg, _synthetic_run_data(max(8, args.batch * 2), args.size), tmp)
+    trainer.method.setup()
+    return trainer
+
+
+def _one_step(trainer, i: int) -> float:
+    import torch
+
+    batch = trainer.next_batch()
+    trainer.method.train()
+    t0 = time.perf_counter()
+    trainer.method.training_step(batch, i)
+    if trainer.device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+def child(args: argparse.Namespace, method: dict, mode: str) -> dict:
+    """``time``: alternate one supervised and one ``method`` iteration (so CPU load changes hit
+    both alike) and return both series; ``mem``: peak memory of ``method`` alone."""
+    import torch
+
+    torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(cfg, data, tmp)
-        trainer.method.setup()
-        dev = trainer.device
-        cuda = dev.type == "cuda"
+        if mode == "time":
+            sup = _trainer(args, {"name": "supervised"}, tmp + "/s")
+            tgt = _trainer(args, method, tmp + "/t")
+            ts, tt = [], []
+            for i in range(-args.warmup, args.iters):  # timed steps start on an A-update step (0)
+                a, b = _one_step(sup, i), _one_step(tgt, i)
+                if i >= 0:
+                    ts.append(a)
+                    tt.append(b)
+            return {"sup": ts, "times": tt}
+        trainer = _trainer(args, method, tmp)
+        cuda = trainer.device.type == "cuda"
         base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         if cuda:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
             base_cuda = torch.cuda.memory_allocated()
-        times = []
-        for i in range(args.warmup + args.iters):
-            batch = trainer.next_batch()
-            trainer.method.train()
-            t0 = time.perf_counter()
-            # warm-up steps are numbered so that the timed ones start on an A-update step
-            trainer.method.training_step(batch, i - args.warmup)
-            if cuda:
-                torch.cuda.synchronize()
-            if i >= args.warmup:
-                times.append(time.perf_counter() - t0)
+        for i in range(2):  # step 0 updates A (when the method does)
+            _one_step(trainer, i)
         peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024  # KiB → MiB (Linux)
         if cuda:
             peak = (torch.cuda.max_memory_allocated() - base_cuda) / 2**20
-    return {"mean_s": statistics.fmean(times), "median_s": statistics.median(times), "times": times, "peak_mib": peak,
-            "memory": "cuda max_memory_allocated" if cuda else "ru_maxrss delta"}
+        return {"peak_mib": peak}
+
+
+def _run_child(argv: list[str], method: dict, mode: str) -> dict | None:
+    cmd = [sys.executable, str(Path(__file__).resolve()), *argv, "--child", json.dumps(method), "--mode", mode]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    line = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
+    if out.returncode or not line:
+        print(f"{method} ({mode}): FAILED\n{out.stderr[-2000:]}", file=sys.stderr)
+        return None
+    return json.loads(line[-1][7:])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,34 +152,41 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", default="", help="comma-separated substrings of config names to run")
     p.add_argument("--json", default="", help="also write the results to this JSON file")
     p.add_argument("--child", default="", help=argparse.SUPPRESS)
+    p.add_argument("--mode", default="time", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
-        print("RESULT " + json.dumps(child(args, json.loads(args.child))))
+        print("RESULT " + json.dumps(child(args, json.loads(args.child), args.mode)))
         return 0
     configs = _configs(args.every)
     if args.only:
         keys = [s.strip() for s in args.only.split(",")]
         configs = [c for c in configs if c[0] == "supervised" or any(k in c[0] for k in keys)]
-    results = {}
-    base_argv = [a for a in (argv if argv is not None else sys.argv[1:])]
+    base_argv = list(argv if argv is not None else sys.argv[1:])
+    results: dict[str, dict] = {}
     for name, method in configs:
-        cmd = [sys.executable, str(Path(__file__).resolve()), *base_argv, "--child", json.dumps(method)]
-        out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-        line = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
-        if out.returncode or not line:
-            print(f"{name}: FAILED\n{out.stderr[-2000:]}", file=sys.stderr)
+        mem = _run_child(base_argv, method, "mem")
+        tim = _run_child(base_argv, method, "time") if name != "supervised" else None
+        if mem is None or (name != "supervised" and tim is None):
             continue
-        results[name] = json.loads(line[-1][7:])
-        r = results[name]
-        print(f"  measured {name}: {r['mean_s']:.3f} s/it", file=sys.stderr, flush=True)
-    sup = results.get("supervised")
+        r: dict = {"peak_mib": mem["peak_mib"]}
+        if tim is not None:
+            r.update(mean_s=statistics.fmean(tim["times"]), sup_mean_s=statistics.fmean(tim["sup"]),
+                     times=tim["times"], sup_times=tim["sup"])
+            r["ratio"] = r["mean_s"] / r["sup_mean_s"]
+            print(f"  measured {name}: {r['mean_s']:.3f} s/it vs supervised {r['sup_mean_s']:.3f}",
+                  file=sys.stderr, flush=True)
+        results[name] = r
+    sup_mem = results.get("supervised", {}).get("peak_mib", float("nan"))
     print(f"\n{args.model} width {args.width}, {args.size} px, batch {args.batch}, device {args.device}, "
-          f"threads {args.threads}, mean of {args.iters} timed iterations")
-    print(f"{'configuration':<44} {'s/iter':>8} {'× sup':>7} {'peak MiB':>9} {'× sup':>7}")
+          f"threads {args.threads}; mean of {args.iters} timed iterations, each interleaved with a "
+          f"supervised iteration; peak memory = {'cuda max_memory_allocated' if args.device.startswith('cuda') else 'ru_maxrss growth'}")
+    print(f"{'configuration':<44} {'s/iter':>8} {'sup s/it':>9} {'× sup':>7} {'peak MiB':>9} {'× sup':>7}")
     for name, r in results.items():
-        rt = r["mean_s"] / sup["mean_s"] if sup else float("nan")
-        rm = r["peak_mib"] / sup["peak_mib"] if sup and sup["peak_mib"] > 0 else float("nan")
-        print(f"{name:<44} {r['mean_s']:8.3f} {rt:7.2f} {r['peak_mib']:9.1f} {rm:7.2f}")
+        rm = r["peak_mib"] / sup_mem if sup_mem > 0 else float("nan")
+        if "mean_s" in r:
+            print(f"{name:<44} {r['mean_s']:8.3f} {r['sup_mean_s']:9.3f} {r['ratio']:7.2f} {r['peak_mib']:9.1f} {rm:7.2f}")
+        else:
+            print(f"{name:<44} {'':>8} {'':>9} {'1.00':>7} {r['peak_mib']:9.1f} {rm:7.2f}")
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
     return 0

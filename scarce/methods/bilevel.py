@@ -127,12 +127,16 @@ def hypergradient(levels: Sequence[Level], outer: OuterLoss, arch: Params, mode:
     """
     look_up(mode, MODES, "hypergradient mode")
     if mode == "exact":
-        unrolled = unroll(levels, arch, create_graph=True)
-        loss = outer(unrolled, arch)
-        grads = _grads(loss, arch)
-        return HyperResult(dict(zip(arch, grads)), loss.detach(),
-                           [{n: p.detach() for n, p in u.items()} for u in unrolled])
+        with torch.enable_grad():
+            return _exact(levels, outer, arch)
     return _finite_difference(levels, outer, arch, eps)
+
+
+def _exact(levels: Sequence[Level], outer: OuterLoss, arch: Params) -> HyperResult:
+    unrolled = unroll(levels, arch, create_graph=True)
+    loss = outer(unrolled, arch)
+    grads = _grads(loss, arch)
+    return HyperResult(dict(zip(arch, grads)), loss.detach(), [{n: p.detach() for n, p in u.items()} for u in unrolled])
 
 
 def _finite_difference(levels: Sequence[Level], outer: OuterLoss, arch: Params, eps: float) -> HyperResult:

@@ -29,6 +29,10 @@ from scarce.models.gan import create_discriminator, create_generator, one_hot_ma
 from scarce.utils.io import atomic_save_png, atomic_torch_save, torch_load
 
 CACHE_VERSION = 1
+PRETRAIN_FIELDS = ("generator", "gen_ngf", "gen_depth", "gen_max_mult", "gen_norm", "gen_dropout",
+                   "generator_kwargs", "disc_ndf", "disc_layers", "gan_lr", "gan_betas", "gan_weight_decay",
+                   "l1_weight", "pretrain_iters", "pretrain_batch")
+"""The config fields pretraining depends on (the cache key); method-specific fields are not."""
 
 
 @dataclass
@@ -158,7 +162,7 @@ def cache_key(cfg: RunConfig, data: RunData, gc: GANConfig, searchable: bool) ->
     h = hashlib.sha256()
     for t in (data.train.images, data.train.masks):
         h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    keep = {k: v for k, v in asdict(gc).items() if k not in ("gan_cache", "gallery", "lam")}
+    keep = {k: v for k, v in asdict(gc).items() if k in PRETRAIN_FIELDS}
     meta = {"v": CACHE_VERSION, "seed": cfg.train.seed, "searchable": searchable, "gan": keep,
             "batch": gc.pretrain_batch or cfg.train.batch_size, "k": data.train.num_classes}
     h.update(json.dumps(meta, sort_keys=True, default=str).encode())
