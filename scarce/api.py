@@ -69,17 +69,17 @@ def train_run(cfg: RunConfig, resume: bool = False) -> dict[str, Any]:
                               "steps": fit.steps, "stopped_early": fit.stopped_early}
     if _is_main():
         model = trainer.load_best()
-        result["tests"] = _evaluate(cfg, model, data.tests, data.train.num_classes, run_dir)
+        result["tests"] = _evaluate(cfg, model, data.tests, data.train.num_classes, run_dir / "eval")
         atomic_write_json(run_dir / RESULT_FILE, result)
     return result
 
 
-def _evaluate(cfg: RunConfig, model: Any, tests: dict[str, Any], num_classes: int, run_dir: Path) -> dict[str, Any]:
+def _evaluate(cfg: RunConfig, model: Any, tests: dict[str, Any], num_classes: int, eval_dir: Path) -> dict[str, Any]:
     from scarce.evaluation.evaluate import evaluate_sets
 
     e = cfg.eval
     return evaluate_sets(
-        model, tests, num_classes=num_classes, out_dir=run_dir / "eval",
+        model, tests, num_classes=num_classes, out_dir=eval_dir,
         threshold=e.threshold, save_predictions=e.save_predictions, overlays=e.overlays,
         iou_threshold=e.iou_threshold,
     )
@@ -117,7 +117,8 @@ def load_segmenter(run_dir: str | os.PathLike[str], cfg: RunConfig | None = None
 
 def evaluate_run(run_dir: str | os.PathLike[str], test_sets: list[str] | None = None,
                  data_root: str | None = None, out: str | None = None) -> dict[str, Any]:
-    """Re-evaluate a finished run's best checkpoint on its test sets (or on ``test_sets``)."""
+    """Re-evaluate a finished run's best checkpoint on its test sets (or on ``test_sets``);
+    results go to ``out`` (default ``<run_dir>/eval``)."""
     from scarce.data.load import load_test_sets
 
     cfg = load_run_config(run_dir)
@@ -129,7 +130,7 @@ def evaluate_run(run_dir: str | os.PathLike[str], test_sets: list[str] | None = 
     num_classes = next(iter(tests.values())).num_classes
     channels = int(next(iter(tests.values())).images.shape[1])
     model = load_segmenter(run_dir, cfg, in_channels=channels, num_classes=num_classes)
-    out_dir = Path(out) if out else Path(run_dir)
+    out_dir = Path(out) if out else Path(run_dir) / "eval"
     return _evaluate(cfg, model, tests, num_classes, out_dir)
 
 

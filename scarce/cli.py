@@ -62,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--budget", type=int)
     x.add_argument("--seed", type=int)
     x.add_argument("--out", metavar="FILE", help="write the split JSON here (default: print it)")
+    x = dsub.add_parser("scribbles", help="synthesise scribbles/clicks from full masks into <dataset>/scribbles/")
+    x.add_argument("name", help="registered dataset or folder")
+    x.add_argument("--length", type=float, required=True,
+                   help="0 = a click per class, 1 = a full medial-axis scribble, in between = part of it")
+    x.add_argument("--seed", type=int, default=0)
+    x.add_argument("--data-root", metavar="DIR")
     x = dsub.add_parser("synthetic", help="write the built-in synthetic dataset (and its OOD variant)")
     x.add_argument("dest")
     x.add_argument("--n", type=int, default=160)
@@ -170,6 +176,7 @@ def _dispatch(a: argparse.Namespace) -> int:
 
 def _data(a: argparse.Namespace) -> int:
     import scarce.data as D
+    from scarce.config import ConfigError
 
     if a.data_cmd == "list":
         rows = D.list_datasets(a.data_root)
@@ -203,6 +210,15 @@ def _data(a: argparse.Namespace) -> int:
             print(f"train {len(split.train)}, val {len(split.val)}, test {len(split.test)} → {a.out}")
         else:
             print(split.to_json())
+        return 0
+    if a.data_cmd == "scribbles":
+        from scarce.data.load import resolve_dataset
+        from scarce.data.scribbles import write_scribbles
+
+        if not 0.0 <= a.length <= 1.0:
+            raise ConfigError(f"--length must be in [0, 1], got {a.length}")
+        info, folder = resolve_dataset(a.name, a.data_root)
+        print(write_scribbles(folder, a.length, seed=a.seed, num_classes=info.num_classes))
         return 0
     if a.data_cmd == "synthetic":
         print(D.make_synthetic(a.dest, n=a.n, size=a.size, seed=a.seed, ood=a.ood))

@@ -1,0 +1,120 @@
+"""CLI end to end on synthetic data: train → evaluate → predict, grid + report, demo, data
+commands, and one-line errors with exit code 2."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from scarce.cli import main
+
+FAST = ["--set", "data.size=32", "--set", "data.synthetic_n=40", "--set", "data.budget=20", "--set", "model.width=4", "--set", "model.depth=2",
+        "--set", "train.iterations=6", "--set", "train.val_every=3", "--set", "train.batch_size=4",
+        "--set", "train.progress=false", "--set", "train.tensorboard=false", "--set", "eval.overlays=1"]
+
+
+@pytest.fixture
+def cache(tmp_path):
+    return ["--set", f"data.cache_dir={tmp_path / 'cache'}"]
+
+
+def test_train_evaluate_predict(tmp_path, cache, capsys):
+    run = tmp_path / "run"
+    assert main(["train", *FAST, *cache, "--set", "method.augment=combine", "--out", str(run)]) == 0
+    res = json.loads((run / "metrics.json").read_text())
+    assert set(res["tests"]) == {"synthetic", "synthetic_ood"}
+    for name in ("config.yaml", "split.json", "log.csv", "checkpoints/best.pt", "checkpoints/last.pt",
+                 "eval/synthetic/per_image.csv", "eval/metrics.json"):
+        assert (run / name).exists(), name
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    assert cfg["method"] == {"name": "supervised", "augment": "combine"} and cfg["train"]["iterations"] == 6
+    preds = sorted((run / "eval" / "synthetic" / "predictions").glob("*.png"))
+    assert preds and set(np.unique(np.array(Image.open(preds[0])))) <= {0, 255}
+    # evaluate again on one set, into another folder
+    assert main(["evaluate", str(run), "--test-sets", "synthetic_ood", "--out", str(tmp_path / "ev")]) == 0
+    again = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert again["synthetic_ood"]["dice_mean"] == pytest.approx(res["tests"]["synthetic_ood"]["dice_mean"])
+    # predict a folder of images at their own size
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    Image.fromarray((np.random.default_rng(0).random((40, 56, 3)) * 255).astype(np.uint8)).save(imgs / "a.png")
+    assert main(["predict", str(run), str(imgs), str(tmp_path / "pred")]) == 0
+    out = np.array(Image.open(tmp_path / "pred" / "a.png"))
+    assert out.shape == (40, 56) and set(np.unique(out)) <= {0, 255}
+    # a second train into the same folder with another config is refused; resume of a finished run is a no-op
+    assert main(["train", *FAST, *cache, "--set", "train.seed=5", "--out", str(run)]) == 2
+    assert "different config" in capsys.readouterr().err
+    assert main(["train", *FAST, *cache, "--set", "method.augment=combine", "--out", str(run), "--resume"]) == 0
+
+
+def test_experiment_grid_resumes_and_reports(tmp_path, cache):
+    grid = {
+        "name": "t", "out": str(tmp_path / "runs"), "report": str(tmp_path / "report"), "workers": 1,
+        "base": {"data": {"size": 32, "synthetic_n": 40, "cache_dir": str(tmp_path / "cache")},
+                 "model": {"width": 4, "depth": 2},
+                 "train": {"iterations": 4, "val_every": 2, "batch_size": 4, "tensorboard": False},
+                 "eval": {"overlays": 0, "save_predictions": False}},
+        "datasets": ["synthetic"],
+        "methods": [{"label": "supervised", "method": {"name": "supervised"}},
+                    {"label": "combine", "method": {"name": "supervised", "augment": "combine"}}],
+        "models": ["unet"], "budgets": [10, 20], "seeds": [0, 1],
+    }
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(grid))
+    assert main(["experiment", str(path), "--set", "seeds=[0]"]) == 0
+    finished = lambda: [p.parent / "metrics.json" for p in (tmp_path / "runs").rglob("config.yaml")
+                        if (p.parent / "metrics.json").exists()]
+    assert len(finished()) == 4
+    split10 = json.loads((tmp_path / "runs/synthetic/supervised-unet/b10/s0/split.json").read_text())
+    split20 = json.loads((tmp_path / "runs/synthetic/supervised-unet/b20/s0/split.json").read_text())
+    assert (len(split10["train"]), len(split10["val"])) == (8, 2)
+    assert set(split10["train"]) <= set(split20["train"]) and set(split10["val"]) <= set(split20["val"])
+    mtimes = {p: p.stat().st_mtime for p in finished()}
+    assert main(["experiment", str(path)]) == 0  # seeds 0 are skipped, seed 1 runs
+    assert all(p.stat().st_mtime == t for p, t in mtimes.items())
+    assert len(finished()) == 8
+    md = (tmp_path / "report" / "results.md").read_text()
+    assert "supervised-unet" in md and "combine-unet" in md and "±" in md
+    assert list((tmp_path / "report").glob("*.png"))
+
+
+def test_data_commands(tmp_path, synthetic_folder, capsys):
+    assert main(["data", "list"]) == 0
+    assert "isic2017" in capsys.readouterr().out
+    assert main(["data", "show", str(synthetic_folder)]) == 0
+    assert main(["data", "split", str(synthetic_folder), "--budget", "5", "--seed", "1",
+                 "--out", str(tmp_path / "s.json")]) == 0
+    s = json.loads((tmp_path / "s.json").read_text())
+    assert (len(s["train"]), len(s["val"])) == (4, 1)
+    assert main(["data", "import", "generic", str(synthetic_folder), str(tmp_path / "imp")]) == 0
+    assert len(list((tmp_path / "imp" / "images").iterdir())) == 12
+    assert main(["data", "scribbles", str(tmp_path / "imp"), "--length", "0.5"]) == 0
+    assert len(list((tmp_path / "imp" / "scribbles").glob("*.png"))) == 12
+
+
+def test_errors_are_one_line_exit_2(tmp_path, synthetic_folder, capsys):
+    assert main(["train", "--set", "train.iteratons=3"]) == 2
+    assert "Did you mean 'iterations'" in capsys.readouterr().err
+    assert main(["train", "--method", "supervized", "--out", str(tmp_path / "x")]) == 2
+    assert "Did you mean 'supervised'" in capsys.readouterr().err
+    (synthetic_folder / "masks" / "syn_0003.png").unlink()
+    assert main(["train", *FAST, "--set", f"data.dataset={synthetic_folder}", "--out", str(tmp_path / "y")]) == 2
+    err = capsys.readouterr().err
+    assert "syn_0003" in err and err.count("\n") == 1
+    assert not (tmp_path / "y").exists()  # nothing partial written
+
+
+@pytest.mark.slow
+def test_demo_quick_and_help(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "scarce.cli", "demo", "--quick", "--out", str(tmp_path / "demo")],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "synthetic_ood" in r.stdout
+    assert (tmp_path / "demo" / "report" / "results.md").exists()
+    h = subprocess.run([sys.executable, "-m", "scarce.cli", "--help"], capture_output=True, text=True)
+    for cmd in ("data", "train", "evaluate", "predict", "experiment", "report", "demo"):
+        assert cmd in h.stdout
