@@ -107,6 +107,36 @@ def expand_grid(g: Mapping[str, Any]) -> list[RunSpec]:
     return specs
 
 
+def _check_unchanged(specs: list[RunSpec]) -> None:
+    """A finished or started run whose saved config differs from the grid's would silently mix
+    two experiments in one table: refuse, naming the run and the differing keys."""
+    from scarce.config import to_dict
+
+    ignore = {"progress", "threads", "device", "tensorboard", "log_every"}
+
+    def flat(d: Any, prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in (d or {}).items():
+            key = f"{prefix}{k}"
+            if isinstance(v, dict) and k != "method":
+                out.update(flat(v, key + "."))
+            elif k not in ignore:
+                out[key] = v
+        return out
+
+    for s in specs:
+        saved = s.run_dir / "config.yaml"
+        if not saved.exists():
+            continue
+        old, new = flat(load_yaml(saved)), flat(to_dict(from_dict(RunConfig, s.config)))
+        diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k != "out")
+        if diff:
+            raise ConfigError(
+                f"run {str(s.run_dir)!r} was made with a different config ({', '.join(diff[:5])} differ); "
+                "use a new grid 'out' folder or delete the old runs"
+            )
+
+
 def _run_one(config: dict[str, Any], threads: int) -> tuple[str, str]:
     """Worker: train + evaluate one run (resuming it if interrupted)."""
     import torch
@@ -130,6 +160,7 @@ def run_grid(grid: str | os.PathLike[str] | Mapping[str, Any], sets: Sequence[st
     """Run (or resume) every unfinished run of a grid, then write the report."""
     g = load_grid(grid, sets)
     specs = expand_grid(g)
+    _check_unchanged(specs)
     todo = [s for s in specs if not (s.run_dir / "metrics.json").exists()]
     todo.sort(key=lambda s: (s.budget, s.seed))  # smallest budgets first: the main table fills first
     log(f"grid {g.get('name', '')}: {len(specs)} runs, {len(specs) - len(todo)} finished, {len(todo)} to do")
