@@ -40,6 +40,8 @@ def _configs(every: int) -> list[tuple[str, dict]]:
         for k in (1, every):
             out.append((f"e2eaug {mode}, A every {k}", {"name": "e2eaug", "hypergradient": mode, "arch_every": k}))
     out.append(("e2eaug, no A update (GAN+seg only)", {"name": "e2eaug", "arch_every": 0}))
+    out.append(("e2eaug paper schedule (A, GAN every it., f=1)",
+                {"name": "e2eaug", "arch_every": 1, "gan_every": 1, "aug_fraction": 1.0}))
     out.append(("separate", {"name": "separate"}))
     return out
 

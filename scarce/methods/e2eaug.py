@@ -5,8 +5,8 @@ architecture A = {α_i,k} (softmax-mixed Conv/UpConv-421/622/823 cells), PatchGA
 
 Per iteration (paper Eq. 1–4, one-step unrolling as Sec. 3.3 / DARTS):
 
-* **Stage I** — discriminator step, then generator step on D_gan = {(M_j, I_j)} with A fixed
-  (real Adam updates via ``ctx.step``).
+* **Stage I** (every ``gan_every`` iterations) — discriminator step, then generator step on
+  D_gan = {(M_j, I_j)} with A fixed (real Adam updates via ``ctx.step``).
 * **Stage III** (every ``arch_every`` iterations) — hypergradient of
   L_seg(D_val; W') w.r.t. A where G' = G − ξ_G∇_G L_gan(G, A) and
   W' = W − ξ_W∇_W [L_seg(D_tr; W) + λ·L_seg(D_aug(G', A); W)], D_aug = (f(M̂; G', A), M̂) with
@@ -22,9 +22,10 @@ hypergradient on tiny float64 networks without a Trainer.
 
 Defaults = CPU preset (mean iteration ≤ 2.5× a supervised one, ``benchmarks/e2eaug_cost.py``):
 GAN Adam lr 2e-4 (paper 1e-5), ngf/ndf 8 (Pix2Pix 64), half of each batch's masks augmented
-(paper: all), ``exact`` hypergradient with A updated every 16 iterations (paper: every one),
+(paper: all), real GAN updates every 2nd iteration (paper: every one), ``exact``
+hypergradient with A updated every 16 iterations (paper: every one),
 arch Adam lr 5e-3, betas (0.5, 0.999) (DARTS: 3e-4 over ~20k A steps; a CPU run has ~60).
-Paper-like GPU settings: ``gan_lr=1e-5, gen_ngf=64, disc_ndf=64, aug_fraction=1,
+Paper-like GPU settings: ``gan_lr=1e-5, gen_ngf=64, disc_ndf=64, aug_fraction=1, gan_every=1,
 arch_every=1, arch_lr=3e-4``.
 """
 from __future__ import annotations
@@ -58,6 +59,10 @@ class E2EAugConfig(GANConfig):
     arch_every: int = 16
     """Update A every k iterations (paper: 1). An A step costs ≈ 6.5 supervised iterations on
     CPU (128 px, U-Net 16, batch 4), so k = 16 keeps the mean iteration ≤ 2.5× supervised."""
+    gan_every: int = 2
+    """Real Stage I (D and G) updates every k iterations (paper: 1; the GAN is pretrained, and
+    k = 2 halves its share of the CPU iteration cost). The unrolled G' of every A update is
+    always computed."""
     arch_lr: float = 5e-3
     arch_betas: tuple[float, float] = (0.5, 0.999)
     arch_weight_decay: float = 1e-3
@@ -179,6 +184,7 @@ class E2EAug(Method):
         self.alpha_history: list[torch.Tensor] = []
         self.derived_history: list[dict[str, Any]] = []
         self._last: dict[str, float] = {}
+        self._gan_losses: dict[str, float] = {}
 
     # ------------------------------------------------------------------ setup / state
     def cache_dir(self) -> str | None:
@@ -211,6 +217,7 @@ class E2EAug(Method):
             "derived_history": list(self.derived_history),
             "derived": self.generator.derived_architecture(),
             "last": dict(self._last),
+            "gan_losses": dict(self._gan_losses),
         }
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
@@ -219,6 +226,7 @@ class E2EAug(Method):
         self.alpha_history = [h.clone() for h in hist] if hist.numel() else []
         self.derived_history = list(state.get("derived_history", []))
         self._last = dict(state.get("last", {}))
+        self._gan_losses = dict(state.get("gan_losses", {}))
 
     def _record_alpha(self, step: int) -> None:
         if not self.generator.is_searchable:
@@ -261,10 +269,12 @@ class E2EAug(Method):
         k = self.ctx.num_classes
         onehot = one_hot_masks(masks, k, images.dtype)
         # Stage I (real): D step, then G step with A fixed
-        ld, lg = gan_train_step(self.generator, self.discriminator, self.opt_gen, self.opt_disc, onehot, images,
-                                self.mcfg.l1_weight, step=self.ctx.step)
-        for p in self.generator.arch_parameters():  # the G step also reached α; A has its own update
-            p.grad = None
+        if should_update(step, self.mcfg.gan_every):
+            ld, lg = gan_train_step(self.generator, self.discriminator, self.opt_gen, self.opt_disc, onehot,
+                                    images, self.mcfg.l1_weight, step=self.ctx.step)
+            self._gan_losses = {"loss_d": ld, "loss_g": lg}
+            for p in self.generator.arch_parameters():  # the G step also reached α; A has its own update
+                p.grad = None
         aug_masks = augment_masks_for(self.mcfg, masks, self.ctx.generator)
         # Stage III: A update through the unrolled G' and W'
         if self.opt_arch is not None and should_update(step, self.mcfg.arch_every):
@@ -281,7 +291,7 @@ class E2EAug(Method):
         loss = loss_real + self.mcfg.lam * loss_aug
         self.ctx.step(loss, self.optimizer)
         return {"loss": loss.detach(), "loss_real": loss_real.detach(), "loss_aug": loss_aug.detach(),
-                "loss_d": ld, "loss_g": lg, **self._last}
+                **self._gan_losses, **self._last}
 
     # ------------------------------------------------------------------ hooks
     def on_validation(self, step: int, score: float) -> dict[str, float]:
