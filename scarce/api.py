@@ -169,3 +169,33 @@ def predict_folder(run_dir: str | os.PathLike[str], images: str | os.PathLike[st
         atomic_save_png(dest, lab)
         written.append(str(dest))
     return written
+
+
+def pretrain_gan_run(cfg: RunConfig, vanilla: bool = False) -> dict[str, Any]:
+    """``scarce gan pretrain``: pretrain the mask→image GAN of ``cfg.method`` (e2eaug/separate
+    settings) on the training pairs of the current split, into the GAN cache that the methods
+    reuse (``method.gan_cache``, default ``<out>/../.gan_cache``), plus a gallery in ``cfg.out``."""
+    import torch
+
+    from scarce.augment import augment_masks
+    from scarce.data.load import prepare_run_data
+    from scarce.methods.gan_pretrain import _gan_config, build_generator, pretrain_gan, write_gallery
+
+    if cfg.method.get("name") not in ("e2eaug", "separate"):
+        cfg.method = {"name": "e2eaug", **{k: v for k, v in cfg.method.items() if k != "name"}}
+    gc, searchable = _gan_config(cfg)
+    searchable = searchable and not vanilla
+    data = prepare_run_data(cfg.data, seed=cfg.train.seed)
+    out = Path(cfg.out)
+    cache = gc.gan_cache if gc.gan_cache is not None else str(out.parent / ".gan_cache")
+    res = pretrain_gan(cfg, data, out=cache or None, searchable=searchable, progress=cfg.train.progress)
+    gen = build_generator(gc, data.train.num_classes, int(data.train.images.shape[1]), cfg.data.size, searchable)
+    gen.load_state_dict(res.generator)
+    n = min(8, len(data.train))
+    g = torch.Generator().manual_seed(cfg.train.seed)
+    masks = data.train.masks[:n]
+    aug = augment_masks("combine", masks, g, ops=list(gc.mask_ops))
+    with torch.no_grad():
+        write_gallery(out / "gan_gallery.png", gen, data.train.images[:n], masks, aug, data.train.num_classes)
+    return {"checkpoint": str(res.path) if res.path else None, "cached": res.cached, "losses": res.losses,
+            "gallery": str(out / "gan_gallery.png")}

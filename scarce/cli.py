@@ -91,6 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("images", help="folder of images")
     x.add_argument("out", help="folder for the predicted masks (PNG, named like the images)")
 
+    # ---- GAN
+    g = sub.add_parser("gan", help="mask→image GAN utilities (E2EAug / separate)")
+    gsub = g.add_subparsers(dest="gan_cmd", metavar="ACTION")
+    x = gsub.add_parser("pretrain", help="pretrain Pix2Pix on the split's training pairs (cached, reused by the methods)")
+    _cfg_args(x)
+    x.add_argument("--out", help="shortcut for --set out=... (gallery goes here; cache beside it)")
+    x.add_argument("--vanilla", action="store_true", help="the non-searched 4-2-1 generator (as `separate` uses)")
+
     # ---- experiments / reports / demo
     x = sub.add_parser("experiment", help="run (or resume) an experiment grid and write its report")
     x.add_argument("grid", help="grid YAML (see configs/)")
@@ -146,6 +154,15 @@ def _dispatch(a: argparse.Namespace) -> int:
 
         written = predict_folder(a.run_dir, a.images, a.out)
         print(f"wrote {len(written)} masks to {a.out}")
+        return 0
+    if a.cmd == "gan":
+        if a.gan_cmd != "pretrain":
+            build_parser().parse_args(["gan", "--help"])
+            return 0
+        from scarce.api import pretrain_gan_run
+
+        cfg = _load_cfg(a, [f"out={a.out}"] if a.out else [])
+        print(json.dumps(pretrain_gan_run(cfg, vanilla=a.vanilla), indent=2))
         return 0
     if a.cmd == "experiment":
         from scarce.experiments import run_grid

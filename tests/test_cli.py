@@ -118,3 +118,12 @@ def test_demo_quick_and_help(tmp_path):
     h = subprocess.run([sys.executable, "-m", "scarce.cli", "--help"], capture_output=True, text=True)
     for cmd in ("data", "train", "evaluate", "predict", "experiment", "report", "demo"):
         assert cmd in h.stdout
+
+
+def test_gan_pretrain_is_cached(tmp_path, cache, capsys):
+    args = ["gan", "pretrain", *FAST, *cache, "--set", "method.pretrain_iters=3", "--out", str(tmp_path / "g")]
+    assert main(args) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["cached"] is False and Path(first["checkpoint"]).exists() and Path(first["gallery"]).exists()
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["cached"] is True
