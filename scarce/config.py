@@ -14,7 +14,7 @@ import copy
 import dataclasses
 import difflib
 import os
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping, Sequence, TypeVar, get_type_hints

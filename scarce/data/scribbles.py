@@ -31,8 +31,6 @@ which other images are present or on their order.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import zlib
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -341,6 +339,7 @@ def write_scribbles(folder: str | os.PathLike[str], length: float, seed: int = 0
     ``num_classes`` None = the registered dataset's K if ``folder`` is given by name by the
     caller, else inferred from the masks. ``stems`` restricts the images. Returns the folder.
     """
+    from scarce.data._fs import atomic_dir
     from scarce.data.folder import infer_num_classes, mask_to_labels, read_mask_raw, scan_folder
     from scarce.utils.io import atomic_save_png, atomic_write_json
 
@@ -353,8 +352,7 @@ def write_scribbles(folder: str | os.PathLike[str], length: float, seed: int = 0
         raise DataError(f"no images selected in {root / 'images'}")
     k = int(num_classes or infer_num_classes(index))
     target = root / SCRIBBLE_DIR
-    tmp = Path(tempfile.mkdtemp(prefix=f".{SCRIBBLE_DIR}.tmp-", dir=root))
-    try:
+    with atomic_dir(target, overwrite=True) as tmp:
         for stem in chosen:
             mpath = index.masks[stem]
             m = mask_to_labels(read_mask_raw(mpath), k, mpath)
@@ -366,16 +364,6 @@ def write_scribbles(folder: str | os.PathLike[str], length: float, seed: int = 0
             "length": float(length), "seed": int(seed), "num_classes": k,
             "format": f"8-bit PNG per image stem; value = class id, {UNLABELLED} = unlabelled",
         })
-        old = None
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{SCRIBBLE_DIR}.old-", dir=root))
-            os.replace(target, old / SCRIBBLE_DIR)
-        os.replace(tmp, target)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
