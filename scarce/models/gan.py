@@ -5,6 +5,10 @@
 N×C×S×S in [0, 1]. ``pix2pix`` is the paper's generator (Isola et al. 2017): a U-Net whose
 down-sampling convs and up-sampling transposed convs are searchable cells (paper Sec. 3.2,
 Sec. 4.1: candidates Conv/UpConv-421, -622, -823, see :mod:`scarce.models.search`).
+``spade`` (:mod:`scarce.models.spade`: its up-sampling steps are UpConv cells) and ``asapnet``
+(:mod:`scarce.models.asapnet`: its low-res trunk's down-sampling convs are Conv cells) are the
+paper's Figure 7 alternatives, searchable over the same candidates; every factory takes the same
+keywords (``depth, ngf, max_mult, norm, dropout, candidates, fuse``) so configs switch freely.
 The discriminator is Pix2Pix's conditional PatchGAN (sees mask and image).
 
 Why instance norm by default: it has no running buffers, so the functional (unrolled)
@@ -20,12 +24,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from scarce.models.asapnet import ASAPNetGenerator
 from scarce.models.search import DEFAULT_CANDIDATES, VANILLA, ConvSpec, MixedConv, Searchable, parse_candidates
+from scarce.models.spade import SPADEGenerator, default_spade_depth
 from scarce.registry import Registry
 
 GENERATORS: Registry[Callable[..., Searchable]] = Registry("generator")
 
-__all__ = ["GENERATORS", "Pix2PixGenerator", "PatchDiscriminator", "create_generator",
+__all__ = ["GENERATORS", "Pix2PixGenerator", "SPADEGenerator", "ASAPNetGenerator", "PatchDiscriminator", "create_generator",
            "create_discriminator", "one_hot_masks", "default_depth", "default_disc_layers"]
 
 
@@ -166,6 +172,30 @@ def _pix2pix(num_classes: int, out_channels: int, image_size: int, searchable: b
     return Pix2PixGenerator(num_classes, out_channels, depth=depth or default_depth(image_size), ngf=ngf,
                             max_mult=max_mult, norm=norm, dropout=dropout, searchable=searchable,
                             candidates=candidates or DEFAULT_CANDIDATES, fuse=fuse)
+
+
+@GENERATORS.register("spade")
+def _spade(num_classes: int, out_channels: int, image_size: int, searchable: bool = True,
+           depth: int | None = None, ngf: int = 16, max_mult: int = 8, norm: str = "instance",
+           dropout: float = 0.0, candidates: Sequence[str] | None = None, fuse: bool = True) -> SPADEGenerator:
+    """SPADE generator; ``depth=None`` = start at ≈ 8 px (SPADE-256's 8×8). ``dropout`` does not
+    apply (accepted so that all generators share the config fields)."""
+    return SPADEGenerator(num_classes, out_channels, depth=depth or default_spade_depth(image_size), ngf=ngf,
+                          max_mult=max_mult, norm=norm, searchable=searchable,
+                          candidates=candidates or DEFAULT_CANDIDATES, fuse=fuse)
+
+
+@GENERATORS.register("asapnet")
+def _asapnet(num_classes: int, out_channels: int, image_size: int, searchable: bool = True,
+             depth: int | None = None, ngf: int = 16, max_mult: int = 8, norm: str = "instance",
+             dropout: float = 0.0, candidates: Sequence[str] | None = None, fuse: bool = True,
+             mlp_width: int = 16, mlp_layers: int = 3, n_freq: int = 4, trunk_blocks: int = 1) -> ASAPNetGenerator:
+    """ASAPNet generator; ``depth=None`` = low-res trunk at ≈ 8 px (per-pixel MLP blocks of
+    S/8 px). ``dropout`` does not apply."""
+    return ASAPNetGenerator(num_classes, out_channels, depth=depth or default_spade_depth(image_size), ngf=ngf,
+                            max_mult=max_mult, norm=norm, searchable=searchable,
+                            candidates=candidates or DEFAULT_CANDIDATES, fuse=fuse, mlp_width=mlp_width,
+                            mlp_layers=mlp_layers, n_freq=n_freq, trunk_blocks=trunk_blocks)
 
 
 def create_generator(name: str, num_classes: int, out_channels: int, image_size: int, searchable: bool = True,
