@@ -20,12 +20,22 @@ def _is_main() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+def normalized_config(saved: dict[str, Any]) -> dict[str, Any]:
+    """A saved ``config.yaml`` with keys added to the dataclasses since it was written filled in
+    with their defaults (e.g. ``eval.trimap_widths``), so runs made before a new option existed
+    still count as the same config; falls back to the raw dict when it no longer parses."""
+    try:
+        return to_dict(from_dict(RunConfig, saved))
+    except (ConfigError, TypeError, ValueError):
+        return saved
+
+
 def _check_run_dir(cfg: RunConfig, run_dir: Path, resume: bool) -> None:
     """Refuse to mix two different configs in one folder (resume must use the same one)."""
     saved = run_dir / "config.yaml"
     if not saved.exists():
         return
-    old = load_yaml(saved)
+    old = normalized_config(load_yaml(saved))
     new = to_dict(cfg)
     ignore = {"progress", "threads", "device", "tensorboard", "log_every"}
     strip = lambda d: {**d, "train": {k: v for k, v in d.get("train", {}).items() if k not in ignore}, "out": None}
@@ -53,6 +63,7 @@ def train_run(cfg: RunConfig, resume: bool = False) -> dict[str, Any]:
 
     run_dir = Path(cfg.out)
     resolve_method_config(cfg.method)  # fail fast on a bad method name/field
+    trimap_widths(cfg)
     _check_run_dir(cfg, run_dir, resume)
     data = prepare_run_data(cfg.data, seed=cfg.train.seed)  # validates all inputs first
     if (run_dir / RESULT_FILE).exists() and resume:
@@ -68,7 +79,10 @@ def train_run(cfg: RunConfig, resume: bool = False) -> dict[str, Any]:
     result: dict[str, Any] = {"run_dir": str(run_dir), "best_val": fit.best_score, "best_step": fit.best_step,
                               "steps": fit.steps, "stopped_early": fit.stopped_early}
     if _is_main():
+        from scarce.models import count_parameters
+
         model = trainer.load_best()
+        result["params"] = count_parameters(model)
         result["tests"] = _evaluate(cfg, model, data.tests, data.train.num_classes, run_dir / "eval")
         atomic_write_json(run_dir / RESULT_FILE, result)
     return result
@@ -78,11 +92,28 @@ def _evaluate(cfg: RunConfig, model: Any, tests: dict[str, Any], num_classes: in
     from scarce.evaluation.evaluate import evaluate_sets
 
     e = cfg.eval
+    extra: dict[str, Any] = {}
+    widths = trimap_widths(cfg)
+    if widths:  # only passed when on, so the call is unchanged for configs without trimap
+        extra["trimap_widths"] = widths
     return evaluate_sets(
         model, tests, num_classes=num_classes, out_dir=eval_dir,
         threshold=e.threshold, save_predictions=e.save_predictions, overlays=e.overlays,
-        iou_threshold=e.iou_threshold,
+        iou_threshold=e.iou_threshold, **extra,
     )
+
+
+def trimap_widths(cfg: RunConfig) -> list[int]:
+    """``eval.trimap_widths`` as sorted unique positive ints; checked before training so a typo
+    fails in seconds, not after hours of training (ConfigError names the key)."""
+    raw = cfg.eval.trimap_widths or []
+    out: set[int] = set()
+    for w in raw:
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or float(w) != int(w) or int(w) < 1:
+            raise ConfigError(f"config key 'eval.trimap_widths' expects positive integer pixel widths "
+                              f"(e.g. [2, 4, 8, 16]), got {raw!r}")
+        out.add(int(w))
+    return sorted(out)
 
 
 def load_run_config(run_dir: str | os.PathLike[str]) -> RunConfig:
