@@ -109,6 +109,10 @@ class EvalConfig:
     threshold: float = 0.5
     iou_threshold: float = 0.65
     """ISIC thresholded Jaccard: per-image Jaccard below this counts as 0."""
+    trimap_widths: list[int] = field(default_factory=list)
+    """Trimap accuracy (mIoU inside bands of these widths in pixels around ground-truth boundaries,
+    the weak-supervision paper's Figure 6) per test set, stored in metrics.json as
+    ``trimap: {width: miou}``; empty = off (it costs a distance transform per test image)."""
 
 
 @dataclass

@@ -110,6 +110,7 @@ def expand_grid(g: Mapping[str, Any]) -> list[RunSpec]:
 def _check_unchanged(specs: list[RunSpec]) -> None:
     """A finished or started run whose saved config differs from the grid's would silently mix
     two experiments in one table: refuse, naming the run and the differing keys."""
+    from scarce.api import normalized_config
     from scarce.config import to_dict
 
     ignore = {"progress", "threads", "device", "tensorboard", "log_every"}
@@ -128,7 +129,7 @@ def _check_unchanged(specs: list[RunSpec]) -> None:
         saved = s.run_dir / "config.yaml"
         if not saved.exists():
             continue
-        old, new = flat(load_yaml(saved)), flat(to_dict(from_dict(RunConfig, s.config)))
+        old, new = flat(normalized_config(load_yaml(saved))), flat(to_dict(from_dict(RunConfig, s.config)))
         diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k != "out")
         if diff:
             raise ConfigError(

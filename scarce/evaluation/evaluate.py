@@ -33,6 +33,7 @@ import torch.nn.functional as F
 
 from scarce.data.types import SegData
 from scarce.evaluation.metrics import METRICS, aggregate, image_metrics
+from scarce.evaluation.trimap import miou_from_confusion, trimap_confusions
 from scarce.losses import class_probs
 from scarce.utils.io import atomic_save_png, atomic_write_json, atomic_write_text
 
@@ -196,6 +197,17 @@ def evaluate_set(model: torch.nn.Module, data: SegData, num_classes: int,
     ``class_names`` or ``c1..``). With ``out_dir`` also writes ``per_image.csv``,
     ``predictions/`` (if ``save_predictions``) and ``overlays/`` (see module docstring).
     """
+    return _evaluate_set(model, data, num_classes, out_dir, threshold, save_predictions, overlays,
+                         iou_threshold, device, batch_size, class_names)[0]
+
+
+def _evaluate_set(model: torch.nn.Module, data: SegData, num_classes: int, out_dir: str | Path | None,
+                  threshold: float, save_predictions: bool, overlays: int, iou_threshold: float,
+                  device: str | torch.device | None, batch_size: int, class_names: Sequence[str] | None,
+                  trimap_widths: Sequence[int] = ()) -> tuple[list[dict[str, Any]], dict[int, float] | None]:
+    """:func:`evaluate_set` plus, when ``trimap_widths`` is non-empty, the trimap mIoU of the same
+    predictions (one pass: the upsampled labels are reused, so the numbers equal
+    :func:`scarce.evaluation.trimap.model_trimap` without predicting the set twice)."""
     out = Path(out_dir) if out_dir is not None else None
     n = len(data)
     gts = data.orig_masks if data.orig_masks is not None else [m.numpy().astype(np.uint8) for m in data.masks]
@@ -205,6 +217,8 @@ def evaluate_set(model: torch.nn.Module, data: SegData, num_classes: int,
     show = _overlay_indices(n, overlays) if out is not None else set()
     per_class = num_classes > 2
     rows: list[dict[str, Any]] = []
+    widths = sorted({int(w) for w in trimap_widths})
+    confusions = {w: np.zeros((num_classes, num_classes), np.int64) for w in widths}
     for start in range(0, n, max(1, batch_size)):
         probs = predict_probs(model, data.images[start:start + batch_size], batch_size, device)
         for j in range(probs.shape[0]):
@@ -214,6 +228,9 @@ def evaluate_set(model: torch.nn.Module, data: SegData, num_classes: int,
             row: dict[str, Any] = {"stem": stems[i]}
             row.update(image_metrics(pred, gt, num_classes, iou_threshold, per_class, class_names))
             rows.append(row)
+            if widths:
+                for w, cm in trimap_confusions([pred], [gt], num_classes, widths).items():
+                    confusions[w] += cm
             if out is None:
                 continue
             if save_predictions:
@@ -222,7 +239,8 @@ def evaluate_set(model: torch.nn.Module, data: SegData, num_classes: int,
                 atomic_save_png(out / "overlays" / f"{stems[i]}.png", overlay_image(data.images[i], gt, pred))
     if out is not None:
         _write_csv(out / "per_image.csv", rows)
-    return rows
+    trimap = {w: miou_from_confusion(cm) for w, cm in confusions.items()} if widths else None
+    return rows, trimap
 
 
 def _json_safe(obj: Any) -> Any:
@@ -257,20 +275,28 @@ def evaluate_sets(model: torch.nn.Module, tests: Mapping[str, SegData], num_clas
                   out_dir: str | Path | None, primary_metric: str = "dice", threshold: float = 0.5,
                   save_predictions: bool = True, overlays: int = 6, iou_threshold: float = 0.65,
                   device: str | torch.device | None = None, batch_size: int = 16,
-                  class_names: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+                  class_names: Sequence[str] | None = None,
+                  trimap_widths: Sequence[int] = ()) -> dict[str, dict[str, Any]]:
     """Evaluate the ID and OOD test sets in one call (see :func:`evaluate_set`).
 
     Returns ``{set: {dice_mean, dice_std, jaccard_mean, jaccard_std, jaccard_t_mean, ...,
     n}}`` in the order of ``tests`` (std over images, ddof 0; NaN → null in JSON). With
     ``out_dir`` writes ``out_dir/<set>/…`` per set, ``out_dir/metrics.json`` and
     ``out_dir/summary.txt`` (:func:`format_summary` lines, primary metric first).
+
+    ``trimap_widths`` (e.g. ``[2, 4, 8, 16]``; empty = off) adds ``trimap: {width: mIoU}`` to
+    each set's entry (:mod:`scarce.evaluation.trimap`, accumulated over the set at original
+    resolution): boundary accuracy is what weak supervision trades away, and Dice hides it.
     """
     out = Path(out_dir) if out_dir is not None else None
     results: dict[str, dict[str, Any]] = {}
     for name, data in tests.items():
-        rows = evaluate_set(model, data, num_classes, None if out is None else out / name, threshold,
-                            save_predictions, overlays, iou_threshold, device, batch_size, class_names)
+        rows, trimap = _evaluate_set(model, data, num_classes, None if out is None else out / name, threshold,
+                                     save_predictions, overlays, iou_threshold, device, batch_size, class_names,
+                                     trimap_widths)
         results[name] = _json_safe(aggregate(rows))
+        if trimap is not None:
+            results[name]["trimap"] = _json_safe(trimap)
     if out is not None:
         atomic_write_json(out / "metrics.json", results)
         atomic_write_text(out / "summary.txt", "\n".join(format_summary(results, primary_metric)) + "\n")

@@ -14,6 +14,10 @@ Output (``out_dir``):
 * ``<dataset>_<metric>.md`` / ``.csv`` — each table on its own.
 * ``<dataset>_<metric>_sample_efficiency.png`` (several budgets) or ``<dataset>_<metric>_bars.png``
   (one budget); with ``curves=True`` also ``curves/<run>.png`` from each run's ``log.csv``.
+* Only when the runs hold the data (:mod:`scarce.reports.extras`): ``<dataset>_<metric>_by_<axis>``
+  .md/.csv/.png (scribble length / λ axis), ``<dataset>_<test set>_trimap.md``/``.png``
+  (``eval.trimap_widths``), ``<dataset>_<row>_alpha.png``, ``<dataset>_<row>_gallery.png`` and
+  ``<dataset>_derived_architecture.md`` (run folders with ``architecture.json``, e.g. E2EAug).
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from scarce.evaluation.metrics import METRICS
+from scarce.reports.extras import AXES, architecture_section, axis_section, trimap_section
 from scarce.reports.plots import bar_plot, curves_plot, sample_efficiency_plot
 from scarce.reports.tables import collect_runs, metric_names, results_table, summarize, to_markdown
 from scarce.utils.io import atomic_write_text
@@ -101,6 +106,11 @@ def write_report(runs_root: str | Path, out_dir: str | Path, metric: str | None 
                     png = f"{stem}_bars.png"
                     bar_plot(sub, mk, "row", out / png)
                     lines += [f"![{ds} {mk}]({png})", ""]
+        # optional sections: only when the runs recorded the data (see scarce.reports.extras)
+        for axis in AXES:
+            lines += axis_section(sub, ds, m, axis, out)
+        lines += trimap_section(sub, ds, out)
+        lines += architecture_section(sub, runs_root, ds, out)
     if curves:
         runs_with_logs = [r for r in sorted(df["run"].unique()) if (Path(runs_root) / r / "log.csv").is_file()]
         if runs_with_logs:

@@ -32,6 +32,9 @@ if TYPE_CHECKING:  # pandas is imported inside the functions (optional heavy dep
     import pandas as pd
 
 METRICS_FILES = ("metrics.json", "eval/metrics.json")
+TRIMAP_PREFIX = "trimap_w"
+"""collect_runs column of the trimap mIoU at one band width: ``trimap_w8`` (from metrics.json
+``tests.<set>.trimap.8``)."""
 KEY_COLUMNS = ["run", "dataset", "budget", "seed", "model", "method", "augment", "row", "test_set", "test_index"]
 
 
@@ -76,6 +79,9 @@ def collect_runs(runs_root: str | Path) -> "pd.DataFrame":
     ``test_set``, ``test_index`` (position in ``metrics.json``: 0 = ID set) and every numeric
     field of the test set's metrics (``dice_mean``, ``dice_std``, ..., ``n``), plus numeric
     run-level fields of an api result (``best_val``, ``best_step``, ``steps``). Sorted by run path.
+    Also ``scribble_length`` (:func:`scribble_length`), ``method_lam`` (``method.lam`` when set
+    explicitly, else NaN) and, when the run was evaluated with ``eval.trimap_widths``, one
+    ``trimap_w<width>`` column per band width (:func:`trimap_results`).
     """
     import pandas as pd
 
@@ -99,6 +105,8 @@ def collect_runs(runs_root: str | Path) -> "pd.DataFrame":
             "method": str(_get(cfg, "method.name", "unknown")),
             "augment": _get(cfg, "method.augment"),
             "row": row_label(cfg),
+            "scribble_length": scribble_length(cfg),
+            "method_lam": _float_or_nan(_get(cfg, "method.lam")),
         }
         tests, run_level = _split_metrics(metrics)
         base.update(run_level)
@@ -111,6 +119,10 @@ def collect_runs(runs_root: str | Path) -> "pd.DataFrame":
                     rec[k] = float(v)
                 elif v is None:
                     rec[k] = float("nan")
+                elif k == "trimap" and isinstance(v, Mapping):
+                    for w, miou in v.items():
+                        if _int_or_none(w) is not None:
+                            rec[f"{TRIMAP_PREFIX}{int(w)}"] = float("nan") if miou is None else float(miou)
             records.append(rec)
     df = pd.DataFrame.from_records(records)
     if df.empty:
@@ -125,6 +137,49 @@ def _split_metrics(metrics: Mapping[str, Any]) -> tuple[Mapping[str, Any], dict[
                      if k != "tests" and isinstance(v, (int, float)) and not isinstance(v, bool)}
         return metrics["tests"], run_level
     return {k: v for k, v in metrics.items() if isinstance(v, Mapping)}, {}
+
+
+def _float_or_nan(v: Any) -> float:
+    if isinstance(v, bool):
+        return float("nan")
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def scribble_length(cfg: Mapping[str, Any]) -> float:
+    """Scribble length L of a weak-supervision run (``method.scribbles: synthetic:L``; bare
+    ``synthetic`` = 1), NaN for anything else — lets the report draw a length axis from the
+    configs themselves rather than from naming conventions."""
+    spec = _get(cfg, "method.scribbles")
+    if not isinstance(spec, str) or not spec.strip().startswith("synthetic"):
+        return float("nan")
+    rest = spec.strip().partition(":")[2]
+    return _float_or_nan(rest) if rest else 1.0
+
+
+def trimap_widths(df: "pd.DataFrame") -> list[int]:
+    """Trimap band widths present in :func:`collect_runs` output (columns ``trimap_w<width>``)."""
+    return sorted(int(c[len(TRIMAP_PREFIX):]) for c in df.columns
+                  if c.startswith(TRIMAP_PREFIX) and c[len(TRIMAP_PREFIX):].isdigit())
+
+
+def trimap_results(df: "pd.DataFrame", dataset: str, test_set: str) -> dict[str, dict[int, list[float]]]:
+    """``{row: {width: [mIoU per seed]}}`` of one dataset/test set (input of
+    :func:`scarce.reports.trimap_plot.plot_trimap`); rows without trimap data are left out.
+    Duplicate runs of the same seed keep the last by run path, as :func:`summarize`."""
+    widths = trimap_widths(df)
+    sub = df[(df["dataset"] == dataset) & (df["test_set"] == test_set)]
+    sub = sub.drop_duplicates(subset=["row", "budget", "seed"], keep="last")
+    out: dict[str, dict[int, list[float]]] = {}
+    for row in sorted(sub["row"].unique().tolist()):
+        g = sub[sub["row"] == row]
+        by_w = {w: [float(v) for v in g[f"{TRIMAP_PREFIX}{w}"].dropna()] for w in widths}
+        by_w = {w: v for w, v in by_w.items() if v}
+        if by_w:
+            out[row] = by_w
+    return out
 
 
 def _int_or_none(v: Any) -> int | None:
