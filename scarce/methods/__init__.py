@@ -13,7 +13,7 @@ from scarce.registry import Registry
 
 METHODS: Registry[type] = Registry("method")
 
-_BUILTIN = ("supervised", "e2eaug", "separate", "pce_gd", "grid_gd", "dense_gd", "grid_tr")
+_BUILTIN = ("supervised", "e2eaug", "separate", "gan_aug", "pce_gd", "grid_gd", "dense_gd", "grid_tr")
 _loaded = False
 
 
