@@ -13,6 +13,9 @@ _NAMES = {
     "format_cell": "tables", "to_markdown": "tables",
     "sample_efficiency_plot": "plots", "bar_plot": "plots", "curves_plot": "plots",
     "write_report": "report", "primary_metric": "report",
+    "trimap_results": "tables", "trimap_widths": "tables", "scribble_length": "tables",
+    "trimap_section": "extras", "axis_section": "extras", "architecture_section": "extras",
+    "alpha_plot": "extras", "plot_trimap": "trimap_plot",
 }
 
 __all__ = sorted(_NAMES)
