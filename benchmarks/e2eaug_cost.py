@@ -1,7 +1,9 @@
 """Cost of an E2EAug iteration vs a supervised one (same segmenter, batch and image size).
 
 Measures seconds per training iteration and peak memory of: ``supervised``; ``e2eaug`` with
-each hypergradient mode, A updated every iteration and every k iterations; ``separate``.
+each hypergradient mode, A updated every iteration and every k iterations; ``separate`` — for
+each mask→image generator family of ``--generators`` (pix2pix, SPADE, ASAPNet; rows of the
+non-pix2pix families carry a ``[name]`` suffix).
 Timing: each configuration runs in a subprocess that alternates one supervised and one
 ``e2eaug`` iteration (same segmenter, batch, image size), so load from other processes hits both
 alike; the ratio is mean(method) / mean(supervised) over the timed iterations (a multiple of k,
@@ -12,6 +14,7 @@ GAN pretraining is skipped (it is a one-off cost, cached per split).
 
     python benchmarks/e2eaug_cost.py                      # 128 px, U-Net width 16, batch 4
     python benchmarks/e2eaug_cost.py --size 64 --iters 8 --every 4 --device cuda
+    python benchmarks/e2eaug_cost.py --generators spade,asapnet --only default,separate
 """
 from __future__ import annotations
 
@@ -30,19 +33,28 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
-def _configs(every: int) -> list[tuple[str, dict]]:
+GENERATORS = ("pix2pix", "spade", "asapnet")
+
+
+def _configs(every: int, generators: tuple[str, ...] | list[str] = ("pix2pix",)) -> list[tuple[str, dict]]:
+    """(row name, method dict) of every measured configuration; pix2pix rows keep their historic
+    names, the other generator families get a `` [name]`` suffix."""
     out = [("supervised", {"name": "supervised"})]
     from scarce.methods.e2eaug import E2EAugConfig
 
     d = E2EAugConfig()
-    out.append((f"e2eaug default ({d.hypergradient}, A every {d.arch_every})", {"name": "e2eaug"}))
-    for mode in ("exact", "finite_difference"):
-        for k in (1, every):
-            out.append((f"e2eaug {mode}, A every {k}", {"name": "e2eaug", "hypergradient": mode, "arch_every": k}))
-    out.append(("e2eaug, no A update (GAN+seg only)", {"name": "e2eaug", "arch_every": 0}))
-    out.append(("e2eaug paper schedule (A, GAN every it., f=1)",
-                {"name": "e2eaug", "arch_every": 1, "gan_every": 1, "aug_fraction": 1.0}))
-    out.append(("separate", {"name": "separate"}))
+    for gen in generators:
+        sfx = "" if gen == "pix2pix" else f" [{gen}]"
+        g = {} if gen == "pix2pix" else {"generator": gen}
+        out.append((f"e2eaug default ({d.hypergradient}, A every {d.arch_every}){sfx}", {"name": "e2eaug", **g}))
+        for mode in ("exact", "finite_difference"):
+            for k in (1, every):
+                out.append((f"e2eaug {mode}, A every {k}{sfx}",
+                            {"name": "e2eaug", "hypergradient": mode, "arch_every": k, **g}))
+        out.append((f"e2eaug, no A update (GAN+seg only){sfx}", {"name": "e2eaug", "arch_every": 0, **g}))
+        out.append((f"e2eaug paper schedule (A, GAN every it., f=1){sfx}",
+                    {"name": "e2eaug", "arch_every": 1, "gan_every": 1, "aug_fraction": 1.0, **g}))
+        out.append((f"separate{sfx}", {"name": "separate", **g}))
     return out
 
 
@@ -152,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu")
     p.add_argument("--only", default="", help="comma-separated substrings of config names to run")
+    p.add_argument("--generators", default=",".join(GENERATORS),
+                   help="comma-separated mask→image generator families (pix2pix,spade,asapnet)")
     p.add_argument("--json", default="", help="also write the results to this JSON file")
     p.add_argument("--child", default="", help=argparse.SUPPRESS)
     p.add_argument("--mode", default="time", help=argparse.SUPPRESS)
@@ -159,7 +173,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         print("RESULT " + json.dumps(child(args, json.loads(args.child), args.mode)))
         return 0
-    configs = _configs(args.every)
+    gens = [g.strip() for g in args.generators.split(",") if g.strip()]
+    unknown = sorted(set(gens) - set(GENERATORS))
+    if unknown:
+        p.error(f"unknown generator(s) {unknown}; choose from {', '.join(GENERATORS)}")
+    configs = _configs(args.every, gens)
     if args.only:
         keys = [s.strip() for s in args.only.split(",")]
         configs = [c for c in configs if c[0] == "supervised" or any(k in c[0] for k in keys)]
@@ -182,13 +200,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{args.model} width {args.width}, {args.size} px, batch {args.batch}, device {args.device}, "
           f"threads {args.threads}; mean of {args.iters} timed iterations, each interleaved with a "
           f"supervised iteration; peak memory = {'cuda max_memory_allocated' if args.device.startswith('cuda') else 'ru_maxrss growth'}")
-    print(f"{'configuration':<44} {'s/iter':>8} {'sup s/it':>9} {'× sup':>7} {'peak MiB':>9} {'× sup':>7}")
+    print(f"{'configuration':<54} {'s/iter':>8} {'sup s/it':>9} {'× sup':>7} {'peak MiB':>9} {'× sup':>7}")
     for name, r in results.items():
         rm = r["peak_mib"] / sup_mem if sup_mem > 0 else float("nan")
         if "mean_s" in r:
-            print(f"{name:<44} {r['mean_s']:8.3f} {r['sup_mean_s']:9.3f} {r['ratio']:7.2f} {r['peak_mib']:9.1f} {rm:7.2f}")
+            print(f"{name:<54} {r['mean_s']:8.3f} {r['sup_mean_s']:9.3f} {r['ratio']:7.2f} {r['peak_mib']:9.1f} {rm:7.2f}")
         else:
-            print(f"{name:<44} {'':>8} {'':>9} {'1.00':>7} {r['peak_mib']:9.1f} {rm:7.2f}")
+            print(f"{name:<54} {'':>8} {'':>9} {'1.00':>7} {r['peak_mib']:9.1f} {rm:7.2f}")
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
     return 0
