@@ -188,7 +188,7 @@ def predict_folder(run_dir: str | os.PathLike[str], images: str | os.PathLike[st
     for p in paths:
         arr = read_image(p, channels=info.channels)  # H×W×C uint8
         h, w = arr.shape[:2]
-        x = torch.from_numpy(arr).permute(2, 0, 1).float().div(255).unsqueeze(0)
+        x = torch.from_numpy(np.array(arr)).permute(2, 0, 1).float().div(255).unsqueeze(0)
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
         with torch.no_grad():
             probs = class_probs(model(x))
