@@ -8,6 +8,7 @@ more networks than the segmenter, :meth:`Method.modules` / :meth:`Method.optimiz
 """
 from __future__ import annotations
 
+import abc
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,7 +132,7 @@ class TrainContext:
         optimizer.step()
 
 
-class Method:
+class Method(abc.ABC):
     """Base class of all training methods (see module docstring)."""
 
     Config: ClassVar[type] = NoConfig
@@ -147,8 +148,9 @@ class Method:
     def setup(self) -> None:
         """One-off preparation before the first step of a fresh run (not called on resume)."""
 
+    @abc.abstractmethod
     def training_step(self, batch: Batch, step: int) -> dict[str, float | torch.Tensor]:
-        raise NotImplementedError(f"{type(self).__name__} must implement training_step")
+        """One optimisation step on ``batch``; returns scalars to log (``loss`` at least)."""
 
     def modules(self) -> dict[str, nn.Module]:
         """All networks to checkpoint (``model`` is the segmenter)."""
