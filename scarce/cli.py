@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--out", default="runs/demo", help="demo folder (runs + report)")
     x.add_argument("--set", "-s", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override a key of the demo grid, e.g. --set base.train.iterations=100")
-    x.add_argument("--workers", type=int, default=1)
+    x.add_argument("--workers", type=int, help="parallel runs (default 2, one thread each)")
     x.add_argument("--quick", action="store_true", help="tiny version (for smoke tests, ~1 minute)")
     return p
 

@@ -35,7 +35,8 @@ def demo_grid(out: str, quick: bool = False) -> dict:
     return g
 
 
-def run_demo(out: str = "runs/demo", sets: Sequence[str] | None = None, workers: int = 1, quick: bool = False) -> str:
+def run_demo(out: str = "runs/demo", sets: Sequence[str] | None = None, workers: int | None = None,
+             quick: bool = False) -> str:
     """Run the demo grid and print its results table; returns the report folder."""
     from scarce.experiments import run_grid
 

@@ -103,13 +103,22 @@ def ensure_synthetic(root: str | Path, n: int = 160, size: int = 64, seed: int =
     """Create ``root/synthetic`` (n pairs) and ``root/synthetic_ood`` (n // 2) unless they exist
     with the same parameters. Returns ``root`` (usable as a data root)."""
     root = Path(root).expanduser()
-    for name, ood, count in (("synthetic", False, n), ("synthetic_ood", True, max(n // 2, 1))):
-        want = dict(n=count, size=size, seed=seed, ood=ood, num_classes=2, channels=3)
-        marker = root / name / MARKER
+    root.mkdir(parents=True, exist_ok=True)
+    # Parallel grid workers may ask at once: one generates, the others wait and reuse it.
+    with open(root / ".lock", "w") as lock:
         try:
-            if json.loads(marker.read_text()) == want:
-                continue
-        except (OSError, ValueError):
+            import fcntl
+
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        except ImportError:  # non-POSIX: no lock (generation is deterministic and atomic)
             pass
-        make_synthetic(root / name, count, size=size, seed=seed, ood=ood)
+        for name, ood, count in (("synthetic", False, n), ("synthetic_ood", True, max(n // 2, 1))):
+            want = dict(n=count, size=size, seed=seed, ood=ood, num_classes=2, channels=3)
+            marker = root / name / MARKER
+            try:
+                if json.loads(marker.read_text()) == want:
+                    continue
+            except (OSError, ValueError):
+                pass
+            make_synthetic(root / name, count, size=size, seed=seed, ood=ood)
     return root
