@@ -12,6 +12,8 @@ import sys
 from typing import Any, Sequence
 
 EPILOG = "Docs: README.md. Data root: --data-root or the SCARCE_DATA_ROOT environment variable."
+METHOD_NAMES = "supervised, e2eaug, separate, gan_aug, pce_gd, grid_gd, dense_gd, grid_tr"
+"""Listed statically so ``scarce --help`` needs no torch import (a test keeps it in sync)."""
 
 
 def _cfg_args(p: argparse.ArgumentParser) -> None:
@@ -78,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     # ---- train / evaluate / predict
     x = sub.add_parser("train", help="train one method on one dataset and evaluate it (ID + OOD)")
     _cfg_args(x)
-    x.add_argument("--method", help="shortcut for --set method.name=...")
+    x.add_argument("--method", help=f"shortcut for --set method.name=... ({METHOD_NAMES})")
     x.add_argument("--out", help="shortcut for --set out=...")
     x.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
     x = sub.add_parser("evaluate", help="evaluate a finished run's best checkpoint on test sets")

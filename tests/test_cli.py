@@ -127,3 +127,10 @@ def test_gan_pretrain_is_cached(tmp_path, cache, capsys):
     assert first["cached"] is False and Path(first["checkpoint"]).exists() and Path(first["gallery"]).exists()
     assert main(args) == 0
     assert json.loads(capsys.readouterr().out)["cached"] is True
+
+
+def test_help_lists_every_registered_method():
+    from scarce.cli import METHOD_NAMES
+    from scarce.methods import load_builtin_methods
+
+    assert sorted(METHOD_NAMES.split(", ")) == load_builtin_methods().names()
