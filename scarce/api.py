@@ -30,19 +30,41 @@ def normalized_config(saved: dict[str, Any]) -> dict[str, Any]:
         return saved
 
 
+RUNTIME_KEYS = {"out", "label", "data.cache_dir", "train.progress", "train.threads", "train.device",
+                "train.tensorboard", "train.log_every"}
+"""Keys that do not change a run's result (where it runs, how it reports): ignored when deciding
+whether a saved run folder holds "the same" run."""
+
+
+def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in (d or {}).items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and key != "method":
+            out.update(_flat(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def config_differences(saved: dict[str, Any], cfg: RunConfig | dict[str, Any]) -> list[str]:
+    """Dotted keys whose values differ between a saved ``config.yaml`` and ``cfg`` (runtime-only
+    keys ignored; keys added since the run was made count with their defaults)."""
+    old = _flat(normalized_config(saved))
+    new = _flat(normalized_config(to_dict(cfg)))
+    return sorted(k for k in set(old) | set(new) if k not in RUNTIME_KEYS and old.get(k) != new.get(k))
+
+
 def _check_run_dir(cfg: RunConfig, run_dir: Path, resume: bool) -> None:
     """Refuse to mix two different configs in one folder (resume must use the same one)."""
     saved = run_dir / "config.yaml"
     if not saved.exists():
         return
-    old = normalized_config(load_yaml(saved))
-    new = to_dict(cfg)
-    ignore = {"progress", "threads", "device", "tensorboard", "log_every"}
-    strip = lambda d: {**d, "train": {k: v for k, v in d.get("train", {}).items() if k not in ignore}, "out": None}
-    if strip(old) != strip(new):
+    diff = config_differences(load_yaml(saved), cfg)
+    if diff:
         raise ConfigError(
-            f"run folder {str(run_dir)!r} already holds a run with a different config; "
-            "choose another output folder (--set out=...) or delete it"
+            f"run folder {str(run_dir)!r} already holds a run with a different config "
+            f"({', '.join(diff[:5])} differ); choose another output folder (--set out=...) or delete it"
         )
     if not resume and (run_dir / "checkpoints" / "last.pt").exists() and not (run_dir / RESULT_FILE).exists():
         raise ConfigError(

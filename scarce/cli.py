@@ -266,6 +266,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
         print(f"scarce: error: {msg}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` etc.
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("scarce: interrupted (a run resumes with --resume / re-running the grid)", file=sys.stderr)
         return 130

@@ -110,32 +110,17 @@ def expand_grid(g: Mapping[str, Any]) -> list[RunSpec]:
 def _check_unchanged(specs: list[RunSpec]) -> None:
     """A finished or started run whose saved config differs from the grid's would silently mix
     two experiments in one table: refuse, naming the run and the differing keys."""
-    from scarce.api import normalized_config
-    from scarce.config import to_dict
-
-    ignore = {"progress", "threads", "device", "tensorboard", "log_every"}
-
-    def flat(d: Any, prefix: str = "") -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for k, v in (d or {}).items():
-            key = f"{prefix}{k}"
-            if isinstance(v, dict) and k != "method":
-                out.update(flat(v, key + "."))
-            elif k not in ignore:
-                out[key] = v
-        return out
+    from scarce.api import config_differences
 
     for s in specs:
         saved = s.run_dir / "config.yaml"
-        if not saved.exists():
-            continue
-        old, new = flat(normalized_config(load_yaml(saved))), flat(to_dict(from_dict(RunConfig, s.config)))
-        diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k != "out")
-        if diff:
-            raise ConfigError(
-                f"run {str(s.run_dir)!r} was made with a different config ({', '.join(diff[:5])} differ); "
-                "use a new grid 'out' folder or delete the old runs"
-            )
+        if saved.exists():
+            diff = config_differences(load_yaml(saved), s.config)
+            if diff:
+                raise ConfigError(
+                    f"run {str(s.run_dir)!r} was made with a different config ({', '.join(diff[:5])} differ); "
+                    "use a new grid 'out' folder or delete the old runs"
+                )
 
 
 def _run_one(config: dict[str, Any], threads: int) -> tuple[str, str]:
