@@ -138,11 +138,20 @@ def trimap_widths(cfg: RunConfig) -> list[int]:
     return sorted(out)
 
 
-def load_run_config(run_dir: str | os.PathLike[str]) -> RunConfig:
+def load_run_config(run_dir: str | os.PathLike[str], config: str | os.PathLike[str] | None = None,
+                    sets: list[str] | None = None) -> RunConfig:
+    """A run folder's saved config, optionally with a YAML file and ``--set`` overrides on top
+    (e.g. ``eval.save_predictions=false`` or ``data.root=...`` for evaluate/predict)."""
+    from scarce.config import deep_merge, parse_overrides
+
     path = Path(run_dir) / "config.yaml"
     if not path.exists():
         raise ConfigError(f"{str(run_dir)!r} is not a run folder (no config.yaml); pass the folder a `scarce train` run wrote")
-    return from_dict(RunConfig, load_yaml(path))
+    d = load_yaml(path)
+    if config:
+        d = deep_merge(d, load_yaml(config))
+    d = deep_merge(d, parse_overrides(sets))
+    return from_dict(RunConfig, d)
 
 
 def load_segmenter(run_dir: str | os.PathLike[str], cfg: RunConfig | None = None, in_channels: int | None = None,
@@ -169,12 +178,13 @@ def load_segmenter(run_dir: str | os.PathLike[str], cfg: RunConfig | None = None
 
 
 def evaluate_run(run_dir: str | os.PathLike[str], test_sets: list[str] | None = None,
-                 data_root: str | None = None, out: str | None = None) -> dict[str, Any]:
+                 data_root: str | None = None, out: str | None = None,
+                 config: str | None = None, sets: list[str] | None = None) -> dict[str, Any]:
     """Re-evaluate a finished run's best checkpoint on its test sets (or on ``test_sets``);
     results go to ``out`` (default ``<run_dir>/eval``)."""
     from scarce.data.load import load_test_sets
 
-    cfg = load_run_config(run_dir)
+    cfg = load_run_config(run_dir, config, sets)
     if data_root:
         cfg.data.root = data_root
     if test_sets:
@@ -187,7 +197,8 @@ def evaluate_run(run_dir: str | os.PathLike[str], test_sets: list[str] | None = 
     return _evaluate(cfg, model, tests, num_classes, out_dir)
 
 
-def predict_folder(run_dir: str | os.PathLike[str], images: str | os.PathLike[str], out: str | os.PathLike[str]) -> list[str]:
+def predict_folder(run_dir: str | os.PathLike[str], images: str | os.PathLike[str], out: str | os.PathLike[str],
+                   config: str | None = None, sets: list[str] | None = None) -> list[str]:
     """Segment every image in a folder with a finished run's best checkpoint; writes 8-bit PNG
     masks (binary 0/255, multi-class label ids) named like the inputs, at each input's size."""
     import numpy as np
@@ -198,7 +209,7 @@ def predict_folder(run_dir: str | os.PathLike[str], images: str | os.PathLike[st
     from scarce.losses import class_probs
     from scarce.utils.io import atomic_save_png
 
-    cfg = load_run_config(run_dir)
+    cfg = load_run_config(run_dir, config, sets)
     paths = list_images(Path(images))
     model = load_segmenter(run_dir, cfg)
     from scarce.data.registry import get_info

@@ -85,11 +85,17 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
     x = sub.add_parser("evaluate", help="evaluate a finished run's best checkpoint on test sets")
     x.add_argument("run_dir")
+    x.add_argument("--config", "-c", metavar="FILE", help="YAML merged over the run's config.yaml (e.g. eval: ...)")
+    x.add_argument("--set", "-s", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key of the run's config, e.g. --set eval.save_predictions=false")
     x.add_argument("--test-sets", help="comma-separated dataset names/folders (default: the run's ID + OOD sets)")
     x.add_argument("--data-root", metavar="DIR")
     x.add_argument("--out", help="write eval/ here instead of the run folder")
     x = sub.add_parser("predict", help="segment a folder of images with a finished run")
     x.add_argument("run_dir")
+    x.add_argument("--config", "-c", metavar="FILE", help="YAML merged over the run's config.yaml")
+    x.add_argument("--set", "-s", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key of the run's config (e.g. data.size is fixed by the checkpoint)")
     x.add_argument("images", help="folder of images")
     x.add_argument("out", help="folder for the predicted masks (PNG, named like the images)")
 
@@ -149,12 +155,12 @@ def _dispatch(a: argparse.Namespace) -> int:
         from scarce.api import evaluate_run
 
         sets = [s for s in (a.test_sets or "").split(",") if s] or None
-        print(json.dumps(evaluate_run(a.run_dir, sets, a.data_root, a.out), indent=2))
+        print(json.dumps(evaluate_run(a.run_dir, sets, a.data_root, a.out, a.config, a.sets), indent=2))
         return 0
     if a.cmd == "predict":
         from scarce.api import predict_folder
 
-        written = predict_folder(a.run_dir, a.images, a.out)
+        written = predict_folder(a.run_dir, a.images, a.out, a.config, a.sets)
         print(f"wrote {len(written)} masks to {a.out}")
         return 0
     if a.cmd == "gan":

@@ -125,8 +125,11 @@ def _check_unchanged(specs: list[RunSpec]) -> None:
 
 def _run_one(config: dict[str, Any], threads: int) -> tuple[str, str]:
     """Worker: train + evaluate one run (resuming it if interrupted)."""
+    import warnings
+
     import torch
 
+    warnings.formatwarning = lambda msg, cat, *args, **kw: f"scarce: warning: {msg}\n"
     torch.set_num_threads(max(1, threads))
     from scarce.api import train_run
 

@@ -35,7 +35,9 @@ def test_train_evaluate_predict(tmp_path, cache, capsys):
     preds = sorted((run / "eval" / "synthetic" / "predictions").glob("*.png"))
     assert preds and set(np.unique(np.array(Image.open(preds[0])))) <= {0, 255}
     # evaluate again on one set, into another folder
-    assert main(["evaluate", str(run), "--test-sets", "synthetic_ood", "--out", str(tmp_path / "ev")]) == 0
+    assert main(["evaluate", str(run), "--test-sets", "synthetic_ood", "--out", str(tmp_path / "ev"),
+                 "--set", "eval.save_predictions=false"]) == 0
+    assert not (tmp_path / "ev" / "synthetic_ood" / "predictions").exists()
     again = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert again["synthetic_ood"]["dice_mean"] == pytest.approx(res["tests"]["synthetic_ood"]["dice_mean"])
     # predict a folder of images at their own size
