@@ -92,11 +92,11 @@ def train_run(cfg: RunConfig, resume: bool = False) -> dict[str, Any]:
         import json
 
         return json.loads((run_dir / RESULT_FILE).read_text())
-    if _is_main():
+    trainer = Trainer(cfg, data, run_dir)  # builds the networks: a bad model/optim key fails here
+    if _is_main():  # ... before anything is written, so a corrected command can reuse the folder
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
         data.split.save(run_dir / "split.json")
-    trainer = Trainer(cfg, data, run_dir)
     fit = trainer.fit(resume=resume)
     result: dict[str, Any] = {"run_dir": str(run_dir), "best_val": fit.best_score, "best_step": fit.best_step,
                               "steps": fit.steps, "stopped_early": fit.stopped_early}

@@ -60,12 +60,18 @@ class Registry(Generic[T]):
 
 
 def look_up(name: str, options: list[str] | tuple[str, ...], what: str) -> str:
-    """Validate a string option (MONAI ``look_up_option`` style) with a did-you-mean error."""
+    """Validate a string option (MONAI ``look_up_option`` style) with a did-you-mean error.
+
+    Raises :class:`scarce.config.ConfigError` (a ValueError), which the CLI prints as one line:
+    these options (preset, optimizer, backbone, ...) come from the config.
+    """
+    from scarce.config import ConfigError
+
     if name in options:
         return name
     close = difflib.get_close_matches(str(name), list(options), n=3, cutoff=0.5)
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    raise ValueError(f"unknown {what} {name!r}.{hint} Choose from: {', '.join(options)}.")
+    raise ConfigError(f"unknown {what} {name!r}.{hint} Choose from: {', '.join(options)}.")
 
 
 def build(registry: Registry[Callable[..., T]], name: str, **kwargs: Any) -> T:

@@ -136,3 +136,26 @@ def test_help_lists_every_registered_method():
     from scarce.methods import load_builtin_methods
 
     assert sorted(METHOD_NAMES.split(", ")) == load_builtin_methods().names()
+
+
+def test_bad_option_is_one_line_and_leaves_no_partial_run(tmp_path, cache, capsys):
+    assert main(["train", "--preset", "cpuu", "--out", str(tmp_path / "p")]) == 2
+    assert "Did you mean 'cpu'" in capsys.readouterr().err
+    run = tmp_path / "r"
+    bad = ["--set", "model.name=deeplabv3", "--set", "model.backbone=resnet19"]
+    assert main(["train", *FAST, *cache, *bad, "--out", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "resnet18" in err and err.count("\n") == 1
+    assert not (run / "config.yaml").exists()  # the corrected command may reuse the folder
+
+
+def test_budget_without_validation_images_fails_before_writing(tmp_path, cache, capsys):
+    run = tmp_path / "r"
+    assert main(["train", *FAST, *cache, "--set", "data.budget=2", "--out", str(run)]) == 2
+    assert "validation" in capsys.readouterr().err
+    assert not run.exists()
+
+
+def test_export_nnunet_default_name(tmp_path, synthetic_folder, capsys):
+    assert main(["data", "export-nnunet", str(synthetic_folder), str(tmp_path / "raw"), "--id", "7"]) == 0
+    assert (tmp_path / "raw" / "Dataset007_synthetic_folder" / "dataset.json").is_file()

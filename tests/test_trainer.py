@@ -71,3 +71,12 @@ def test_unknown_method_field_fails_fast(tmp_path):
     cfg = tiny_config(tmp_path, {"name": "supervised", "augmnt": "flip"})
     with pytest.raises(ConfigError, match="augment"):
         Trainer(cfg, tiny_run_data(), tmp_path)
+
+
+def test_resume_after_early_stop_stays_stopped(tmp_path):
+    # killed after stopping early but before evaluation: --resume must not train on
+    cfg = tiny_config(tmp_path, {"name": "supervised"}, iterations=100, val_every=2, early_stop=2)
+    cfg.train.optim.lr = 0.0
+    Trainer(cfg, tiny_run_data(), tmp_path).fit()
+    res = Trainer(cfg, tiny_run_data(), tmp_path).fit(resume=True)
+    assert res.stopped_early and res.steps == 6

@@ -429,17 +429,20 @@ def import_decathlon_json(datalist_json: str | Path, dest: str | Path,
     return write_plan(_auto_plan(items), dest, overwrite)
 
 
-def export_nnunet(src_folder: str | Path, dest: str | Path, dataset_id: int, name: str,
+def export_nnunet(src_folder: str | Path, dest: str | Path, dataset_id: int, name: str | None = None,
                   overwrite: bool = False) -> Path:
     """Write a folder (or registered dataset path) as nnU-Net raw v2:
     ``dest/DatasetNNN_<name>/imagesTr/<case>_0000.png``, ``labelsTr/<case>.png`` (label ids),
     ``imagesTs``/``labelsTs`` for the official test split, and ``dataset.json`` (channel_names,
-    labels, numTraining, file_ending). Returns the dataset folder."""
+    labels, numTraining, file_ending). ``name`` defaults to the source folder's name. Returns
+    the dataset folder."""
     from scarce.data.registry import get_info
 
     src = Path(src_folder).expanduser()
     info = get_info(str(src))
     index = scan_folder(src)
+    if name is None:
+        name = re.sub(r"[^A-Za-z0-9_\-]", "_", src.resolve().name) or "dataset"
     if not re.fullmatch(r"[A-Za-z0-9_\-]+", name):
         raise DataError(f"nnU-Net dataset name {name!r} may only hold letters, digits, _ and -")
     out = Path(dest).expanduser() / f"Dataset{int(dataset_id):03d}_{name}"

@@ -145,6 +145,12 @@ def prepare_run_data(data_cfg: DataConfig, seed: int, with_unlabelled: bool = Fa
     index = scan_folder(folder)
     split_seed = data_cfg.split_seed if data_cfg.split_seed is not None else seed
     split = dataset_split(info, index, data_cfg.budget, split_seed, data_cfg.val_fraction)
+    if not split.train or not split.val:
+        raise DataError(f"data.budget={split.budget} with data.val_fraction={data_cfg.val_fraction} "
+                        f"gives {len(split.train)} training and {len(split.val)} validation images "
+                        f"of {info.name!r}; training needs at least one of each (the best checkpoint "
+                        f"is chosen on validation): use data.val_fraction > 0 and a larger data.budget "
+                        f"(at least 3 with val_fraction 0.2)")
     size, ch, k = data_cfg.size, info.channels, info.num_classes
 
     def load(idx: FolderIndex, inf: DatasetInfo, stems: Sequence[str], name: str,

@@ -271,11 +271,14 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         resumed = resume and self.ckpt_path.exists()
         if resumed:
-            self.load_state_dict(torch_load(self.ckpt_path, map_location=self.device))
+            # CPU: generator/RNG states must stay CPU tensors; modules and optimizers move their
+            # state to the parameters' device when loading.
+            self.load_state_dict(torch_load(self.ckpt_path, map_location="cpu"))
         else:
             self.method.setup()
         self._open_logs()
-        stopped_early = False
+        # a run that had already stopped early (killed before its evaluation) stays stopped
+        stopped_early = bool(resumed and cfg.early_stop and self.bad_validations >= cfg.early_stop)
         limit = cfg.iterations if max_steps is None else min(cfg.iterations, self.step + max_steps)
         bar = None
         if self.is_main and cfg.progress:
@@ -286,7 +289,7 @@ class Trainer:
         sums: dict[str, float] = {}
         count = 0
         t0 = time.perf_counter()
-        while self.step < limit:
+        while self.step < limit and not stopped_early:
             batch = self.next_batch()
             self.method.train()
             out = self.method.training_step(batch, self.step)
