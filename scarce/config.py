@@ -95,9 +95,9 @@ class TrainConfig:
     log_every: int = 20
     progress: bool = True
     tensorboard: bool = True
+    """Also write TensorBoard event files (when the tensorboard package is installed)."""
     channels_last: bool = True
     """Keep the segmenter and batches in channels-last memory format (≈1.3× faster convs on CPU)."""
-    """Also write TensorBoard event files (when the tensorboard package is installed)."""
 
 
 @dataclass

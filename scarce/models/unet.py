@@ -1,7 +1,7 @@
 """Classic U-Net (Ronneberger et al., 2015), with BatchNorm, width and depth configurable.
 
 Why configurable: the paper-size net (width 64, depth 4, ~31M parameters) is meant for a GPU;
-the CPU preset uses width 16 (~1.9M parameters), which trains in minutes on 2 cores at 128 px.
+the CPU preset uses width 8 (~0.49M parameters), which trains in minutes on 2 cores at 128 px.
 Padding keeps sizes ("same" convs) so logits have the input's H×W; the input side must be a
 multiple of ``stride = 2**depth``.
 """
