@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from scarce.config import ConfigError, RunConfig, from_dict, load_yaml, save_config, to_dict
+from scarce.data.types import DataError
 from scarce.utils.io import atomic_write_json
 
 RESULT_FILE = "metrics.json"
@@ -66,6 +67,11 @@ def _check_run_dir(cfg: RunConfig, run_dir: Path, resume: bool) -> None:
             f"run folder {str(run_dir)!r} already holds a run with a different config "
             f"({', '.join(diff[:5])} differ); choose another output folder (--set out=...) or delete it"
         )
+    if not resume and (run_dir / RESULT_FILE).exists():
+        raise ConfigError(
+            f"run folder {str(run_dir)!r} holds a finished run; add --resume to get its results "
+            "(nothing is retrained) or choose another output folder (--set out=...)"
+        )
     if not resume and (run_dir / "checkpoints" / "last.pt").exists() and not (run_dir / RESULT_FILE).exists():
         raise ConfigError(
             f"run folder {str(run_dir)!r} holds an unfinished run; add --resume to continue it "
@@ -92,7 +98,12 @@ def train_run(cfg: RunConfig, resume: bool = False) -> dict[str, Any]:
         import json
 
         return json.loads((run_dir / RESULT_FILE).read_text())
-    trainer = Trainer(cfg, data, run_dir)  # builds the networks: a bad model/optim key fails here
+    try:
+        trainer = Trainer(cfg, data, run_dir)  # builds the networks: a bad model/optim key fails here
+    except ValueError as e:
+        if isinstance(e, (ConfigError, DataError)):
+            raise
+        raise ConfigError(f"cannot build the run from this config: {e}") from e
     if _is_main():  # ... before anything is written, so a corrected command can reuse the folder
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
@@ -201,32 +212,31 @@ def predict_folder(run_dir: str | os.PathLike[str], images: str | os.PathLike[st
                    config: str | None = None, sets: list[str] | None = None) -> list[str]:
     """Segment every image in a folder with a finished run's best checkpoint; writes 8-bit PNG
     masks (binary 0/255, multi-class label ids) named like the inputs, at each input's size."""
-    import numpy as np
     import torch
-    import torch.nn.functional as F
 
-    from scarce.data.folder import list_images, read_image
-    from scarce.losses import class_probs
+    from scarce.data.cache import resize_image
+    from scarce.data.folder import list_images, read_image_pil
+    from scarce.data.registry import get_info
+    from scarce.evaluation.evaluate import upsampled_labels, predict_probs
     from scarce.utils.io import atomic_save_png
 
     cfg = load_run_config(run_dir, config, sets)
     paths = list_images(Path(images))
+    stems = [p.stem for p in paths]
+    dupes = sorted({s for s in stems if stems.count(s) > 1})
+    if dupes:
+        raise ConfigError(f"{images}: several images share the stem(s) {', '.join(dupes[:5])}; "
+                          "their predicted masks would overwrite each other — rename them")
     model = load_segmenter(run_dir, cfg)
-    from scarce.data.registry import get_info
-
     info = get_info(cfg.data.dataset, num_classes=cfg.data.num_classes)
     written: list[str] = []
     out_dir = Path(out)
-    size = cfg.data.size
     for p in paths:
-        arr = read_image(p, channels=info.channels)  # H×W×C uint8
-        h, w = arr.shape[:2]
-        x = torch.from_numpy(np.array(arr)).permute(2, 0, 1).float().div(255).unsqueeze(0)
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-        with torch.no_grad():
-            probs = class_probs(model(x))
-        probs = F.interpolate(probs, size=(h, w), mode="bilinear", align_corners=False)
-        lab = probs.argmax(1)[0].numpy().astype(np.uint8)
+        img = read_image_pil(p, channels=info.channels)
+        w, h = img.size
+        x = torch.tensor(resize_image(img, cfg.data.size), dtype=torch.float32).div(255).unsqueeze(0)
+        probs = predict_probs(model, x)
+        lab = upsampled_labels(probs[0], (h, w), cfg.eval.threshold)
         if info.num_classes == 2:
             lab = lab * 255
         dest = out_dir / f"{p.stem}.png"

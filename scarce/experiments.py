@@ -136,6 +136,7 @@ def _run_one(config: dict[str, Any], threads: int) -> tuple[str, str]:
     cfg = from_dict(RunConfig, config)
     try:
         train_run(cfg, resume=True)
+        (Path(cfg.out) / "FAILED.txt").unlink(missing_ok=True)  # an earlier failure is stale now
         return cfg.out, "ok"
     except Exception as e:  # one failed run must not stop the grid
         msg = f"{type(e).__name__}: {e}"

@@ -159,3 +159,25 @@ def test_budget_without_validation_images_fails_before_writing(tmp_path, cache, 
 def test_export_nnunet_default_name(tmp_path, synthetic_folder, capsys):
     assert main(["data", "export-nnunet", str(synthetic_folder), str(tmp_path / "raw"), "--id", "7"]) == 0
     assert (tmp_path / "raw" / "Dataset007_synthetic_folder" / "dataset.json").is_file()
+
+
+def test_finished_run_is_not_retrained_and_predict_matches_evaluate(tmp_path, cache, capsys):
+    run = tmp_path / "run"
+    args = ["train", *FAST, *cache, "--out", str(run)]
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main(args) == 2
+    assert "finished run" in capsys.readouterr().err
+    # predict on the test images gives exactly the masks evaluate wrote
+    from scarce.data.load import resolve_dataset
+
+    _, folder = resolve_dataset("synthetic", None, synthetic_n=40, cache_dir=str(tmp_path / "cache"))
+    ev = sorted((run / "eval" / "synthetic" / "predictions").glob("*.png"))
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    for p in ev[:3]:
+        src = next((folder / "images").glob(p.stem + ".*"))
+        (imgs / src.name).write_bytes(src.read_bytes())
+    assert main(["predict", str(run), str(imgs), str(tmp_path / "pred")]) == 0
+    for p in ev[:3]:
+        assert np.array_equal(np.array(Image.open(p)), np.array(Image.open(tmp_path / "pred" / p.name)))

@@ -43,14 +43,20 @@ class Decoded:
         return self.image.nbytes + self.mask.nbytes + (0 if self.orig is None else self.orig.nbytes)
 
 
+def resize_image(img: Image.Image, size: int) -> np.ndarray:
+    """PIL image → C×S×S uint8 (bilinear, antialiased): the one resize used for training,
+    evaluation and ``scarce predict`` alike."""
+    if img.size != (size, size):
+        img = img.resize((size, size), Image.BILINEAR)
+    arr = np.asarray(img, dtype=np.uint8)
+    return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+
+
 def decode_resize(image_path: Path, mask_path: Path, size: int, channels: int,
                   num_classes: int) -> Decoded:
     """Decode, validate and resize one pair (no caching). Raises DataError on bad input."""
     img, labels = read_pair(image_path, mask_path, num_classes, channels)
-    if img.size != (size, size):
-        img = img.resize((size, size), Image.BILINEAR)
-    arr = np.asarray(img, dtype=np.uint8)
-    arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+    arr = resize_image(img, size)
     if labels.shape != (size, size):
         small = np.asarray(Image.fromarray(labels).resize((size, size), Image.NEAREST))
     else:

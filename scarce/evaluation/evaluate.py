@@ -81,7 +81,7 @@ def _labels_from_probs(probs: torch.Tensor, threshold: float) -> torch.Tensor:
     return probs.argmax(dim=0)
 
 
-def _upsampled_labels(probs: torch.Tensor, size: tuple[int, int], threshold: float) -> np.ndarray:
+def upsampled_labels(probs: torch.Tensor, size: tuple[int, int], threshold: float) -> np.ndarray:
     """K×S×S probabilities → bilinear to ``size`` (H, W) → H×W uint8 labels."""
     if tuple(probs.shape[1:]) != tuple(size):
         src = probs[1:2] if probs.shape[0] == 2 else probs  # binary: only p(fg) is needed
@@ -224,7 +224,7 @@ def _evaluate_set(model: torch.nn.Module, data: SegData, num_classes: int, out_d
         for j in range(probs.shape[0]):
             i = start + j
             gt = np.asarray(gts[i])
-            pred = _upsampled_labels(probs[j], tuple(gt.shape), threshold)
+            pred = upsampled_labels(probs[j], tuple(gt.shape), threshold)
             row: dict[str, Any] = {"stem": stems[i]}
             row.update(image_metrics(pred, gt, num_classes, iou_threshold, per_class, class_names))
             rows.append(row)
