@@ -358,7 +358,7 @@ def import_nnunet(src_dataset_dir: str | Path, dest: str | Path, overwrite: bool
     js = src / "dataset.json"
     if not js.is_file():
         raise DataError(f"{src} has no dataset.json; is it an nnU-Net raw dataset folder "
-                        f"(DatasetXXX_Name)?")
+                        f"(Dataset<ID>_<Name>)?")
     try:
         ds = json.loads(js.read_text())
     except json.JSONDecodeError as e:

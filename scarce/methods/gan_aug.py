@@ -43,6 +43,7 @@ from scarce.config import RunConfig
 from scarce.data.types import RunData
 from scarce.methods import register_method
 from scarce.methods.base import Batch, Method, TrainContext
+from scarce.models.search import norm_layer
 from scarce.utils.io import atomic_save_png, atomic_torch_save, torch_load
 
 CACHE_VERSION = 1
@@ -89,16 +90,6 @@ def _start_size(size: int) -> tuple[int, int]:
     return size // 2 ** n, n
 
 
-def _norm(kind: str, ch: int) -> nn.Module:
-    if kind == "instance":
-        return nn.InstanceNorm2d(ch, affine=True)
-    if kind == "batch":
-        return nn.BatchNorm2d(ch)
-    if kind == "none":
-        return nn.Identity()
-    raise ValueError(f"unknown norm {kind!r}; choose instance | batch | none")
-
-
 def mask_channels(num_classes: int) -> int:
     """Mask channels of a generated pair: 1 (binary, sigmoid) or K (multi-class, softmax)."""
     return 1 if num_classes == 2 else num_classes
@@ -130,9 +121,9 @@ class PairGenerator(nn.Module):
         self.nz, self.image_channels, self.num_classes = int(nz), int(image_channels), int(num_classes)
         start, n_up = _start_size(size)
         ch = [ngf * min(2 ** (n_up - i), max_mult) for i in range(n_up + 1)]
-        layers: list[nn.Module] = [nn.ConvTranspose2d(nz, ch[0], start, 1, 0, bias=False), _norm(norm, ch[0]), nn.ReLU()]
+        layers: list[nn.Module] = [nn.ConvTranspose2d(nz, ch[0], start, 1, 0, bias=False), norm_layer(norm, ch[0]), nn.ReLU()]
         for i in range(n_up):
-            layers += [nn.ConvTranspose2d(ch[i], ch[i + 1], 4, 2, 1, bias=False), _norm(norm, ch[i + 1]), nn.ReLU()]
+            layers += [nn.ConvTranspose2d(ch[i], ch[i + 1], 4, 2, 1, bias=False), norm_layer(norm, ch[i + 1]), nn.ReLU()]
         layers.append(nn.Conv2d(ch[-1], image_channels + mask_channels(num_classes), 3, 1, 1))
         self.net = nn.Sequential(*layers)
         _dcgan_init(self)
@@ -167,7 +158,7 @@ class PairDiscriminator(nn.Module):
             cout = ndf * min(2 ** i, max_mult)
             layers += [nn.Conv2d(cin, cout, 4, 2, 1, bias=i == 0 or norm == "none")]
             if i > 0:
-                layers.append(_norm(norm, cout))
+                layers.append(norm_layer(norm, cout))
             layers.append(nn.LeakyReLU(0.2))
             cin = cout
         layers.append(nn.Conv2d(cin, 1, start, 1, 0))

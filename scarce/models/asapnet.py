@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from scarce.models.search import DEFAULT_CANDIDATES, VANILLA, ConvSpec, MixedConv, Searchable, parse_candidates
+from scarce.models.search import DEFAULT_CANDIDATES, VANILLA, ConvSpec, MixedConv, Searchable, norm_layer, parse_candidates
 
 __all__ = ["ASAPNetGenerator", "positional_encoding"]
 
@@ -39,16 +39,6 @@ def positional_encoding(h: int, w: int, n_freq: int, dtype: torch.dtype, device:
         f = (2 ** k) * math.pi
         feats += [torch.sin(f * ys), torch.cos(f * ys), torch.sin(f * xs), torch.cos(f * xs)]
     return torch.stack(feats) if feats else torch.zeros(0, h, w, dtype=dtype, device=device)
-
-
-def _norm(kind: str, ch: int) -> nn.Module:
-    if kind == "instance":
-        return nn.InstanceNorm2d(ch, affine=True)
-    if kind == "batch":
-        return nn.BatchNorm2d(ch)
-    if kind == "none":
-        return nn.Identity()
-    raise ValueError(f"unknown norm {kind!r}; choose instance | batch | none")
 
 
 class ASAPNetGenerator(Searchable):
@@ -83,11 +73,11 @@ class ASAPNetGenerator(Searchable):
             layers["cell"] = MixedConv(in_channels if i == 0 else ch[i - 1], ch[i], cands, transposed=False,
                                        bias=True, fuse=fuse)
             if i > 0:
-                layers["norm"] = _norm(norm, ch[i])
+                layers["norm"] = norm_layer(norm, ch[i])
             self.down.append(nn.ModuleDict(layers))
         blocks: list[nn.Module] = [nn.LeakyReLU(0.2)]
         for _ in range(trunk_blocks):
-            blocks += [nn.Conv2d(ch[-1], ch[-1], 3, 1, 1), _norm(norm, ch[-1]), nn.LeakyReLU(0.2)]
+            blocks += [nn.Conv2d(ch[-1], ch[-1], 3, 1, 1), norm_layer(norm, ch[-1]), nn.LeakyReLU(0.2)]
         self.trunk = nn.Sequential(*blocks)
         feat = in_channels + 4 * self.n_freq
         self.mlp_dims = [(feat if li == 0 else mlp_width, out_channels if li == mlp_layers - 1 else mlp_width)

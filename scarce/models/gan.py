@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from scarce.models.asapnet import ASAPNetGenerator
-from scarce.models.search import DEFAULT_CANDIDATES, VANILLA, ConvSpec, MixedConv, Searchable, parse_candidates
+from scarce.models.search import DEFAULT_CANDIDATES, VANILLA, ConvSpec, MixedConv, Searchable, norm_layer, parse_candidates
 from scarce.models.spade import SPADEGenerator, default_spade_depth
 from scarce.registry import Registry
 
@@ -52,16 +52,6 @@ def default_depth(size: int, max_depth: int = 8) -> int:
 def default_disc_layers(size: int, n_layers: int = 3) -> int:
     """PatchGAN strided layers that still leave ≥ 2×2 patches (instance norm needs > 1 px)."""
     return max(1, min(n_layers, int(math.floor(math.log2(max(size, 8) / 4)))))
-
-
-def _norm(kind: str, ch: int) -> nn.Module:
-    if kind == "instance":
-        return nn.InstanceNorm2d(ch, affine=True)
-    if kind == "batch":
-        return nn.BatchNorm2d(ch)
-    if kind == "none":
-        return nn.Identity()
-    raise ValueError(f"unknown norm {kind!r}; choose instance | batch | none")
 
 
 class Pix2PixGenerator(Searchable):
@@ -92,7 +82,7 @@ class Pix2PixGenerator(Searchable):
                 layers["act"] = nn.LeakyReLU(0.2)
             layers["cell"] = MixedConv(cin, ch[i], cands, transposed=False, bias=True, fuse=fuse)
             if 0 < i < depth - 1:
-                layers["norm"] = _norm(norm, ch[i])
+                layers["norm"] = norm_layer(norm, ch[i])
             self.down.append(nn.ModuleDict(layers))
         self.up = nn.ModuleList()
         for i in reversed(range(depth)):
@@ -100,7 +90,7 @@ class Pix2PixGenerator(Searchable):
             cout = ch[i - 1] if i > 0 else out_channels
             layers = {"act": nn.ReLU(), "cell": MixedConv(cin, cout, cands, transposed=True, bias=True, fuse=fuse)}
             if i > 0:
-                layers["norm"] = _norm(norm, cout)
+                layers["norm"] = norm_layer(norm, cout)
                 if dropout > 0 and i >= depth - 3 and i < depth - 1:
                     layers["drop"] = nn.Dropout(dropout)
             self.up.append(nn.ModuleDict(layers))
@@ -145,10 +135,10 @@ class PatchDiscriminator(nn.Module):
         mult = 1
         for n in range(1, n_layers):
             prev, mult = mult, min(2 ** n, 8)
-            layers += [nn.Conv2d(ndf * prev, ndf * mult, 4, 2, 1, bias=norm == "none"), _norm(norm, ndf * mult),
+            layers += [nn.Conv2d(ndf * prev, ndf * mult, 4, 2, 1, bias=norm == "none"), norm_layer(norm, ndf * mult),
                        nn.LeakyReLU(0.2)]
         prev, mult = mult, min(2 ** n_layers, 8)
-        layers += [nn.Conv2d(ndf * prev, ndf * mult, 4, 1, 1, bias=norm == "none"), _norm(norm, ndf * mult),
+        layers += [nn.Conv2d(ndf * prev, ndf * mult, 4, 1, 1, bias=norm == "none"), norm_layer(norm, ndf * mult),
                    nn.LeakyReLU(0.2), nn.Conv2d(ndf * mult, 1, 4, 1, 1)]
         self.net = nn.Sequential(*layers)
         for m in self.modules():

@@ -193,3 +193,14 @@ class Searchable(nn.Module):
     def derived_architecture(self) -> dict[str, str]:
         """Cell name → argmax op name (the architecture the search currently selects)."""
         return {n: c.derived() for n, c in self.cells()}
+
+
+def norm_layer(kind: str, ch: int) -> nn.Module:
+    """Normalisation of the GAN networks: instance (affine, Pix2Pix default) | batch | none."""
+    if kind == "instance":
+        return nn.InstanceNorm2d(ch, affine=True)
+    if kind == "batch":
+        return nn.BatchNorm2d(ch)
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"unknown norm {kind!r}; choose instance | batch | none")
