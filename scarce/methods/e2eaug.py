@@ -40,6 +40,7 @@ from torch import nn
 from torch.func import functional_call
 
 from scarce.methods import register_method
+from scarce.methods.gan_pretrain import gan_cache_dir
 from scarce.methods.base import Batch, Method, TrainContext
 from scarce.methods.bilevel import HyperResult, Level, Params, buffers_copy, flat_norm, hypergradient, should_update
 from scarce.methods.gan_pretrain import (
@@ -190,9 +191,7 @@ class E2EAug(Method):
 
     # ------------------------------------------------------------------ setup / state
     def cache_dir(self) -> str | None:
-        if self.mcfg.gan_cache == "":
-            return None
-        return self.mcfg.gan_cache or str(self.ctx.run_dir.parent / ".gan_cache")
+        return gan_cache_dir(self.mcfg.gan_cache, self.ctx.run_dir)
 
     def setup(self) -> None:
         """Pretrain (or load the cached) Pix2Pix for this split, then record α at step 0."""

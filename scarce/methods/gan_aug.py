@@ -42,6 +42,7 @@ from torch import nn
 from scarce.config import RunConfig
 from scarce.data.types import RunData
 from scarce.methods import register_method
+from scarce.methods.gan_pretrain import gan_cache_dir
 from scarce.methods.base import Batch, Method, TrainContext
 from scarce.models.search import norm_layer
 from scarce.utils.io import atomic_save_png, atomic_torch_save, torch_load
@@ -300,9 +301,7 @@ class GanAug(Method):
         self.pair_generator.requires_grad_(False)
 
     def cache_dir(self) -> str | None:
-        if self.mcfg.gan_cache == "":
-            return None
-        return self.mcfg.gan_cache or str(self.ctx.run_dir.parent / ".gan_cache")
+        return gan_cache_dir(self.mcfg.gan_cache, self.ctx.run_dir)
 
     def setup(self) -> None:
         """Train (or load the cached) pair GAN on this split's training pairs; keep G frozen."""

@@ -274,3 +274,11 @@ def write_gallery(path: str | Path, gen: nn.Module, images: torch.Tensor, masks:
             y, x = pad + i * (s + pad), pad + j * (s + pad)
             grid[y:y + s, x:x + s] = t
     atomic_save_png(path, grid)
+
+
+def gan_cache_dir(gan_cache: str | None, run_dir: Path) -> str | None:
+    """Where pretrained GANs are cached: ``gan_cache`` if set, None when "" (no cache), else
+    ``<run_dir>/../.gan_cache`` (shared by the seeds of one grid row)."""
+    if gan_cache == "":
+        return None
+    return gan_cache or str(Path(run_dir).parent / ".gan_cache")

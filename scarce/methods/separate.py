@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from scarce.methods import register_method
+from scarce.methods.gan_pretrain import gan_cache_dir
 from scarce.methods.base import Batch, Method, TrainContext
 from scarce.methods.gan_pretrain import GANConfig, augment_masks_for, build_generator, pretrain_gan, write_gallery
 from scarce.models.gan import one_hot_masks
@@ -39,9 +40,7 @@ class Separate(Method):
         self.generator.requires_grad_(False)
 
     def cache_dir(self) -> str | None:
-        if self.mcfg.gan_cache == "":
-            return None
-        return self.mcfg.gan_cache or str(self.ctx.run_dir.parent / ".gan_cache")
+        return gan_cache_dir(self.mcfg.gan_cache, self.ctx.run_dir)
 
     def setup(self) -> None:
         """Pretrain (or load the cached) vanilla Pix2Pix for this split."""

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from scarce.models.search import DEFAULT_CANDIDATES, VANILLA, ConvSpec, MixedConv, Searchable, norm_layer, parse_candidates
+from scarce.models.search import DEFAULT_CANDIDATES, VANILLA, ConvSpec, MixedConv, Searchable, init_gan_weights, norm_layer, parse_candidates
 
 __all__ = ["ASAPNetGenerator", "positional_encoding"]
 
@@ -89,14 +89,7 @@ class ASAPNetGenerator(Searchable):
             bound = 1 / math.sqrt(din)
             base += [torch.empty(din * dout).uniform_(-bound, bound), torch.zeros(dout)]
         self.base = nn.Parameter(torch.cat(base))
-        for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-                nn.init.normal_(m.weight, 0.0, 0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, (nn.InstanceNorm2d, nn.BatchNorm2d)) and m.weight is not None:
-                nn.init.normal_(m.weight, 1.0, 0.02)
-                nn.init.zeros_(m.bias)
+        init_gan_weights(self)
 
     def mlp_parameters(self, onehot: torch.Tensor) -> torch.Tensor:
         """Low-resolution stream: N×K×S×S → per-cell MLP parameters N×P×(S/2^d)×(S/2^d)."""

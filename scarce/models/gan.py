@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from scarce.models.asapnet import ASAPNetGenerator
-from scarce.models.search import DEFAULT_CANDIDATES, VANILLA, ConvSpec, MixedConv, Searchable, norm_layer, parse_candidates
+from scarce.models.search import DEFAULT_CANDIDATES, VANILLA, ConvSpec, MixedConv, Searchable, init_gan_weights, norm_layer, parse_candidates
 from scarce.models.spade import SPADEGenerator, default_spade_depth
 from scarce.registry import Registry
 
@@ -94,14 +94,7 @@ class Pix2PixGenerator(Searchable):
                 if dropout > 0 and i >= depth - 3 and i < depth - 1:
                     layers["drop"] = nn.Dropout(dropout)
             self.up.append(nn.ModuleDict(layers))
-        for m in self.modules():  # Pix2Pix init: N(0, 0.02) convs, N(1, 0.02) norm scales
-            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-                nn.init.normal_(m.weight, 0.0, 0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, (nn.InstanceNorm2d, nn.BatchNorm2d)) and m.weight is not None:
-                nn.init.normal_(m.weight, 1.0, 0.02)
-                nn.init.zeros_(m.bias)
+        init_gan_weights(self)
 
     @staticmethod
     def _run(block: nn.ModuleDict, x: torch.Tensor) -> torch.Tensor:
