@@ -56,3 +56,21 @@ def test_import_scarce_is_lazy():
 
     code = "import sys, scarce; assert 'torch' not in sys.modules, 'import scarce imported torch'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_config_differences_fills_method_defaults():
+    """A grid row that spells out a method default is the same run as one that does not (so grids
+    can share finished runs), while a real change of a method option is still a difference."""
+    from scarce.api import config_differences
+    from scarce.config import RunConfig, to_dict
+
+    saved = to_dict(RunConfig())
+    saved["method"] = {"name": "e2eaug"}
+    same = to_dict(RunConfig())
+    same["method"] = {"name": "e2eaug", "lam": 1.0, "mask_ops": ["rotate", "flip", "translate"]}
+    assert config_differences(saved, same) == []
+    other = to_dict(RunConfig())
+    other["method"] = {"name": "e2eaug", "lam": 0.5}
+    assert config_differences(saved, other) == ["method"]
+    other["method"] = {"name": "separate"}
+    assert config_differences(saved, other) == ["method"]
