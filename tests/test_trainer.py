@@ -80,3 +80,30 @@ def test_resume_after_early_stop_stays_stopped(tmp_path):
     Trainer(cfg, tiny_run_data(), tmp_path).fit()
     res = Trainer(cfg, tiny_run_data(), tmp_path).fit(resume=True)
     assert res.stopped_early and res.steps == 6
+
+
+@pytest.mark.parametrize("name, first_selectable", [("grid_gd", 4), ("pce_gd", 1)])
+def test_best_checkpoint_skips_unselectable_steps(tmp_path, monkeypatch, name, first_selectable):
+    """Validation scores that only fall: the best checkpoint is the first *selectable* step —
+    after the PCE pretraining for a regularised weak method (pretrain_iters 3), step 1 for PCE-GD.
+    Without the selection rule grid_gd would return its step-1 PCE model."""
+    method = {"name": name, "scribbles": "synthetic:0.5"}
+    if name == "grid_gd":
+        method["pretrain_iters"] = 3
+    cfg = tiny_config(tmp_path, method, iterations=6, val_every=1)
+    t = Trainer(cfg, tiny_run_data(), tmp_path)
+    scores = iter([0.9, 0.8, 0.7, 0.6, 0.5, 0.4])
+    monkeypatch.setattr(t, "validate", lambda: next(scores))
+    res = t.fit()
+    assert res.best_step == first_selectable
+    assert res.best_score == pytest.approx([0.9, 0.8, 0.7, 0.6][first_selectable - 1])
+    assert torch.load(tmp_path / "checkpoints" / "best.pt", weights_only=True)["step"] == first_selectable
+
+
+def test_last_step_is_selectable_even_when_the_method_excludes_it(tmp_path, monkeypatch):
+    """A run shorter than its pretraining still ends with a best checkpoint (the last step)."""
+    cfg = tiny_config(tmp_path, {"name": "grid_tr", "scribbles": "synthetic:0.5", "pretrain_iters": 10},
+                      iterations=4, val_every=2)
+    t = Trainer(cfg, tiny_run_data(), tmp_path)
+    res = t.fit()
+    assert res.best_step == 4 and (tmp_path / "checkpoints" / "best.pt").exists()

@@ -174,6 +174,13 @@ class Method(abc.ABC):
         """Hook after each validation; returned values are logged."""
         return {}
 
+    def selectable(self, step: int) -> bool:
+        """Whether the weights after ``step`` iterations may become the run's result (best
+        checkpoint). Methods whose first phase trains another objective (the weak methods' PCE
+        pretraining) exclude it, so that a ``grid_tr`` run never returns its PCE start; the last
+        step is always selectable."""
+        return True
+
     def finalize(self, run_dir: Path) -> None:
         """Hook after training (e.g. write a gallery of generated pairs)."""
 

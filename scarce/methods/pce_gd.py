@@ -13,6 +13,7 @@ from scarce.methods.weak_common import WeakConfig, WeakMethod
 @register_method("pce_gd")
 class PceGD(WeakMethod):
     Config = WeakConfig
+    regularised = False
 
     def training_step(self, batch: Batch, step: int) -> dict[str, torch.Tensor]:
         return self.pce_step(batch)

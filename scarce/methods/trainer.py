@@ -312,10 +312,11 @@ class Trainer:
                     row["val_" + self.data.info.metric] = score
                     for s in self.schedulers:
                         s.step(score)
-                    if score > self.best_score:
+                    selectable = self.step == cfg.iterations or self.method.selectable(self.step)
+                    if selectable and score > self.best_score:
                         self.best_score, self.best_step, self.bad_validations = score, self.step, 0
                         self._save_best()
-                    else:
+                    elif selectable:
                         self.bad_validations += 1
                     row.update(self.method.on_validation(self.step, score))
                     self.history.append({"step": self.step, "score": score})

@@ -18,7 +18,10 @@ scored against full masks as everywhere.
 
 Pretraining: ``grid_gd``, ``dense_gd`` and ``grid_tr`` start from a PCE-trained model (paper,
 Sec. 4.1): the first ``pretrain_iters`` iterations of the same run optimise PCE only
-(``None`` = a third of ``train.iterations``).
+(``None`` = a third of ``train.iterations``). Their best-validation checkpoint is chosen among the
+steps after pretraining only (:meth:`WeakMethod.selectable`): on real data PCE's validation score
+often peaks at the first validation, and choosing over the whole run would return that PCE model
+under the regularised method's name.
 """
 from __future__ import annotations
 
@@ -92,6 +95,16 @@ class WeakMethod(Method):
     def pretrain_iters(self) -> int:
         p = self.mcfg.pretrain_iters
         return self.ctx.cfg.train.iterations // 3 if p is None else max(0, int(p))
+
+    regularised = True
+    """True for methods that start from PCE and then optimise another objective (grid_gd,
+    dense_gd, grid_tr): their PCE phase is not selectable as the run's result."""
+
+    def selectable(self, step: int) -> bool:
+        """After the PCE pretraining only (for regularised methods): the result of a grid_tr /
+        grid_gd / dense_gd run is a model trained with its regulariser, never its PCE start
+        (validation keeps running and is logged during pretraining)."""
+        return not self.regularised or step > self.pretrain_iters
 
     def batch_seeds(self, batch: Batch) -> torch.Tensor:
         """Seeds of the batch's images → B×S×S int64 (the batch's full masks are not used)."""
