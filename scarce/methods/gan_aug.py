@@ -44,7 +44,7 @@ from scarce.data.types import RunData
 from scarce.methods import register_method
 from scarce.methods.gan_pretrain import gan_cache_dir
 from scarce.methods.base import Batch, Method, TrainContext
-from scarce.models.search import norm_layer
+from scarce.models.search import init_gan_weights, norm_layer
 from scarce.utils.io import atomic_save_png, atomic_torch_save, torch_load
 
 CACHE_VERSION = 1
@@ -127,7 +127,7 @@ class PairGenerator(nn.Module):
             layers += [nn.ConvTranspose2d(ch[i], ch[i + 1], 4, 2, 1, bias=False), norm_layer(norm, ch[i + 1]), nn.ReLU()]
         layers.append(nn.Conv2d(ch[-1], image_channels + mask_channels(num_classes), 3, 1, 1))
         self.net = nn.Sequential(*layers)
-        _dcgan_init(self)
+        init_gan_weights(self)
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """z N×nz(×1×1) → (images N×C×S×S in [0, 1], mask logits N×M×S×S)."""
@@ -164,21 +164,10 @@ class PairDiscriminator(nn.Module):
             cin = cout
         layers.append(nn.Conv2d(cin, 1, start, 1, 0))
         self.net = nn.Sequential(*layers)
-        _dcgan_init(self)
+        init_gan_weights(self)
 
     def forward(self, images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.net(torch.cat([images, mask], dim=1)).flatten()
-
-
-def _dcgan_init(module: nn.Module) -> None:
-    for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-            nn.init.normal_(m.weight, 0.0, 0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, (nn.InstanceNorm2d, nn.BatchNorm2d)) and m.weight is not None:
-            nn.init.normal_(m.weight, 1.0, 0.02)
-            nn.init.zeros_(m.bias)
 
 
 def build_pair_gan(gc: GanAugConfig, image_channels: int, num_classes: int, size: int

@@ -134,14 +134,7 @@ class PatchDiscriminator(nn.Module):
         layers += [nn.Conv2d(ndf * prev, ndf * mult, 4, 1, 1, bias=norm == "none"), norm_layer(norm, ndf * mult),
                    nn.LeakyReLU(0.2), nn.Conv2d(ndf * mult, 1, 4, 1, 1)]
         self.net = nn.Sequential(*layers)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.normal_(m.weight, 0.0, 0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, (nn.InstanceNorm2d, nn.BatchNorm2d)) and m.weight is not None:
-                nn.init.normal_(m.weight, 1.0, 0.02)
-                nn.init.zeros_(m.bias)
+        init_gan_weights(self)
 
     def forward(self, onehot: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         return self.net(torch.cat([onehot, image], dim=1))

@@ -209,10 +209,10 @@ def norm_layer(kind: str, ch: int) -> nn.Module:
 def init_gan_weights(module: nn.Module) -> None:
     """Pix2Pix/DCGAN init: N(0, 0.02) conv weights, zero biases, N(1, 0.02) norm scales."""
     for m in module.modules():
-            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-                nn.init.normal_(m.weight, 0.0, 0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, (nn.InstanceNorm2d, nn.BatchNorm2d)) and m.weight is not None:
-                nn.init.normal_(m.weight, 1.0, 0.02)
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if m.bias is not None:
                 nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.InstanceNorm2d, nn.BatchNorm2d)) and m.weight is not None:
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
