@@ -6,6 +6,7 @@ split → Trainer.fit → best-validation checkpoint → evaluation on the ID + 
 from __future__ import annotations
 
 import os
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +25,15 @@ def _is_main() -> bool:
 def normalized_config(saved: dict[str, Any]) -> dict[str, Any]:
     """A saved ``config.yaml`` with keys added to the dataclasses since it was written filled in
     with their defaults (e.g. ``eval.trimap_widths``), so runs made before a new option existed
-    still count as the same config, and the method section with the method's own defaults filled in
-(so a grid row that spells out a default, e.g. ``lam: 1.0``, shares runs with one that does not);
-falls back to the raw dict when it no longer parses."""
+    still count as the same config, and the method section with the method's own defaults filled
+    in (so a grid row that spells out a default, e.g. ``lam: 1.0``, shares runs with one that does
+    not); falls back to the raw dict when it no longer parses."""
     try:
         d = to_dict(from_dict(RunConfig, saved))
     except (ConfigError, TypeError, ValueError):
         return saved
     try:  # the method's own defaults too: {name: e2eaug} and {name: e2eaug, lam: 1.0} are one run
-        from dataclasses import asdict
-
-        from scarce.methods import resolve_method_config
+        from scarce.methods import resolve_method_config  # lazy: importing scarce does no work
 
         _, mcfg = resolve_method_config(d["method"])
         d["method"] = {"name": d["method"]["name"], **asdict(mcfg)}
