@@ -74,6 +74,23 @@ def test_collect_trimap_and_axes(tmp_path):
     assert line_key("grid_tr-lam0.03-unet", "scribble_length") == "grid_tr-lam0.03-unet"
 
 
+def test_trimap_panels_per_scribble_length(tmp_path):
+    from scarce.reports.extras import _trimap_panels
+
+    _weak_runs(tmp_path)
+    df = collect_runs(tmp_path)
+    sub = df[df["dataset"] == "kvasir_seg"]
+    refs, panels = _trimap_panels(sub, trimap_results(df, "kvasir_seg", "kvasir_seg"))
+    assert list(refs) == ["full-unet"]
+    assert list(panels) == ["L = 0", "L = 1"]
+    assert sorted(panels["L = 1"]) == ["grid_tr-unet", "pce_gd-unet"]
+    assert panels["L = 1"]["grid_tr-unet"][2] == pytest.approx([0.60, 0.61])
+    # one length only: no panels, every row on one axis
+    one = sub[sub["scribble_length"].isna() | (sub["scribble_length"] == 1.0)]
+    refs1, panels1 = _trimap_panels(one, {"full-unet": {2: [0.7]}, "grid_tr-l1-unet": {2: [0.6]}})
+    assert panels1 is None and list(refs1) == ["full-unet", "grid_tr-l1-unet"]
+
+
 def test_report_weak_sections(tmp_path):
     runs, out = tmp_path / "runs", tmp_path / "report"
     _weak_runs(runs)

@@ -6,7 +6,8 @@ a scribble-length or λ axis). Each section here returns Markdown lines (empty w
 nothing to show), so a grid without such data gets exactly the report it always got.
 
 * **Trimap** (``eval.trimap_widths``): per dataset and test set a plot like the weak-supervision
-  paper's Figure 6 (rows = run labels, mean ± std over seeds) and a table of mIoU per width.
+  paper's Figure 6 (rows = run labels, mean ± std over seeds; one panel per scribble length when
+  the runs span several, full supervision dashed in each) and a table of mIoU per width.
 * **Axes** (scribble length, λ): when runs of one dataset differ in ``method.scribbles:
   synthetic:L`` or in an explicit ``method.lam``, a table and plot of the metric against that
   value. Lines are the run labels with the axis token removed, so name grid rows
@@ -85,6 +86,26 @@ def trimap_table(results: Mapping[str, Mapping[int, Sequence[float]]], decimals:
     return to_markdown(table, best)
 
 
+def _trimap_panels(sub: "pd.DataFrame", res: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Split trimap results into one panel per scribble length (lines = labels without their
+    ``-l<L>`` token; rows without a length, e.g. full supervision, become dashed references in
+    every panel) when the runs span at least two lengths; else (all rows, no panels)."""
+    if "scribble_length" not in sub.columns:
+        return res, None
+    lengths = sub.groupby("row")["scribble_length"].first()
+    if lengths.dropna().nunique() < 2:
+        return res, None
+    refs: dict[str, Any] = {}
+    by_len: dict[float, dict[str, Any]] = {}
+    for row, by_w in res.items():
+        length = lengths.get(row)
+        if length is None or math.isnan(float(length)):
+            refs[row] = by_w
+        else:
+            by_len.setdefault(float(length), {})[line_key(row, "scribble_length")] = by_w
+    return refs, {f"{AXES['scribble_length']['short']} = {_fmt_value(v)}": by_len[v] for v in sorted(by_len)}
+
+
 def trimap_section(df: "pd.DataFrame", dataset: str, out: Path) -> list[str]:
     """Trimap plot + table per test set of ``dataset`` (nothing when no run has trimap data)."""
     from scarce.reports.trimap_plot import plot_trimap
@@ -98,7 +119,8 @@ def trimap_section(df: "pd.DataFrame", dataset: str, out: Path) -> list[str]:
         if not res:
             continue
         stem = f"{_slug(dataset)}_{_slug(t)}_trimap"
-        plot_trimap(res, out / f"{stem}.png", title=f"Trimap accuracy — {dataset} → {t}")
+        refs, panels = _trimap_panels(sub, res)
+        plot_trimap(refs, out / f"{stem}.png", title=f"Trimap accuracy — {dataset} → {t}", panels=panels)
         table = trimap_table(res)
         atomic_write_text(out / f"{stem}.md", table)
         if not lines:
