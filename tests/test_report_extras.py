@@ -16,10 +16,10 @@ from scarce.reports.tables import collect_runs, trimap_results, trimap_widths
 torch.set_num_threads(1)
 
 
-def _run(folder, cfg, tests):
+def _run(folder, cfg, tests, best_val=0.5):
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.yaml").write_text(yaml.safe_dump(cfg))
-    (folder / "metrics.json").write_text(json.dumps({"best_val": 0.5, "tests": tests}))
+    (folder / "metrics.json").write_text(json.dumps({"best_val": best_val, "tests": tests}))
 
 
 def _weak_runs(root):
@@ -105,25 +105,38 @@ def test_report_weak_sections(tmp_path):
     trimap = (out / "kvasir_seg_kvasir_seg_trimap.md").read_text()
     assert "| full-unet | **0.705 ± 0.007** | **0.800 ± 0.000** |" in trimap  # mean ± sample std over 2 seeds
     by_len = (out / "kvasir_seg_dice_by_scribble_length.md").read_text()
-    assert "kvasir_seg @ L=0" in by_len and "cvc_clinicdb @ L=1" in by_len
-    assert "| grid_tr-unet | **0.555 ± 0.007** |" in by_len  # best among scribble rows, L=0
-    assert "| full-unet | 0.905 ± 0.007 |" in by_len  # reference row repeated, never bold
+    assert by_len.splitlines()[0] == "| row | kvasir_seg | cvc_clinicdb |"
+    assert "validation" not in by_len  # a data condition, not a hyperparameter: nothing to choose
+    # best line per value in bold (L=0: grid_tr 0.555 vs pce_gd 0.505)
+    assert "| grid_tr-unet @ L=0 | **0.555 ± 0.007** | **0.455 ± 0.007** |" in by_len
+    assert "| pce_gd-unet @ L=0 | 0.505 ± 0.007 | 0.405 ± 0.007 |" in by_len
+    assert by_len.splitlines()[2] == "| full-unet | 0.905 ± 0.007 | 0.805 ± 0.007 |"  # reference, once, never bold
+    assert by_len.count("full-unet") == 1
     # main results.csv keeps its format (no trimap / axis columns)
     header = (out / "results.csv").read_text().splitlines()[0]
     assert "trimap" not in header and "scribble_length" not in header
 
 
 def test_report_lambda_axis(tmp_path):
-    for lam, v in ((0.0, 0.6), (0.03, 0.7), (0.3, 0.65)):
+    # validation prefers λ = 0.3, the test set λ = 0.03: the table shows both, bold per column
+    for lam, v, val in ((0.0, 0.6, 0.5), (0.03, 0.7, 0.55), (0.3, 0.65, 0.6)):
         for seed in (0, 1, 2):
             cfg = {"label": f"grid_tr-lam{lam:g}-unet", "data": {"dataset": "kvasir_seg", "budget": 40},
                    "train": {"seed": seed}, "model": {"name": "unet"},
                    "method": {"name": "grid_tr", "scribbles": "synthetic:0.5", "lam": lam}}
-            _run(tmp_path / "runs" / f"lam{lam:g}" / f"s{seed}", cfg, {"kvasir_seg": {"dice_mean": v, "n": 3}})
+            _run(tmp_path / "runs" / f"lam{lam:g}" / f"s{seed}", cfg, {"kvasir_seg": {"dice_mean": v, "n": 3}},
+                 best_val=val + 0.01 * seed)
+        cfg = {"label": "pce_gd-unet", "data": {"dataset": "kvasir_seg", "budget": 40}, "train": {"seed": 0},
+               "model": {"name": "unet"}, "method": {"name": "pce_gd", "scribbles": "synthetic:0.5"}}
+        _run(tmp_path / "runs" / "pce" / "s0", cfg, {"kvasir_seg": {"dice_mean": 0.5, "n": 3}}, best_val=0.45)
     text = write_report(tmp_path / "runs", tmp_path / "r", metric="dice").read_text()
     assert "by λ" in text and (tmp_path / "r" / "kvasir_seg_dice_by_method_lam.png").is_file()
     md = (tmp_path / "r" / "kvasir_seg_dice_by_method_lam.md").read_text()
-    assert "| grid_tr-unet | 0.600 ± 0.000 | 0.700 ± 0.000 | 0.650 ± 0.000 |" in md
+    assert md.splitlines()[0] == "| row | kvasir_seg | validation (selection) |"
+    assert "| grid_tr-unet @ λ=0.03 | 0.700 ± 0.000 | 0.560 ± 0.010 |" in md
+    assert "| grid_tr-unet @ λ=0.3 | 0.650 ± 0.000 | 0.610 ± 0.010 |" in md
+    assert "Chosen by validation: `grid_tr-unet`: λ = 0.3 (validation 0.610)." in text
+    assert md.splitlines()[2] == "| pce_gd-unet | 0.500 | 0.450 |"  # reference row, listed once
     assert "trimap" not in text and "by scribble length" not in text
 
 

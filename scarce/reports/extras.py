@@ -13,7 +13,8 @@ nothing to show), so a grid without such data gets exactly the report it always 
   value. Lines are the run labels with the axis token removed, so name grid rows
   ``<method>-l<L>`` (length) and ``<method>-lam<λ>`` (λ), e.g. ``grid_tr-l0.5-unet`` and
   ``grid_tr-lam0.1-unet``; rows without the value (e.g. full supervision) are drawn as dashed
-  reference lines.
+  reference lines. The λ axis (a hyperparameter) also gets a ``validation (selection)``
+  column/panel (each run's best validation score) and names the value validation chooses.
 * **Searched architecture** (any run folder with ``architecture.json``, written by E2EAug's
   ``finalize``): α softmax weights over training steps per cell for one seed, the final derived
   architecture per run, and a downscaled copy of that run's ``gallery.png``.
@@ -34,15 +35,23 @@ from scarce.utils.io import atomic_write_bytes, atomic_write_text
 if TYPE_CHECKING:
     import pandas as pd
 
+VALIDATION = "validation (selection)"
+"""Pseudo test set of the axis tables/plots: each run's best validation score (the method's
+validation metric, Dice for binary data), the only score a λ or length may be chosen by."""
+
 GALLERY_MAX_BYTES = 300_000
 """Copied gallery PNGs stay below this (the report folder is committed)."""
 GALLERY_MAX_SIDE = 768
 
 AXES: dict[str, dict[str, Any]] = {
-    "scribble_length": {"title": "scribble length", "short": "L", "token": r"-l\d+(?:\.\d+)?(?=-|$)"},
-    "method_lam": {"title": "λ", "short": "λ", "token": r"-lam\d+(?:\.\d+)?(?:e-?\d+)?(?=-|$)"},
+    "scribble_length": {"title": "scribble length", "short": "L", "token": r"-l\d+(?:\.\d+)?(?=-|$)",
+                        "tunable": False},
+    "method_lam": {"title": "λ", "short": "λ", "token": r"-lam\d+(?:\.\d+)?(?:e-?\d+)?(?=-|$)",
+                   "tunable": True},
 }
-"""Report axes: collect_runs column → display names and the label token stripped to form lines."""
+"""Report axes: collect_runs column → display names and the label token stripped to form lines;
+``tunable`` axes (hyperparameters, not data conditions) also get a validation column/panel and
+the value validation chooses."""
 
 
 def _slug(text: str) -> str:
@@ -166,36 +175,46 @@ def axis_section(df: "pd.DataFrame", dataset: str, metric: str, axis: str, out: 
     from scarce.reports.tables import format_cell
 
     sub = df[df["dataset"] == dataset]
+    sets = ordered_test_sets(sub)
+    if AXES[axis]["tunable"] and "best_val" in sub.columns and sub["best_val"].notna().any():
+        # the validation score (what checkpoints and this axis' value must be chosen by) as one
+        # more column/panel, so the choice is visibly not made on a test set
+        val = sub.drop_duplicates(subset=["run"]).copy()
+        val["test_set"] = VALIDATION
+        val[f"{metric}_mean"] = val["best_val"]
+        sub = pd.concat([sub, val], ignore_index=True)
+        sets = sets + [VALIDATION]
     stats = _axis_frame(sub, metric, axis)
     if stats is None:
         return []
     info = AXES[axis]
-    sets = ordered_test_sets(sub)
     values = sorted(float(v) for v in stats[axis].dropna().unique())
     lines_all = sorted(stats["_line"].unique().tolist())
     ref = [ln for ln in lines_all if stats[(stats["_line"] == ln)][axis].notna().sum() == 0]
-    # table: rows = lines, columns = <test set> @ <short>=<value>
+    # table (long, so many values stay readable): rows = reference lines, then
+    # "<line> @ <short>=<value>" by value; columns = test sets (+ validation for a tunable axis)
+    keys = [(ln, None) for ln in ref] + [(ln, v) for v in values for ln in lines_all if ln not in ref]
+    index = [ln if v is None else f"{ln} @ {info['short']}={_fmt_value(v)}" for ln, v in keys]
     cells: dict[str, list[str]] = {}
     best: dict[str, set[str]] = {}
     for t in sets:
-        for v in values:
-            col = f"{t} @ {info['short']}={_fmt_value(v)}"
-            column, rounded = [], {}
-            for ln in lines_all:
-                s = stats[(stats["_line"] == ln) & (stats["test_set"] == t)]
-                s = s[s[axis].isna()] if ln in ref else s[np.isclose(s[axis].astype(float), v)]
-                if s.empty:
-                    column.append("")
-                    continue
-                mean, std = float(s["mean"].iloc[0]), float(s["std"].iloc[0])
-                column.append(format_cell(mean, std))
-                if ln not in ref and not math.isnan(mean):
-                    rounded[ln] = round(mean, 3)
-            cells[col] = column
+        column, by_value = [], {}
+        for (ln, v), name in zip(keys, index):
+            s = stats[(stats["_line"] == ln) & (stats["test_set"] == t)]
+            s = s[s[axis].isna()] if v is None else s[np.isclose(s[axis].astype(float), v)]
+            if s.empty:
+                column.append("")
+                continue
+            mean, std = float(s["mean"].iloc[0]), float(s["std"].iloc[0])
+            column.append(format_cell(mean, std))
+            if v is not None and not math.isnan(mean):
+                by_value.setdefault(v, {})[name] = round(mean, 3)
+        cells[t] = column
+        for rounded in by_value.values():
             if len(rounded) > 1:  # bold = best line at this value (one line: nothing to compare)
                 top = max(rounded.values())
-                best[col] = {k for k, x in rounded.items() if x == top}
-    table = pd.DataFrame(cells, index=pd.Index(lines_all, name="row"))
+                best.setdefault(t, set()).update(k for k, x in rounded.items() if x == top)
+    table = pd.DataFrame(cells, index=pd.Index(index, name="row"))
     stem = f"{_slug(dataset)}_{metric}_by_{axis}"
     md = to_markdown(table, best)
     atomic_write_text(out / f"{stem}.md", md)
@@ -231,10 +250,21 @@ def axis_section(df: "pd.DataFrame", dataset: str, metric: str, axis: str, out: 
         axes[0].set_ylabel(_pretty(metric))
         axes[-1].legend(fontsize=7, loc="best")
     save_figure(fig, out / f"{stem}.png")
+    chosen = []
+    for ln in lines_all:
+        s = stats[(stats["_line"] == ln) & (stats["test_set"] == VALIDATION) & stats[axis].notna()]
+        if ln not in ref and len(s) > 1:
+            top = s.loc[s["mean"].idxmax()]
+            chosen.append(f"`{ln}`: {info['title']} = {_fmt_value(float(top[axis]))} "
+                          f"(validation {float(top['mean']):.3f})")
+    pick = [f"Chosen by validation: {'; '.join(chosen)}.", ""] if chosen else []
+    note = (f" `{VALIDATION}` is each run's best validation score (Dice for binary data): choose "
+            f"{info['title']} by it, never by a test column." if info["tunable"] else "")
     return [f"### {dataset} — {_pretty(metric)} by {info['title']}", "",
-            f"Mean ± std over seeds; rows are run labels without their `{info['short']}` token, "
-            "rows without one (e.g. full supervision) repeat their score in every column and are "
-            "never bold.", "", md.rstrip("\n"), "", f"![{dataset} by {info['title']}]({stem}.png)", ""]
+            f"Mean ± std over seeds; rows are run labels without their `{info['short']}` token at "
+            "each value (bold: best at that value); rows without one (e.g. full supervision) "
+            f"are references, listed once.{note}", "", md.rstrip("\n"), "", *pick,
+            f"![{dataset} by {info['title']}]({stem}.png)", ""]
 
 
 # --------------------------------------------------------------------------- searched architecture
