@@ -37,7 +37,8 @@ if TYPE_CHECKING:
 
 VALIDATION = "validation (selection)"
 """Pseudo test set of the axis tables/plots: each run's best validation score (the method's
-validation metric, Dice for binary data), the only score a λ or length may be chosen by."""
+validation metric, Dice for binary data), the only score a hyperparameter such as λ may be
+chosen by."""
 
 GALLERY_MAX_BYTES = 300_000
 """Copied gallery PNGs stay below this (the report folder is committed)."""
