@@ -54,6 +54,9 @@ def main() -> None:
     ap.add_argument("folders", nargs="+", type=Path)
     args = ap.parse_args()
     torch.set_num_threads(1)
+    missing = [str(f) for f in args.folders if not f.is_dir()]
+    if missing:
+        ap.error(f"no such run folder: {', '.join(missing)} (pass grid output folders such as runs/weak)")
     groups: dict[tuple[str, str, float], list[dict[str, float]]] = collections.defaultdict(list)
     for folder in args.folders:
         for cfg in sorted(folder.rglob("config.yaml")):
