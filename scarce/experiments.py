@@ -18,7 +18,10 @@ A grid YAML::
 
 Each run lives in ``out/<dataset>/<label>-<model>/b<budget>/s<seed>`` with its resolved
 config; a run whose ``metrics.json`` exists is skipped and an unfinished one resumes from its
-last checkpoint, so re-running the same command continues an interrupted grid.
+last checkpoint, so re-running the same command continues an interrupted grid. A finished run
+copied in from another grid counts when its config is the same up to runtime keys and spelled-out
+defaults; its config.yaml is then rewritten in this grid's spelling (label, out, defaults) so the
+report names it like the grid's other rows.
 """
 from __future__ import annotations
 
@@ -31,7 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from scarce.config import ConfigError, deep_merge, from_dict, load_yaml, parse_overrides, resolve_dict, RunConfig
+from scarce.config import (ConfigError, deep_merge, from_dict, load_yaml, parse_overrides, resolve_dict, RunConfig,
+                           save_config, to_dict)
 from scarce.utils.io import atomic_write_text
 
 GRID_KEYS = {"name", "out", "report", "workers", "threads", "base", "datasets", "methods", "models",
@@ -123,6 +127,23 @@ def _check_unchanged(specs: list[RunSpec]) -> None:
                 )
 
 
+def _adopt_finished(specs: list[RunSpec]) -> int:
+    """Rewrite the saved ``config.yaml`` of finished runs that are this grid's run (same config
+    by :func:`scarce.api.config_differences`) but spelled differently: a run copied in from
+    another grid keeps that grid's ``label``/``out`` and omits method defaults the grid spells
+    out (e.g. ``lam: 1.0``), and the report reads labels and axis values (λ) from config.yaml.
+    Unfinished runs need nothing: resuming rewrites their config. Returns how many were rewritten."""
+    n = 0
+    for s in specs:
+        saved = s.run_dir / "config.yaml"
+        if (s.run_dir / "metrics.json").exists() and saved.exists():
+            want = to_dict(from_dict(RunConfig, s.config))
+            if load_yaml(saved) != want:
+                save_config(want, saved)
+                n += 1
+    return n
+
+
 def _run_one(config: dict[str, Any], threads: int) -> tuple[str, str]:
     """Worker: train + evaluate one run (resuming it if interrupted)."""
     import warnings
@@ -152,6 +173,9 @@ def run_grid(grid: str | os.PathLike[str] | Mapping[str, Any], sets: Sequence[st
     specs = expand_grid(g)
     _check_unchanged(specs)
     todo = [s for s in specs if not (s.run_dir / "metrics.json").exists()]
+    if not dry_run and (adopted := _adopt_finished(specs)):
+        log(f"grid {g.get('name', '')}: config.yaml of {adopted} finished runs rewritten in this grid's "
+            "spelling (same runs; label, out, spelled-out defaults)")
     todo.sort(key=lambda s: (s.budget, s.seed))  # smallest budgets first: the main table fills first
     log(f"grid {g.get('name', '')}: {len(specs)} runs, {len(specs) - len(todo)} finished, {len(todo)} to do")
     if dry_run:

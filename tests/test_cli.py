@@ -61,7 +61,7 @@ def test_experiment_grid_resumes_and_reports(tmp_path, cache):
                  "train": {"iterations": 4, "val_every": 2, "batch_size": 4, "tensorboard": False},
                  "eval": {"overlays": 0, "save_predictions": False}},
         "datasets": ["synthetic"],
-        "methods": [{"label": "supervised", "method": {"name": "supervised"}},
+        "methods": [{"label": "supervised", "method": {"name": "supervised", "augment": "none"}},
                     {"label": "combine", "method": {"name": "supervised", "augment": "combine"}}],
         "models": ["unet"], "budgets": [10, 20], "seeds": [0, 1],
     }
@@ -81,6 +81,17 @@ def test_experiment_grid_resumes_and_reports(tmp_path, cache):
     assert len(finished()) == 8
     md = (tmp_path / "report" / "results.md").read_text()
     assert "supervised-unet" in md and "combine-unet" in md and "±" in md
+    # a finished run copied in from another grid (other label/out, default not spelled out) is
+    # the same run: kept, not retrained, and its config.yaml takes this grid's spelling
+    cfg_path = tmp_path / "runs/synthetic/supervised-unet/b10/s0/config.yaml"
+    want = yaml.safe_load(cfg_path.read_text())
+    assert want["method"] == {"name": "supervised", "augment": "none"}
+    copied = dict(want, label="elsewhere-unet", out="runs/elsewhere/b10/s0", method={"name": "supervised"})
+    cfg_path.write_text(yaml.safe_dump(copied))
+    assert main(["experiment", str(path)]) == 0
+    assert yaml.safe_load(cfg_path.read_text()) == want
+    assert all(p.stat().st_mtime == t for p, t in mtimes.items())
+    assert "elsewhere" not in (tmp_path / "report" / "results.md").read_text()
     assert list((tmp_path / "report").glob("*.png"))
 
 
