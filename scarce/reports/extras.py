@@ -240,7 +240,13 @@ def axis_section(df: "pd.DataFrame", dataset: str, metric: str, axis: str, out: 
             ax.plot(x, m, marker="o", color=colors[ln], label=ln)
             ax.fill_between(x, m - sd, m + sd, color=colors[ln], alpha=0.2, linewidth=0)
         if axis == "method_lam" and values[0] >= 0 and max(values) / max(min(v for v in values if v > 0), 1e-12) >= 10:
-            ax.set_xscale("symlog", linthresh=min(v for v in values if v > 0))
+            # log spacing for λ sweeps over decades; symlog only when λ = 0 is a point (else
+            # the linear band around 0 would be empty space)
+            if values[0] == 0:
+                ax.set_xscale("symlog", linthresh=min(v for v in values if v > 0))
+            else:
+                ax.set_xscale("log")
+            ax.margins(x=0.06)
         ax.set_xticks(values)
         ax.set_xticklabels([_fmt_value(v) for v in values])
         ax.minorticks_off()

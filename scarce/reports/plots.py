@@ -30,14 +30,20 @@ def _figure(ncols: int, width: float = 4.2, height: float = 3.4) -> tuple["Figur
 
 
 def save_figure(fig: "Figure", out_png: str | Path) -> Path:
-    """Render ``fig`` with the Agg canvas and write the PNG atomically."""
+    """Render ``fig`` with the Agg canvas and write the PNG atomically, as a 256-colour palette
+    PNG: report folders are committed, and line/bar plots (a few flat colours plus their
+    anti-aliasing) lose nothing visible while shrinking about 3× (α plots ≈ 380 → 130 KB)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from PIL import Image
 
     FigureCanvasAgg(fig)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
-    atomic_write_bytes(out_png, buf.getvalue())
+    rgb = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+    out = io.BytesIO()
+    rgb.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(out, format="PNG", optimize=True)
+    atomic_write_bytes(out_png, out.getvalue())
     return Path(out_png)
 
 
