@@ -125,8 +125,11 @@ def test_collect_api_result_format(tmp_path):
 def test_plots_written(runs, tmp_path):
     df = collect_runs(runs)
     p = sample_efficiency_plot(df, "jaccard", tmp_path / "se.png")
-    img = np.asarray(Image.open(p))
+    with Image.open(p) as im:
+        assert im.mode == "P"  # palette PNG: committed report folders stay small
+        img = np.asarray(im.convert("RGB"))
     assert img.shape[1] > img.shape[0]  # two panels side by side
+    assert len(np.unique(img.reshape(-1, 3), axis=0)) > 4  # lines and text kept their colours
     bar_plot(df, "jaccard", "method", tmp_path / "bars.png")
     assert (tmp_path / "bars.png").stat().st_size > 1000
     log = tmp_path / "log.csv"
