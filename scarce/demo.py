@@ -35,10 +35,21 @@ def demo_grid(out: str, quick: bool = False) -> dict:
     return g
 
 
+def is_demo_folder(folder: Path) -> bool:
+    """True when ``folder`` holds only an earlier demo (``runs/``, ``report/``): it is resumed."""
+    names = {e.name for e in folder.iterdir() if not e.name.startswith(".")}
+    return bool(names) and names <= {"runs", "report"}
+
+
 def run_demo(out: str = "runs/demo", sets: Sequence[str] | None = None, workers: int | None = None,
-             quick: bool = False) -> str:
-    """Run the demo grid and print its results table; returns the report folder."""
+             quick: bool = False, overwrite: bool = False) -> str:
+    """Run the demo grid and print its results table; returns the report folder. ``out`` must be
+    new, empty or an earlier demo folder (resumed) unless ``overwrite`` (then the demo's
+    ``runs/`` and ``report/`` are added beside the folder's other files)."""
     from scarce.experiments import run_grid
+    from scarce.utils.paths import check_output_folder
+
+    check_output_folder(out, overwrite=overwrite, what="demo folder", previous=is_demo_folder)
 
     res = run_grid(demo_grid(out, quick), sets, workers=workers)
     report = Path(res["report"])

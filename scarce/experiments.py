@@ -77,7 +77,10 @@ def load_grid(grid: str | os.PathLike[str] | Mapping[str, Any], sets: Sequence[s
 
 
 def expand_grid(g: Mapping[str, Any]) -> list[RunSpec]:
-    """All runs of a grid, each with its fully resolved config dict (validated)."""
+    """All runs of a grid, each with its fully resolved config dict (validated by
+    :func:`scarce.validate.validate_config`: a bad value fails before any folder is created)."""
+    from scarce.validate import validate_config
+
     out_root = Path(g.get("out", f"runs/{g.get('name', 'grid')}"))
     base = dict(g.get("base") or {})
     specs: list[RunSpec] = []
@@ -106,7 +109,7 @@ def expand_grid(g: Mapping[str, Any]) -> list[RunSpec]:
                         if not d.get("data", {}).get("cache_dir"):
                             d["data"]["cache_dir"] = str(out_root / ".cache")
                         resolved = resolve_dict(d)
-                        from_dict(RunConfig, resolved)  # validate keys now, not hours later
+                        validate_config(from_dict(RunConfig, resolved))  # keys and values now, not hours later
                         specs.append(RunSpec(run_dir, resolved, ds_name, label, model_label, int(b), int(s)))
     return specs
 
@@ -114,11 +117,11 @@ def expand_grid(g: Mapping[str, Any]) -> list[RunSpec]:
 def _check_unchanged(specs: list[RunSpec]) -> None:
     """A finished or started run whose saved config differs from the grid's would silently mix
     two experiments in one table: refuse, naming the run and the differing keys."""
-    from scarce.api import config_differences
+    from scarce.api import config_differences, run_started
 
     for s in specs:
         saved = s.run_dir / "config.yaml"
-        if saved.exists():
+        if saved.exists() and run_started(s.run_dir):  # no checkpoint yet: nothing to mix, it restarts
             diff = config_differences(load_yaml(saved), s.config)
             if diff:
                 raise ConfigError(
@@ -153,12 +156,15 @@ def _run_one(config: dict[str, Any], threads: int) -> tuple[str, str]:
     warnings.formatwarning = lambda msg, cat, *args, **kw: f"scarce: warning: {msg}\n"
     torch.set_num_threads(max(1, threads))
     from scarce.api import train_run
+    from scarce.utils.lock import FolderLockedError
 
     cfg = from_dict(RunConfig, config)
     try:
         train_run(cfg, resume=True)
         (Path(cfg.out) / "FAILED.txt").unlink(missing_ok=True)  # an earlier failure is stale now
         return cfg.out, "ok"
+    except FolderLockedError as e:  # another process trains this run: leave its folder alone
+        return cfg.out, str(e)
     except Exception as e:  # one failed run must not stop the grid
         msg = f"{type(e).__name__}: {e}"
         atomic_write_text(Path(cfg.out) / "FAILED.txt", msg + "\n\n" + traceback.format_exc())
@@ -168,9 +174,26 @@ def _run_one(config: dict[str, Any], threads: int) -> tuple[str, str]:
 def run_grid(grid: str | os.PathLike[str] | Mapping[str, Any], sets: Sequence[str] | None = None,
              workers: int | None = None, report: bool = True, dry_run: bool = False,
              log=print) -> dict[str, Any]:
-    """Run (or resume) every unfinished run of a grid, then write the report."""
+    """Run (or resume) every unfinished run of a grid, then write the report. One process per
+    grid: a second ``run_grid`` on the same ``out`` folder is refused while this one runs
+    (:class:`scarce.utils.lock.FolderLockedError` naming it), and each run also holds its own
+    run folder's lock while it trains."""
     g = load_grid(grid, sets)
-    specs = expand_grid(g)
+    specs = expand_grid(g)  # validates every run's config before anything is created
+    if dry_run:
+        return _run_grid(g, specs, workers, report, dry_run, log)
+    from scarce.utils.lock import GRID_LOCK_NAME, lock_folder
+
+    out_root = Path(g.get("out", f"runs/{g.get('name', 'grid')}"))
+    hint = ("wait for it to finish (or stop it); re-running the same command afterwards resumes the grid, "
+            "or give this grid another folder (--set out=DIR)")
+    with lock_folder(out_root, GRID_LOCK_NAME, what="grid folder", hint=hint):
+        return _run_grid(g, specs, workers, report, dry_run, log)
+
+
+def _run_grid(g: dict[str, Any], specs: list[RunSpec], workers: int | None, report: bool, dry_run: bool,
+              log: Any) -> dict[str, Any]:
+    """:func:`run_grid` once its configs are valid (and, unless ``dry_run``, the grid is locked)."""
     _check_unchanged(specs)
     todo = [s for s in specs if not (s.run_dir / "metrics.json").exists()]
     if not dry_run and (adopted := _adopt_finished(specs)):

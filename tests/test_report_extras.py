@@ -173,6 +173,8 @@ def test_old_configs_without_new_keys_match(tmp_path):
     old = to_dict(cfg)
     del old["eval"]["trimap_widths"]
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(old))
+    (tmp_path / "checkpoints").mkdir()  # a started run (a config alone may be started over)
+    (tmp_path / "checkpoints" / "last.pt").write_bytes(b"")
     _check_run_dir(cfg, tmp_path, resume=True)  # no ConfigError
     from scarce.experiments import RunSpec, _check_unchanged
 

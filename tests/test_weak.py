@@ -300,7 +300,7 @@ def test_write_and_load_scribbles(synthetic_folder: Path) -> None:
     assert seeds.shape == (3, 32, 32) and seeds.dtype == torch.int64
     assert set(torch.unique(seeds).tolist()) <= {0, 1, UNLABELLED}
     first = (out / f"{stems[0]}.png").read_bytes()
-    write_scribbles(synthetic_folder, 0.5, seed=1)  # rewrite: same bytes
+    write_scribbles(synthetic_folder, 0.5, seed=1, overwrite=True)  # rewrite: same bytes
     assert (out / f"{stems[0]}.png").read_bytes() == first
 
 

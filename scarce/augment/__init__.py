@@ -13,6 +13,11 @@ not three): images bilinear, masks nearest, fill 0 (0 = background).
 >>> g = torch.Generator().manual_seed(0)
 >>> images, masks = apply_augment("combine", images, masks, g, max_rotation=15)
 >>> masks2 = augment_masks("rotate", masks, g)       # E2EAug: masks only
+
+Intensity augmentation (images only, nnU-Net's transforms) lives in :mod:`scarce.augment.intensity`
+with its own registry (``none``, ``nnunet``): apply the geometric draw first, then
+``apply_intensity(name, images, g)``; masks are untouched, so geometry stays that of the
+geometric op. Methods use it through ``method.intensity`` (:meth:`scarce.methods.base.Method.augment_intensity`).
 """
 from __future__ import annotations
 
@@ -22,11 +27,14 @@ from typing import Any, Callable
 import torch
 from kornia.geometry.transform import get_rotation_matrix2d, warp_affine
 
+from scarce.augment.intensity import (INTENSITY_AUGMENTATIONS, IntensityConfig, apply_intensity,
+                                      resolve_intensity_config)
 from scarce.config import ConfigError, from_dict, to_dict
 from scarce.registry import Registry
 
 __all__ = ["AUGMENTATIONS", "AugmentConfig", "AugmentDraw", "apply_augment", "apply", "augment_masks",
-           "sample_augment", "warp", "resolve_config", "op_names"]
+           "sample_augment", "warp", "resolve_config", "op_names", "INTENSITY_AUGMENTATIONS", "IntensityConfig",
+           "apply_intensity", "resolve_intensity_config"]
 
 OpFn = Callable[[int, int, int, torch.Generator, "AugmentConfig"], torch.Tensor]
 """An op: (n, height, width, generator, config) → N×3×3 forward pixel maps (source → output)."""

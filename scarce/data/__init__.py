@@ -22,6 +22,7 @@ _LAZY = {
     "load_folder": "load", "prepare_run_data": "load", "list_datasets": "load",
     "resolve_dataset": "load", "dataset_split": "load", "validate_folder": "load",
     "load_test_sets": "load", "split_for_config": "load", "show_dataset": "load",
+    "load_image": "load", "image_input": "load", "preprocess_intensity": "intensity",
     "import_dataset": "importers", "import_nnunet": "importers",
     "import_decathlon_json": "importers", "export_nnunet": "importers", "IMPORTERS": "importers",
 }

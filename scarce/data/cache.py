@@ -6,7 +6,10 @@ size, target size, ...), so an edited file is decoded again; the disk cache (``c
 the SHA-1 of the file bytes, so it survives moves and is shared between processes. Disk entries
 are written atomically (a crash never leaves a half-written entry).
 
-Resizing: images PIL bilinear (antialiased when shrinking) to S×S, masks nearest to S×S.
+Resizing: images PIL bilinear (antialiased when shrinking) to S×S, masks nearest to S×S; then
+the image's intensity preprocessing (``data.intensity``, :mod:`scarce.data.intensity`), part of
+both cache keys so arrays prepared differently never mix (``none`` keeps the keys of earlier
+versions, so existing disk caches stay valid).
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 from scarce.data.folder import read_pair
+from scarce.data.intensity import check_intensity, preprocess_intensity
 from scarce.utils.io import atomic_path
 
 CACHE_VERSION = 1
@@ -52,11 +56,20 @@ def resize_image(img: Image.Image, size: int) -> np.ndarray:
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
 
 
+def prepare_image(img: Image.Image, size: int, intensity: str = "none") -> np.ndarray:
+    """PIL image → C×S×S uint8: :func:`resize_image`, then ``data.intensity`` preprocessing.
+
+    The one image path of training, evaluation and ``scarce predict`` (see
+    :func:`scarce.data.load.load_image`).
+    """
+    return np.ascontiguousarray(preprocess_intensity(resize_image(img, size), intensity))
+
+
 def decode_resize(image_path: Path, mask_path: Path, size: int, channels: int,
-                  num_classes: int) -> Decoded:
+                  num_classes: int, intensity: str = "none") -> Decoded:
     """Decode, validate and resize one pair (no caching). Raises DataError on bad input."""
     img, labels = read_pair(image_path, mask_path, num_classes, channels)
-    arr = resize_image(img, size)
+    arr = prepare_image(img, size, intensity)
     if labels.shape != (size, size):
         small = np.asarray(Image.fromarray(labels).resize((size, size), Image.NEAREST))
     else:
@@ -78,10 +91,10 @@ class DecodeCache:
     # ---------------------------------------------------------------- memory
     @staticmethod
     def _mem_key(image_path: Path, mask_path: Path, size: int, channels: int,
-                 num_classes: int) -> tuple:
+                 num_classes: int, intensity: str = "none") -> tuple:
         si, sm = image_path.stat(), mask_path.stat()
         return (str(image_path.resolve()), si.st_mtime_ns, si.st_size, str(mask_path.resolve()),
-                sm.st_mtime_ns, sm.st_size, size, channels, num_classes)
+                sm.st_mtime_ns, sm.st_size, size, channels, num_classes, intensity)
 
     def _mem_get(self, key: tuple, keep_orig: bool) -> Decoded | None:
         with self._lock:
@@ -110,12 +123,14 @@ class DecodeCache:
 
     # ---------------------------------------------------------------- disk
     def _disk_path(self, image_path: Path, mask_path: Path, size: int, channels: int,
-                   num_classes: int) -> Path:
+                   num_classes: int, intensity: str = "none") -> Path:
         h = hashlib.sha1()
         h.update(image_path.read_bytes())
         h.update(b"\0")
         h.update(mask_path.read_bytes())
         h.update(f"|{size}|{channels}|{num_classes}|v{CACHE_VERSION}".encode())
+        if intensity != "none":  # ``none`` keeps the key of caches written before the option
+            h.update(f"|intensity={intensity}".encode())
         digest = h.hexdigest()
         assert self.cache_dir is not None
         return self.cache_dir / "decoded" / digest[:2] / f"{digest}.npz"
@@ -140,16 +155,18 @@ class DecodeCache:
 
     # ---------------------------------------------------------------- public
     def get(self, image_path: str | Path, mask_path: str | Path, size: int, channels: int,
-            num_classes: int, keep_orig: bool = False) -> Decoded:
-        """One resized pair; ``orig`` is filled when ``keep_orig`` (else may be None)."""
+            num_classes: int, keep_orig: bool = False, intensity: str = "none") -> Decoded:
+        """One resized pair; ``orig`` is filled when ``keep_orig`` (else may be None);
+        ``intensity`` = ``data.intensity`` preprocessing of the image."""
         image_path, mask_path = Path(image_path), Path(mask_path)
-        key = self._mem_key(image_path, mask_path, size, channels, num_classes)
+        intensity = check_intensity(intensity)
+        key = self._mem_key(image_path, mask_path, size, channels, num_classes, intensity)
         hit = self._mem_get(key, keep_orig)
         if hit is not None:
             return hit
         disk = None
         if self.cache_dir is not None:
-            disk = self._disk_path(image_path, mask_path, size, channels, num_classes)
+            disk = self._disk_path(image_path, mask_path, size, channels, num_classes, intensity)
             entry = self._disk_read(disk) if disk.is_file() else None
             if entry is not None:
                 with self._lock:
@@ -158,7 +175,7 @@ class DecodeCache:
                     entry = Decoded(entry.image, entry.mask, None)
                 self._mem_put(key, entry)
                 return entry
-        entry = decode_resize(image_path, mask_path, size, channels, num_classes)
+        entry = decode_resize(image_path, mask_path, size, channels, num_classes, intensity)
         with self._lock:
             self.stats["decoded"] += 1
         if disk is not None:
@@ -169,15 +186,18 @@ class DecodeCache:
         return entry
 
     def get_many(self, pairs: Sequence[tuple[Path, Path]], size: int, channels: int,
-                 num_classes: int, keep_orig: bool = False, threads: int = MAX_THREADS
-                 ) -> list[Decoded]:
+                 num_classes: int, keep_orig: bool = False, threads: int = MAX_THREADS,
+                 intensity: str = "none") -> list[Decoded]:
         """Decode many pairs with at most ``threads`` (≤ 2) threads; order is kept. The first
         bad pair raises its DataError (remaining work is cancelled)."""
         threads = max(1, min(int(threads), MAX_THREADS))
+        intensity = check_intensity(intensity)
         if threads == 1 or len(pairs) < 8:
-            return [self.get(i, m, size, channels, num_classes, keep_orig) for i, m in pairs]
+            return [self.get(i, m, size, channels, num_classes, keep_orig, intensity)
+                    for i, m in pairs]
         with ThreadPoolExecutor(max_workers=threads) as pool:
-            futures = [pool.submit(self.get, i, m, size, channels, num_classes, keep_orig)
+            futures = [pool.submit(self.get, i, m, size, channels, num_classes, keep_orig,
+                                   intensity)
                        for i, m in pairs]
             try:
                 return [f.result() for f in futures]

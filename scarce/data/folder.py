@@ -8,6 +8,7 @@ Layout::
 
     folder/images/<stem>.(png|jpg|jpeg|bmp|tif|tiff)
     folder/masks/<stem>.png | <stem>_mask.png | <stem>_segmentation.png   (also .jpg/.bmp/.tif)
+    (extensions match in any case: .PNG, .Tif, ...)
     folder/split.csv        (optional; header ``stem,split``)
 
 Normalisation when decoding (documented behaviour):
@@ -20,6 +21,7 @@ Normalisation when decoding (documented behaviour):
 from __future__ import annotations
 
 import csv
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,29 +98,31 @@ def scan_folder(folder: str | Path) -> FolderIndex:
     if not images:
         raise DataError(f"{img_dir} holds no images ({', '.join(IMAGE_EXTS)}); put the images "
                         f"there or check the path")
-    mask_files: dict[str, Path] = {}
+    # keyed by the name with a lower-case extension, so masks/x.PNG matches like x.png
+    mask_files: dict[str, list[Path]] = {}
     for p in _files(mask_dir):
         ext = _ext(p)
         if ext in VOLUME_EXTS:
             raise DataError(f"{p}: {ext} volumes are not supported; masks must be 2D images "
                             f"(PNG recommended)")
         if ext in MASK_EXTS:
-            mask_files[p.name] = p
+            mask_files.setdefault(p.name[: -len(ext)] + ext, []).append(p)
     masks: dict[str, Path] = {}
     claimed: set[str] = set()
     for stem, img in images.items():
-        found = [mask_files[n] for n in
-                 (stem + suf + ext for suf in MASK_SUFFIXES for ext in MASK_EXTS) if n in mask_files]
+        found = [f for n in (stem + suf + ext for suf in MASK_SUFFIXES for ext in MASK_EXTS)
+                 for f in mask_files.get(n, ())]
         if not found:
             expected = ", ".join(f"{stem}{suf}.png" for suf in MASK_SUFFIXES)
             raise DataError(f"image {img.name} has no mask in {mask_dir}; expected one of "
-                            f"{expected} (or .jpg/.bmp/.tif); add the mask or remove the image")
+                            f"{expected} (or .jpg/.bmp/.tif, any case); add the mask or remove "
+                            f"the image")
         if len(found) > 1:
             raise DataError(f"image {img.name} matches several masks "
                             f"({', '.join(f.name for f in found)}) in {mask_dir}; keep only one")
         masks[stem] = found[0]
         claimed.add(found[0].name)
-    orphans = sorted(set(mask_files) - claimed)
+    orphans = sorted(f.name for fs in mask_files.values() for f in fs if f.name not in claimed)
     if orphans:
         more = f" (and {len(orphans) - 1} more)" if len(orphans) > 1 else ""
         raise DataError(f"mask {orphans[0]}{more} in {mask_dir} has no image in {img_dir} with the "
@@ -268,13 +272,15 @@ def mask_to_labels(raw: np.ndarray, num_classes: int, path: str | Path) -> np.nd
         return raw.astype(np.uint8)
     bad = [int(v) for v in values if (v not in (0, 1, 255) if num_classes == 2
                                        else not 0 <= v < num_classes)]
+    bad = bad or [int(v) for v in values]  # e.g. 0/1/255 mixed: show them all
     shown = ", ".join(str(v) for v in bad[:6]) + (", ..." if len(bad) > 6 else "")
     lossy = len(values) > num_classes + 1 or path.suffix.lower() in (".jpg", ".jpeg")
     top = int(values.max())
     if lossy:
         fix = f"it {LOSSY_HINT}"
     elif num_classes == 2 and top < 64:
-        fix = f"if it is a multi-class mask set data.num_classes to {top + 1}, else binarise it"
+        fix = (f"if it is a multi-class mask, set data.num_classes to {top + 1} (a registered "
+               f"dataset name is binary: pass the folder path as data.dataset), else binarise it")
     elif num_classes == 2:
         fix = "binarise it to 0/255 and save it as 8-bit PNG"
     else:
@@ -300,18 +306,46 @@ def read_pair(image_path: Path, mask_path: Path, num_classes: int, channels: int
 def infer_num_classes(index: FolderIndex, max_files: int | None = None) -> int:
     """K for an unregistered folder: 2 when masks are 0/1 or 0/255, else max label id + 1
     (when masks hold small integer ids, at most 32 classes); lossy masks count as binary and
-    fail validation later with a clear message."""
+    fail validation later with a clear message.
+
+    Warns (no extra decoding: the values are read here anyway) when the ids have gaps, e.g.
+    0/1/5 → 6 classes of which 2..4 never occur (phantom classes distort the mean scores).
+    """
     values: set[int] = set()
+    first: dict[int, Path] = {}  # label id → first mask holding it (named in the warning)
     for stem in index.stems[:max_files]:
-        values |= set(int(v) for v in np.unique(read_mask_raw(index.masks[stem])))
+        path = index.masks[stem]
+        new = set(int(v) for v in np.unique(read_mask_raw(path))) - values
+        first.update((v, path) for v in new)
+        values |= new
         if len(values) > 40:
             return 2
     if values <= {0, 1} or values <= {0, 255}:
         return 2
     top = max(values)
     if top < 32 and 255 not in values:
-        return max(top + 1, 2)
+        k = max(top + 1, 2)
+        _warn_label_gaps(index, values, first, k)
+        return k
     return 2
+
+
+def _warn_label_gaps(index: FolderIndex, values: set[int], first: dict[int, Path], k: int
+                     ) -> None:
+    missing = sorted(set(range(k)) - values)
+    if not missing:
+        return
+    ids = sorted(values)
+    top = ids[-1]
+    remap = ", ".join(f"{v} → {i}" for i, v in enumerate(ids) if v != i)
+    warnings.warn(
+        f"masks in {index.root / 'masks'} hold label ids {', '.join(map(str, ids))} (e.g. "
+        f"{first[top].name} holds {top}), so {k} classes are inferred, but "
+        f"{'ids' if len(missing) > 1 else 'id'} {', '.join(map(str, missing))} never "
+        f"{'occur' if len(missing) > 1 else 'occurs'}: "
+        f"phantom classes distort the mean scores. Remap the ids to 0..{len(ids) - 1} "
+        f"({remap}) and save the masks as 8-bit PNG, or set data.num_classes={k} if those "
+        f"classes are real (that also silences this warning)", stacklevel=3)
 
 
 def infer_channels(index: FolderIndex) -> int:

@@ -429,14 +429,20 @@ def import_decathlon_json(datalist_json: str | Path, dest: str | Path,
     return write_plan(_auto_plan(items), dest, overwrite)
 
 
+NNUNET_EXPORT_ENTRIES = frozenset({"dataset.json", "imagesTr", "labelsTr", "imagesTs", "labelsTs"})
+
+
 def export_nnunet(src_folder: str | Path, dest: str | Path, dataset_id: int, name: str | None = None,
                   overwrite: bool = False) -> Path:
     """Write a folder (or registered dataset path) as nnU-Net raw v2:
     ``dest/DatasetNNN_<name>/imagesTr/<case>_0000.png``, ``labelsTr/<case>.png`` (label ids),
     ``imagesTs``/``labelsTs`` for the official test split, and ``dataset.json`` (channel_names,
     labels, numTraining, file_ending). ``name`` defaults to the source folder's name. Returns
-    the dataset folder."""
+    the dataset folder. An existing non-empty dataset folder is refused unless ``overwrite`` and it
+    holds an earlier export (then it is replaced once the new one is complete); the dataset
+    folder may not be, lie inside or contain the source folder."""
     from scarce.data.registry import get_info
+    from scarce.utils.paths import check_output_folder
 
     src = Path(src_folder).expanduser()
     info = get_info(str(src))
@@ -446,6 +452,12 @@ def export_nnunet(src_folder: str | Path, dest: str | Path, dataset_id: int, nam
     if not re.fullmatch(r"[A-Za-z0-9_\-]+", name):
         raise DataError(f"nnU-Net dataset name {name!r} may only hold letters, digits, _ and -")
     out = Path(dest).expanduser() / f"Dataset{int(dataset_id):03d}_{name}"
+    check_output_folder(out, [src], overwrite=overwrite, what="nnU-Net dataset folder")
+    if overwrite and out.is_dir():  # replaced as a whole: only when it is an earlier export
+        foreign = sorted(e.name for e in out.iterdir() if e.name not in NNUNET_EXPORT_ENTRIES)
+        if foreign:
+            raise DataError(f"{out} holds files an nnU-Net export does not write ({', '.join(foreign[:3])}); "
+                            f"--overwrite only replaces an earlier export: choose another --id/--name or folder")
     test = set(index.with_split(info.test_split)) if info.test_split else set()
     n_train = 0
     with atomic_dir(out, overwrite=overwrite) as tmp:

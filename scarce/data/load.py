@@ -10,18 +10,22 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
 
-from scarce.config import DataConfig, data_root
+from scarce.config import ENV_DATA_ROOT, DataConfig, data_root
 from scarce.data.cache import DecodeCache, get_cache
 from scarce.data.folder import FolderIndex, scan_folder
+from scarce.data.intensity import check_intensity
 from scarce.data.registry import DATASETS, get_info
 from scarce.data.splits import Split, make_split, pool_and_test
 from scarce.data.synthetic import ensure_synthetic
 from scarce.data.types import DataError, DatasetInfo, RunData, SegData
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 SYNTHETIC = ("synthetic", "synthetic_ood")
 
@@ -42,6 +46,20 @@ def _synthetic_root(cfg_root: str | None, cache_dir: str | None, n: int) -> Path
     return ensure_synthetic(base / f"synthetic-n{n}", n=n)
 
 
+def existing_data_root(root: str | Path | None = None) -> Path | None:
+    """:func:`scarce.config.data_root` (explicit ``root``, else $SCARCE_DATA_ROOT, else None),
+    refusing one that is not a folder: a typo in the root must not read as "no dataset present".
+    """
+    base = data_root(None if root is None else str(root))
+    if base is not None and not base.is_dir():
+        origin = "--data-root / data.root" if root else f"${ENV_DATA_ROOT}"
+        what = "is not a folder" if base.exists() else "does not exist"
+        raise DataError(f"data root {base} {what} (from {origin}); point --data-root (or "
+                        f"{ENV_DATA_ROOT}) at the folder that holds the dataset folders "
+                        f"(isic2017/, busi/, ...)")
+    return base
+
+
 def resolve_dataset(name_or_path: str | Path, root: str | Path | None = None,
                     num_classes: int | None = None, synthetic_n: int = 160,
                     cache_dir: str | None = None) -> tuple[DatasetInfo, Path]:
@@ -53,11 +71,12 @@ def resolve_dataset(name_or_path: str | Path, root: str | Path | None = None,
         if num_classes is not None and num_classes != info.num_classes:
             raise DataError(f"dataset {info.name!r} has {info.num_classes} classes "
                             f"({', '.join(info.classes)}); data.num_classes={num_classes} "
-                            f"conflicts (it is only for unregistered folders): remove it")
+                            f"conflicts (it is only for unregistered folders): remove it, or "
+                            f"pass the folder's path as data.dataset to use other label ids")
         if info.name in SYNTHETIC:
             base = _synthetic_root(None if root is None else str(root), cache_dir, synthetic_n)
             return info, base / info.folder_name
-        base = data_root(None if root is None else str(root))
+        base = existing_data_root(root)
         if base is None:
             raise DataError(f"dataset {info.name!r} needs a data root: pass --data-root DIR (or "
                             f"data.root) or set SCARCE_DATA_ROOT to the folder that holds "
@@ -75,13 +94,15 @@ def resolve_dataset(name_or_path: str | Path, root: str | Path | None = None,
 def load_folder(path_or_name: str | Path, size: int, root: str | Path | None = None,
                 num_classes: int | None = None, stems: Sequence[str] | None = None,
                 keep_orig: bool = False, cache: DecodeCache | str | Path | None = None,
-                channels: int | None = None, name: str | None = None) -> SegData:
+                channels: int | None = None, name: str | None = None,
+                intensity: str = "none") -> SegData:
     """Decode (or fetch from cache) pairs of a folder into a :class:`SegData`.
 
     Returns images float32 N×C×size×size in [0, 1] and masks int64 N×size×size label ids;
     ``orig_masks`` (H_i×W_i uint8) when ``keep_orig``. ``stems`` selects pairs (default: all,
     sorted). ``channels``/``num_classes`` default to the dataset's. ``cache``: a DecodeCache,
-    a cache folder, or None (process-wide memory cache).
+    a cache folder, or None (process-wide memory cache). ``intensity``: ``data.intensity``
+    preprocessing (:mod:`scarce.data.intensity`).
     """
     if isinstance(path_or_name, SegData):  # pragma: no cover - defensive
         return path_or_name
@@ -89,12 +110,38 @@ def load_folder(path_or_name: str | Path, size: int, root: str | Path | None = N
     index = scan_folder(folder)
     return _load_index(index, info, size, stems, keep_orig, cache,
                        channels or info.channels, name or info.name,
-                       num_classes or info.num_classes)
+                       num_classes or info.num_classes, intensity)
+
+
+def to_float_images(arrays: Sequence[np.ndarray]) -> torch.Tensor:
+    """C×S×S uint8 arrays → N×C×S×S float32 in [0, 1] (×1/255: the one conversion of the loader
+    and of :func:`load_image`, so both give bit-identical model inputs)."""
+    images = torch.from_numpy(np.stack(arrays)).to(torch.float32)
+    return images.mul_(1.0 / 255.0)
+
+
+def image_input(img: "Image.Image", size: int, intensity: str = "none") -> torch.Tensor:
+    """A decoded PIL image (:func:`scarce.data.folder.read_image_pil`) → the model input
+    1×C×size×size float32 in [0, 1]: exactly what training/evaluation loading feeds the model for
+    the same file (same resize, ``data.intensity`` preprocessing and ×1/255). ``scarce predict``
+    calls this for every image, so inference can never drift from training."""
+    from scarce.data.cache import prepare_image
+
+    return to_float_images([prepare_image(img, size, intensity)])
+
+
+def load_image(path: str | Path, size: int, channels: int, intensity: str = "none"
+               ) -> tuple[torch.Tensor, tuple[int, int]]:
+    """One image file → (:func:`image_input`, the image's original (H, W))."""
+    from scarce.data.folder import read_image_pil
+
+    img = read_image_pil(path, channels=channels)
+    return image_input(img, size, intensity), (img.height, img.width)
 
 
 def _load_index(index: FolderIndex, info: DatasetInfo, size: int, stems: Sequence[str] | None,
                 keep_orig: bool, cache: DecodeCache | str | Path | None, channels: int,
-                name: str, num_classes: int) -> SegData:
+                name: str, num_classes: int, intensity: str = "none") -> SegData:
     if stems is None:
         stems = index.stems
     missing = [s for s in stems if s not in index.images]
@@ -103,13 +150,12 @@ def _load_index(index: FolderIndex, info: DatasetInfo, size: int, stems: Sequenc
                         f"{index.root / 'images'}; was the split made for another folder?")
     dc = cache if isinstance(cache, DecodeCache) else get_cache(cache)
     pairs = [(index.images[s], index.masks[s]) for s in stems]
-    decoded = dc.get_many(pairs, size, channels, num_classes, keep_orig)
+    decoded = dc.get_many(pairs, size, channels, num_classes, keep_orig, intensity=intensity)
     n = len(decoded)
     images = torch.empty((n, channels, size, size), dtype=torch.float32)
     masks = torch.empty((n, size, size), dtype=torch.int64)
     if n:
-        images.copy_(torch.from_numpy(np.stack([d.image for d in decoded])))
-        images.mul_(1.0 / 255.0)
+        images.copy_(to_float_images([d.image for d in decoded]))
         masks.copy_(torch.from_numpy(np.stack([d.mask for d in decoded])))
     return SegData(
         name=name, images=images, masks=masks, stems=list(stems), num_classes=num_classes,
@@ -152,10 +198,11 @@ def prepare_run_data(data_cfg: DataConfig, seed: int, with_unlabelled: bool = Fa
                         f"is chosen on validation): use data.val_fraction > 0 and a larger data.budget "
                         f"(at least 3 with val_fraction 0.2)")
     size, ch, k = data_cfg.size, info.channels, info.num_classes
+    intensity = check_intensity(data_cfg.intensity)
 
     def load(idx: FolderIndex, inf: DatasetInfo, stems: Sequence[str], name: str,
              keep: bool) -> SegData:
-        return _load_index(idx, inf, size, stems, keep, dc, ch, name, k)
+        return _load_index(idx, inf, size, stems, keep, dc, ch, name, k, intensity)
 
     train = load(index, info, split.train, info.name, False)
     val = load(index, info, split.val, info.name, True)
@@ -166,21 +213,63 @@ def prepare_run_data(data_cfg: DataConfig, seed: int, with_unlabelled: bool = Fa
         pool, _ = pool_and_test(index.stems, index.splits, info.train_split, info.test_split)
         rest = [s for s in pool if s not in used]
         unlabelled = load(index, info, rest, f"{info.name}:unlabelled", False)
+    _check_foreground(info, size, train, [val, unlabelled], tests.get(info.name))
     return RunData(info=info, train=train, val=val, tests=tests, split=split,
                    unlabelled=unlabelled)
+
+
+def _check_foreground(info: DatasetInfo, size: int, train: SegData,
+                      others: Sequence[SegData | None], id_test: SegData | None) -> None:
+    """Refuse or warn before training when the training masks hold no foreground at all.
+
+    Why: all-background masks (a 0..1 float mask saved as 8-bit, blank placeholder files, the
+    wrong masks/ folder...) otherwise train silently to Dice 0. Uses the masks already in
+    memory (no extra decoding). Train masks are checked at ``size`` (what training sees).
+
+    * DataError when the training set, the validation set, the ID test set (which must be
+      loaded: it is the large sample that rules out bad luck) and any unlabelled pool images
+      are ALL background: the dataset's masks are broken and no run on it means anything.
+    * A warning when only the training subset is empty: with a tiny budget on a dataset with
+      legitimately empty masks (e.g. BUSI's "normal" images) that is bad luck of the split, and
+      a budget × seed grid must not abort on it.
+    """
+    if bool(train.masks.any()):
+        return
+
+    def has_fg(d: SegData) -> bool:
+        return any(bool(m.any()) for m in d.orig_masks) if d.orig_masks else bool(d.masks.any())
+
+    what = ("check the mask files: foreground must be non-zero (255 or 1 for binary masks, ids "
+            "1..K-1 for K classes; a 0..1 float mask saved as 8-bit becomes all 0) and masks/ "
+            "must hold the masks of these images, not blank files")
+    loaded = [d for d in [id_test, *others] if d is not None]
+    elsewhere = any(has_fg(d) for d in loaded)
+    if id_test is not None and not elsewhere:
+        n = len(train) + sum(len(d) for d in loaded)
+        raise DataError(f"every mask of {info.name!r} that this run loads ({n} masks: training, "
+                        f"validation and test) is background (all 0), so training would learn "
+                        f"nothing (Dice 0); {what}")
+    luck = ("other labelled images do have foreground, so this is probably bad luck of the "
+            "split: try another data.split_seed or a larger data.budget; else " if elsewhere
+            else "")
+    warnings.warn(f"all {len(train)} training masks of {info.name!r} are background (all 0) at "
+                  f"data.size={size}, so training will learn nothing (Dice 0): {luck}{what}",
+                  stacklevel=3)
 
 
 def _load_tests(data_cfg: DataConfig, info: DatasetInfo, index: FolderIndex, split: Split,
                 dc: DecodeCache) -> dict[str, SegData]:
     root = data_cfg.root
     size, ch, k = data_cfg.size, info.channels, info.num_classes
+    intensity = check_intensity(data_cfg.intensity)
     tests: dict[str, SegData] = {}
     explicit = data_cfg.test_sets is not None
     wanted = list(data_cfg.test_sets) if explicit else [info.name] + list(info.ood)  # type: ignore[arg-type]
     for entry in wanted:
         entry = str(entry)
         if entry in (info.name, f"{info.name}:test", str(data_cfg.dataset)):
-            tests[info.name] = _load_index(index, info, size, split.test, True, dc, ch, info.name, k)
+            tests[info.name] = _load_index(index, info, size, split.test, True, dc, ch, info.name, k,
+                                           intensity)
             continue
         base, _, part = entry.partition(":") if not Path(entry).is_dir() else (entry, "", "")
         try:
@@ -205,7 +294,7 @@ def _load_tests(data_cfg: DataConfig, info: DatasetInfo, index: FolderIndex, spl
         else:
             o_stems = o_index.stems
         name = entry if part else o_info.name
-        tests[name] = _load_index(o_index, o_info, size, o_stems, True, dc, ch, name, k)
+        tests[name] = _load_index(o_index, o_info, size, o_stems, True, dc, ch, name, k, intensity)
     return tests
 
 
@@ -235,9 +324,9 @@ def show_dataset(name: str, root: str | Path | None = None) -> dict:
 
     info = get_info(name)
     out: dict = {**asdict(info), "num_classes": info.num_classes}
-    rows = [r for r in list_datasets(root) if r["name"] == info.name]
-    if rows:
-        out.update({k: rows[0][k] for k in ("present", "n_images", "splits") if k in rows[0]})
+    if info.name in DATASETS and DATASETS.get(info.name) is info:  # registered (not a folder)
+        row = next(r for r in list_datasets(root) if r["name"] == info.name)
+        out.update({k: row[k] for k in ("present", "n_images", "splits", "error") if k in row})
     else:  # unregistered folder
         index = scan_folder(info.folder or name)
         out.update(present=True, n_images=len(index))
@@ -247,8 +336,9 @@ def show_dataset(name: str, root: str | Path | None = None) -> dict:
 def list_datasets(root: str | Path | None = None) -> list[dict]:
     """One dict per registered dataset: name, task, metric, ood, present (folder under ``root``), n_images,
     splits (split name → count, or ``{"held_out_test": n}`` without official split), metric,
-    description. Folder scanning only; no pixel is decoded."""
-    base = data_root(None if root is None else str(root))
+    description. Folder scanning only; no pixel is decoded. A ``root`` (or $SCARCE_DATA_ROOT)
+    that is not a folder raises :class:`DataError`."""
+    base = existing_data_root(root)
     out = []
     for name in DATASETS.names():
         info = DATASETS.get(name)

@@ -328,20 +328,23 @@ def load_scribbles(folder: str | os.PathLike[str], stems: Sequence[str], size: i
 # --------------------------------------------------------------------------- files: writing
 
 def write_scribbles(folder: str | os.PathLike[str], length: float, seed: int = 0,
-                    num_classes: int | None = None, stems: Iterable[str] | None = None) -> Path:
+                    num_classes: int | None = None, stems: Iterable[str] | None = None,
+                    overwrite: bool = False) -> Path:
     """Synthesise ``folder/scribbles/<stem>.png`` for every image of a dataset folder from its
     full mask at ``length`` (folder parsing and mask decoding: :mod:`scarce.data.folder`, so
     mask naming and binary 0/255 handling match training).
 
-    Deterministic per (seed, stem). Every file is written atomically into a temporary folder
-    which then replaces ``scribbles/`` in one rename: a failure leaves the previous folder (or
-    none) and never a partial one. Also writes ``scribbles/meta.json`` (length, seed, format).
+    Deterministic per (seed, stem). Every file is written into a temporary folder first, so a
+    failure leaves the previous folder (or none) and never a partial one. Also writes
+    ``scribbles/meta.json`` (length, seed, format). An existing ``scribbles/`` holding files (e.g.
+    hand-drawn scribbles) is refused (ConfigError) unless ``overwrite``; then only the files
+    written here (``<stem>.png``, ``meta.json``) are replaced and every other file is kept.
     ``num_classes`` None = the registered dataset's K if ``folder`` is given by name by the
     caller, else inferred from the masks. ``stems`` restricts the images. Returns the folder.
     """
-    from scarce.data._fs import atomic_dir
     from scarce.data.folder import infer_num_classes, mask_to_labels, read_mask_raw, scan_folder
     from scarce.utils.io import atomic_save_png, atomic_write_json
+    from scarce.utils.paths import check_output_folder, staged_output
 
     if not 0.0 <= float(length) <= 1.0:
         raise ValueError(f"scribble length must lie in [0, 1], got {length}")
@@ -352,7 +355,8 @@ def write_scribbles(folder: str | os.PathLike[str], length: float, seed: int = 0
         raise DataError(f"no images selected in {root / 'images'}")
     k = int(num_classes or infer_num_classes(index))
     target = root / SCRIBBLE_DIR
-    with atomic_dir(target, overwrite=True) as tmp:
+    check_output_folder(target, overwrite=overwrite, what="scribble folder")
+    with staged_output(target) as tmp:
         for stem in chosen:
             mpath = index.masks[stem]
             m = mask_to_labels(read_mask_raw(mpath), k, mpath)

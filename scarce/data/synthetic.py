@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from scarce.config import ConfigError
 from scarce.data._fs import atomic_dir
 from scarce.utils.io import atomic_write_json
 
@@ -68,35 +69,64 @@ def synth_pair(rng: np.random.Generator, size: int, ood: bool = False, num_class
     return np.clip(np.round(img), 0, 255).astype(np.uint8), mask
 
 
+def _write_synthetic(folder: Path, n: int, size: int, seed: int, ood: bool, num_classes: int,
+                     channels: int) -> None:
+    """Write images/, masks/, split.csv and the marker into the (empty, temporary) ``folder``."""
+    (folder / "images").mkdir()
+    (folder / "masks").mkdir()
+    rows = ["stem,split"]
+    for i in range(n):
+        rng = np.random.default_rng([int(seed), i, int(bool(ood)), 7])
+        img, mask = synth_pair(rng, size, ood, num_classes)
+        stem = f"syn_{i:04d}"
+        im = Image.fromarray(img)
+        (im.convert("L") if channels == 1 else im).save(folder / "images" / f"{stem}.png")
+        out = mask * 255 if num_classes == 2 else mask
+        Image.fromarray(out.astype(np.uint8)).save(folder / "masks" / f"{stem}.png")
+        rows.append(f"{stem},{'test' if i % 5 == 4 else 'train'}")
+    (folder / "split.csv").write_text("\n".join(rows) + "\n")
+    params = dict(n=n, size=size, seed=seed, ood=bool(ood), num_classes=num_classes, channels=channels)
+    atomic_write_json(folder / MARKER, params)
+
+
+def _check_args(n: int, size: int, num_classes: int, channels: int) -> None:
+    if n < 1 or size < 8 or num_classes < 2 or channels not in (1, 3):
+        raise ConfigError(f"synthetic data needs n >= 1, size >= 8, num_classes >= 2 and channels 1 or 3 "
+                          f"(got n={n}, size={size}, num_classes={num_classes}, channels={channels})")
+
+
 def make_synthetic(dest: str | Path, n: int, size: int = 64, seed: int = 0, ood: bool = False,
-                   num_classes: int = 2, channels: int = 3) -> Path:
+                   num_classes: int = 2, channels: int = 3, overwrite: bool = False) -> Path:
     """Write a dataset folder ``dest`` (images/, masks/, split.csv) with ``n`` pairs.
 
     Stems ``syn_0000``...; every 5th pair (i % 5 == 4) is ``test``, the rest ``train``. Binary
     masks are stored 0/255, multi-class ones as label ids. Pair i depends only on
-    (seed, i, ood), so it is deterministic. Written atomically (replaces an existing ``dest``).
+    (seed, i, ood), so it is deterministic.
+
+    Never deletes anything: a non-empty ``dest`` is refused (ConfigError) unless ``overwrite``;
+    then only ``images/``, ``masks/``, ``split.csv`` and the marker are written, every other file
+    in ``dest`` is kept, and ``images/``/``masks/`` must not hold files of another dataset (they
+    would be mixed in). Everything is generated in a temporary folder first, so a failure leaves
+    nothing behind.
     """
-    if n < 1 or size < 8 or num_classes < 2 or channels not in (1, 3):
-        raise ValueError("make_synthetic needs n >= 1, size >= 8, num_classes >= 2, channels 1|3")
-    dest = Path(dest)
-    with atomic_dir(dest, overwrite=True) as tmp:
-        (tmp / "images").mkdir()
-        (tmp / "masks").mkdir()
-        rows = ["stem,split"]
-        for i in range(n):
-            rng = np.random.default_rng([int(seed), i, int(bool(ood)), 7])
-            img, mask = synth_pair(rng, size, ood, num_classes)
-            stem = f"syn_{i:04d}"
-            im = Image.fromarray(img)
-            (im.convert("L") if channels == 1 else im).save(tmp / "images" / f"{stem}.png")
-            out = mask * 255 if num_classes == 2 else mask
-            Image.fromarray(out.astype(np.uint8)).save(tmp / "masks" / f"{stem}.png")
-            rows.append(f"{stem},{'test' if i % 5 == 4 else 'train'}")
-        (tmp / "split.csv").write_text("\n".join(rows) + "\n")
-        params = dict(n=n, size=size, seed=seed, ood=bool(ood), num_classes=num_classes,
-                      channels=channels)
-        atomic_write_json(tmp / MARKER, params)
-    return dest
+    from scarce.utils.paths import check_output_folder, staged_output
+
+    _check_args(n, size, num_classes, channels)
+    target = check_output_folder(dest, overwrite=overwrite, what="destination")
+    if target.is_dir():
+        ours = {f"syn_{i:04d}.png" for i in range(n)}
+        for sub in ("images", "masks"):
+            folder = target / sub
+            if folder.exists() and not folder.is_dir():
+                raise ConfigError(f"{folder} is a file where synthetic data writes a folder; choose a new destination")
+            foreign = sorted(p.name for p in folder.iterdir() if p.name not in ours) if folder.is_dir() else []
+            if foreign:
+                raise ConfigError(f"{folder} holds files this command would not write ({', '.join(foreign[:3])}"
+                                  f"{', ...' if len(foreign) > 3 else ''}); they would be mixed into the "
+                                  f"dataset: choose a new destination")
+    with staged_output(target) as tmp:
+        _write_synthetic(tmp, n, size, seed, ood, num_classes, channels)
+    return Path(dest)
 
 
 def ensure_synthetic(root: str | Path, n: int = 160, size: int = 64, seed: int = 0) -> Path:
@@ -120,5 +150,7 @@ def ensure_synthetic(root: str | Path, n: int = 160, size: int = 64, seed: int =
                     continue
             except (OSError, ValueError):
                 pass
-            make_synthetic(root / name, count, size=size, seed=seed, ood=ood)
+            # the cache folder is ours alone: replace it as a whole (atomically)
+            with atomic_dir(root / name, overwrite=True) as tmp:
+                _write_synthetic(tmp, count, size, seed, ood, 2, 3)
     return root

@@ -10,7 +10,8 @@ Files written per test set (``out_dir``):
 * ``per_image.csv`` — ``stem, dice, jaccard, jaccard_t, accuracy, sensitivity, specificity``
   (+ ``dice_<class>``, ``jaccard_<class>`` for multi-class), one row per image.
 * ``predictions/<stem>.png`` — 8-bit masks at original resolution. Binary: 0 / 255.
-  Multi-class: the label ids 0..K-1 themselves (readable back as a mask by the data layer).
+  Multi-class: a palette PNG whose pixel values are the label ids 0..K-1 (readable back as a
+  mask by the data layer and by tools reading ids), shown in distinct colours by a viewer.
   Stems starting with ``ISIC_`` are saved as ``<stem>_segmentation.png`` so the folder can be
   scored directly by the official ``isic-challenge-scoring`` package.
 * ``overlays/<stem>.png`` — ``overlays`` evenly spaced images: [image | image with ground-truth
@@ -35,7 +36,7 @@ from scarce.data.types import SegData
 from scarce.evaluation.metrics import METRICS, aggregate, image_metrics
 from scarce.evaluation.trimap import miou_from_confusion, trimap_confusions
 from scarce.losses import class_probs
-from scarce.utils.io import atomic_save_png, atomic_write_json, atomic_write_text
+from scarce.utils.io import atomic_save_png, atomic_write_bytes, atomic_write_json, atomic_write_text
 
 OVERLAY_MAX_SIDE = 512
 
@@ -101,6 +102,37 @@ def _mask_png(labels: np.ndarray, num_classes: int) -> np.ndarray:
     if num_classes == 2:
         return (labels > 0).astype(np.uint8) * 255
     return labels.astype(np.uint8)
+
+
+LABEL_COLOURS = ((0, 0, 0), (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
+                 (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212))
+"""Palette of multi-class prediction PNGs: index 0 (background) black, then distinct colours."""
+
+
+def save_mask_png(path: str | Path, labels: np.ndarray, num_classes: int) -> None:
+    """Save an H×W label array atomically as an 8-bit PNG a viewer shows and the data layer reads back.
+
+    Binary: gray 0 / 255. Multi-class: a *palette* PNG whose pixel values are the label ids
+    0..K-1 themselves (``np.asarray(Image.open(p))`` and tools reading ids get ids) while each
+    id is shown in a distinct colour (raw ids 1, 2 would look black).
+    """
+    from PIL import Image
+
+    arr = _mask_png(labels, num_classes)
+    img = Image.fromarray(arr)  # mode L
+    if num_classes > 2:
+        colours = [LABEL_COLOURS[k % len(LABEL_COLOURS)] if k < num_classes else (0, 0, 0) for k in range(256)]
+        img.putpalette([c for rgb in colours for c in rgb])  # L → P, pixel values (ids) kept
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def upsampled_probs(probs: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """K×S×S probabilities → K×H×W at ``size`` (bilinear, as :func:`upsampled_labels` thresholds)."""
+    if tuple(probs.shape[1:]) == tuple(size):
+        return probs
+    return F.interpolate(probs[None], size=size, mode="bilinear", align_corners=False)[0]
 
 
 # --------------------------------------------------------------------------- overlays
@@ -234,7 +266,7 @@ def _evaluate_set(model: torch.nn.Module, data: SegData, num_classes: int, out_d
             if out is None:
                 continue
             if save_predictions:
-                atomic_save_png(out / "predictions" / prediction_filename(stems[i]), _mask_png(pred, num_classes))
+                save_mask_png(out / "predictions" / prediction_filename(stems[i]), pred, num_classes)
             if i in show:
                 atomic_save_png(out / "overlays" / f"{stems[i]}.png", overlay_image(data.images[i], gt, pred))
     if out is not None:

@@ -34,10 +34,21 @@ class NoConfig:
     """Methods without hyperparameters of their own."""
 
 
-def make_optimizer(params: Iterable[torch.nn.Parameter], optim: OptimConfig) -> torch.optim.Optimizer:
-    """Optimizer factory for ``optim.name`` in adam | adamw | rmsprop | sgd."""
-    name = look_up(optim.name.lower(), ("adam", "adamw", "rmsprop", "sgd"), "optimizer")
-    params = [p for p in params if p.requires_grad]
+OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
+"""Values of ``train.optim.name`` (checked before a run starts by :func:`scarce.validate.validate_config`)."""
+
+
+def make_optimizer(params: Iterable[torch.nn.Parameter] | Iterable[dict[str, Any]], optim: OptimConfig
+                   ) -> torch.optim.Optimizer:
+    """Optimizer factory for ``optim.name`` in adam | adamw | rmsprop | sgd; ``params`` are
+    parameters or torch param-group dicts (a group's own ``lr`` overrides ``optim.lr``)."""
+    name = look_up(optim.name.lower(), OPTIMIZERS, "optimizer")
+    items = list(params)
+    if items and isinstance(items[0], dict):  # param groups (e.g. a lower encoder lr)
+        groups = [{**g, "params": [p for p in g["params"] if p.requires_grad]} for g in items]
+        params = [g for g in groups if g["params"]]
+    else:
+        params = [p for p in items if p.requires_grad]
     if name == "adam":
         return torch.optim.Adam(params, lr=optim.lr, betas=tuple(optim.betas), weight_decay=optim.weight_decay)
     if name == "adamw":
@@ -90,20 +101,29 @@ class TrainContext:
 
     def create_segmenter(self) -> nn.Module:
         """A fresh segmenter from ``cfg.model`` on the run's device."""
-        from scarce.models import create_model
+        from scarce.models import model_from_config
 
-        m = self.cfg.model
-        model = create_model(
-            m.name, in_channels=self.in_channels, num_classes=self.num_classes, width=m.width,
-            depth=m.depth, backbone=m.backbone, output_stride=m.output_stride,
-        )
+        model = model_from_config(self.cfg.model, in_channels=self.in_channels, num_classes=self.num_classes)
         model = model.to(self.device)
         if self.cfg.train.channels_last:
             model = model.to(memory_format=torch.channels_last)
         return model
 
-    def make_optimizer(self, params: Iterable[torch.nn.Parameter], optim: OptimConfig | None = None) -> torch.optim.Optimizer:
+    def make_optimizer(self, params: Iterable[torch.nn.Parameter] | Iterable[dict[str, Any]],
+                       optim: OptimConfig | None = None) -> torch.optim.Optimizer:
         return make_optimizer(params, optim or self.cfg.train.optim)
+
+    def make_segmenter_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
+        """The segmenter's optimizer: a pretrained encoder's parameters get
+        ``train.optim.encoder_lr_mult`` × lr (one group, as before, when the multiplier is 1)."""
+        from scarce.config import ConfigError
+        from scarce.models import segmenter_param_groups
+
+        optim = self.cfg.train.optim
+        if not isinstance(optim.encoder_lr_mult, (int, float)) or optim.encoder_lr_mult < 0:
+            raise ConfigError(f"config key 'train.optim.encoder_lr_mult' must be a number >= 0, got "
+                              f"{optim.encoder_lr_mult!r} (e.g. --set train.optim.encoder_lr_mult=0.1)")
+        return self.make_optimizer(segmenter_param_groups(model, optim.lr, optim.encoder_lr_mult), optim)
 
     def sync_gradients(self, params: Iterable[torch.nn.Parameter]) -> None:
         """Average gradients over ranks (data-parallel); no-op for a single process."""
@@ -132,6 +152,24 @@ class TrainContext:
         optimizer.step()
 
 
+def _intensity_setting(mcfg: Any) -> tuple[str, Any] | None:
+    """(name, IntensityConfig) from a method config's ``intensity``/``intensity_params`` fields;
+    None when absent or ``none``. Raises ConfigError naming ``method.intensity...`` when bad."""
+    name = getattr(mcfg, "intensity", "none")
+    if name is None or str(name).lower() == "none":
+        return None
+    from scarce.augment.intensity import check_intensity_name, resolve_intensity_config
+
+    name = check_intensity_name(name, "method.intensity")
+    params = getattr(mcfg, "intensity_params", None) or {}
+    if not isinstance(params, dict):
+        from scarce.config import ConfigError
+
+        raise ConfigError(f"method.intensity_params must be a mapping of IntensityConfig fields "
+                          f"(e.g. {{gamma_prob: 0}}), got {params!r}")
+    return name, resolve_intensity_config(None, where="method.intensity_params.", **params)
+
+
 class Method(abc.ABC):
     """Base class of all training methods (see module docstring)."""
 
@@ -142,7 +180,8 @@ class Method(abc.ABC):
         self.ctx = ctx
         self.mcfg = mcfg
         self.model: nn.Module = ctx.create_segmenter()
-        self.optimizer = ctx.make_optimizer(self.model.parameters())
+        self.optimizer = ctx.make_segmenter_optimizer(self.model)
+        self._intensity = _intensity_setting(mcfg)  # a bad method.intensity fails before training
 
     # ---- what subclasses override -------------------------------------------------------
     def setup(self) -> None:
@@ -188,6 +227,19 @@ class Method(abc.ABC):
     @property
     def segmenter(self) -> nn.Module:
         return self.model
+
+    def augment_intensity(self, images: torch.Tensor) -> torch.Tensor:
+        """``method.intensity`` (none | nnunet, :mod:`scarce.augment.intensity`) applied to a batch
+        of *real* training images, N×C×H×W in [0, 1] → same shape; masks are not involved, so call
+        it after any geometric augmentation. ``none`` (or a method without the field) returns the
+        batch itself and draws nothing from ``ctx.generator``: runs without it stay bit-identical.
+        """
+        if self._intensity is None:
+            return images
+        from scarce.augment.intensity import apply_intensity
+
+        name, icfg = self._intensity
+        return apply_intensity(name, images, self.ctx.generator, icfg)
 
     def train(self) -> None:
         for m in self.modules().values():

@@ -285,7 +285,7 @@ class E2EAug(Method):
         # Stage II (real): segmenter on real + generated pairs
         with torch.no_grad():
             fake = self.generator(one_hot_masks(aug_masks, k, images.dtype))
-        logits = self.model(torch.cat([images, fake], dim=0))
+        logits = self.model(torch.cat([self.augment_intensity(images), fake], dim=0))
         n = images.shape[0]  # real pairs first, then the ⌈f·n⌉ generated ones
         loss_real = self.ctx.loss_fn(logits[:n], masks)
         loss_aug = self.ctx.loss_fn(logits[n:], aug_masks)

@@ -30,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +42,10 @@ from torch import nn
 from scarce.config import RunConfig
 from scarce.data.types import RunData
 from scarce.methods import register_method
-from scarce.methods.gan_pretrain import gan_cache_dir
+from scarce.methods.gan_pretrain import gan_cache_dir, load_gan_cache
 from scarce.methods.base import Batch, Method, TrainContext
 from scarce.models.search import init_gan_weights, norm_layer
-from scarce.utils.io import atomic_save_png, atomic_torch_save, torch_load
+from scarce.utils.io import atomic_save_png, atomic_torch_save
 
 CACHE_VERSION = 1
 PRETRAIN_FIELDS = ("nz", "ngf", "ndf", "max_mult", "norm", "gan_lr", "gan_betas", "gan_weight_decay",
@@ -59,6 +59,12 @@ class GanAugConfig:
 
     lam: float = 1.0
     """λ: weight of the segmentation loss on generated pairs."""
+    intensity: str = "none"
+    """Intensity augmentation of the real training images: none | nnunet (nnU-Net's brightness,
+    contrast, gamma, noise, blur, low-resolution transforms; :mod:`scarce.augment.intensity`).
+    Images only, one draw per sample from the run's generator (the segmenter's real half of each batch; generated images are not augmented)."""
+    intensity_params: dict[str, Any] = field(default_factory=dict)
+    """:class:`scarce.augment.intensity.IntensityConfig` overrides, e.g. ``{gamma_prob: 0}``."""
     aug_fraction: float = 0.5
     """Generated pairs per iteration = ⌈f·B⌉ (as e2eaug/separate's CPU default)."""
     nz: int = 64
@@ -223,8 +229,8 @@ def pretrain_pair_gan(cfg: RunConfig, data: RunData, gc: GanAugConfig, out: str 
     if out:
         name = data.info.name.replace("/", "_")
         path = Path(out) / f"gan_aug-{name}-s{cfg.train.seed}-{pair_cache_key(cfg, data, gc)}.pt"
-        if path.exists():
-            st = torch_load(path, map_location=dev)
+        st = load_gan_cache(path, dev, ("generator",)) if path.exists() else None
+        if st is not None:
             return st["generator"], path, True, st.get("losses", {})
     k, c, size = data.train.num_classes, int(data.train.images.shape[1]), int(data.train.images.shape[-1])
     with torch.random.fork_rng(devices=[]):
@@ -315,7 +321,7 @@ class GanAug(Method):
         fake_images = fake_images.to(images.dtype)
         if images.is_contiguous(memory_format=torch.channels_last):
             fake_images = fake_images.contiguous(memory_format=torch.channels_last)
-        logits = self.model(torch.cat([images, fake_images], dim=0))
+        logits = self.model(torch.cat([self.augment_intensity(images), fake_images], dim=0))
         loss_real = self.ctx.loss_fn(logits[:n], masks)
         loss_aug = self.ctx.loss_fn(logits[n:], fake_masks)
         loss = loss_real + self.mcfg.lam * loss_aug

@@ -41,6 +41,12 @@ class GANConfig:
 
     lam: float = 1.0
     """λ: weight of the segmentation loss on generated pairs (paper default 1)."""
+    intensity: str = "none"
+    """Intensity augmentation of the real training images: none | nnunet (nnU-Net's brightness,
+    contrast, gamma, noise, blur, low-resolution transforms; :mod:`scarce.augment.intensity`).
+    Images only, one draw per sample from the run's generator (the segmenter's real half of each batch; generated images are not augmented)."""
+    intensity_params: dict[str, Any] = field(default_factory=dict)
+    """:class:`scarce.augment.intensity.IntensityConfig` overrides, e.g. ``{gamma_prob: 0}``."""
     mask_ops: list[str] = field(default_factory=lambda: ["rotate", "flip", "translate"])
     """Basic mask augmentations applied in random order (paper); one op = Figure 5 ablation."""
     mask_random_order: bool = True
@@ -169,6 +175,27 @@ def cache_key(cfg: RunConfig, data: RunData, gc: GANConfig, searchable: bool) ->
     return h.hexdigest()[:16]
 
 
+def load_gan_cache(path: Path, device: torch.device, keys: tuple[str, ...]) -> dict[str, Any] | None:
+    """A GAN cache file's state, or None (after a one-line warning) when it is corrupt, truncated
+    or not a cache file: the GAN is then retrained — pretraining is deterministic, so the run is
+    the same as with a good cache — and the file replaced atomically. A pickle payload is never
+    executed (weights-only loading)."""
+    import warnings
+
+    from scarce.utils.io import CheckpointError
+
+    try:
+        st = torch_load(path, map_location=device)
+    except CheckpointError as e:
+        warnings.warn(f"{e}; GAN cache entry ignored: retraining the GAN (the file is replaced)", stacklevel=2)
+        return None
+    if not isinstance(st, dict) or any(k not in st for k in keys):
+        warnings.warn(f"GAN cache file {path} does not hold a GAN ({', '.join(keys)}); retraining the GAN "
+                      "(the file is replaced)", stacklevel=2)
+        return None
+    return st
+
+
 def pretrain_gan(cfg: RunConfig, run_data: RunData, out: str | Path | None = None, *,
                  searchable: bool | None = None, device: torch.device | str | None = None,
                  progress: bool = False) -> PretrainedGAN:
@@ -187,8 +214,8 @@ def pretrain_gan(cfg: RunConfig, run_data: RunData, out: str | Path | None = Non
         key = cache_key(cfg, run_data, gc, searchable)
         name = run_data.info.name.replace("/", "_")
         path = Path(out) / f"{gc.generator}-{name}-s{cfg.train.seed}-{'search' if searchable else 'vanilla'}-{key}.pt"
-        if path.exists():
-            st = torch_load(path, map_location=dev)
+        st = load_gan_cache(path, dev, ("generator", "discriminator")) if path.exists() else None
+        if st is not None:
             return PretrainedGAN(path, st["generator"], st["discriminator"], True, st.get("losses", {}))
     k, c, size = run_data.train.num_classes, int(run_data.train.images.shape[1]), int(run_data.train.images.shape[-1])
     with torch.random.fork_rng(devices=[]):

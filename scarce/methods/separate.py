@@ -61,7 +61,7 @@ class Separate(Method):
         aug_masks = augment_masks_for(self.mcfg, masks, self.ctx.generator)
         with torch.no_grad():
             fake = self.generator(one_hot_masks(aug_masks, self.ctx.num_classes, images.dtype))
-        logits = self.model(torch.cat([images, fake], dim=0))
+        logits = self.model(torch.cat([self.augment_intensity(images), fake], dim=0))
         n = images.shape[0]  # real pairs first, then the ⌈f·n⌉ generated ones
         loss_real = self.ctx.loss_fn(logits[:n], masks)
         loss_aug = self.ctx.loss_fn(logits[n:], aug_masks)

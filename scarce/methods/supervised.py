@@ -1,8 +1,10 @@
 """``supervised``: plain segmenter training, optionally with a classic joint augmentation
-(rotate | flip | translate | combine) — the paper's Rotate/Flip/Translate/Combine baselines."""
+(rotate | flip | translate | combine) — the paper's Rotate/Flip/Translate/Combine baselines —
+and/or nnU-Net-style intensity augmentation (``method.intensity=nnunet``, applied after it)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -15,6 +17,12 @@ from scarce.methods.base import Batch, Method
 class SupervisedConfig:
     augment: str = "none"
     """none | rotate | flip | translate | combine (one random draw per sample, image+mask)."""
+    intensity: str = "none"
+    """Intensity augmentation of the real training images: none | nnunet (nnU-Net's brightness,
+    contrast, gamma, noise, blur, low-resolution transforms; :mod:`scarce.augment.intensity`).
+    Images only, one draw per sample from the run's generator, after ``augment``."""
+    intensity_params: dict[str, Any] = field(default_factory=dict)
+    """:class:`scarce.augment.intensity.IntensityConfig` overrides, e.g. ``{gamma_prob: 0}``."""
 
 
 @register_method("supervised")
@@ -25,6 +33,7 @@ class Supervised(Method):
         images, masks = batch.images, batch.masks
         if self.mcfg.augment != "none":
             images, masks = apply_augment(self.mcfg.augment, images, masks, self.ctx.generator)
+        images = self.augment_intensity(images)  # method.intensity; masks untouched
         self.model.train()
         loss = self.ctx.loss_fn(self.model(images), masks)
         self.ctx.step(loss, self.optimizer)

@@ -16,6 +16,7 @@ import csv
 import io
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -273,7 +274,10 @@ class Trainer:
         if resumed:
             # CPU: generator/RNG states must stay CPU tensors; modules and optimizers move their
             # state to the parameters' device when loading.
-            self.load_state_dict(torch_load(self.ckpt_path, map_location="cpu"))
+            fix = "delete it and run the same command with --resume to start this run over, or train into a new --out"
+            self.load_state_dict(torch_load(self.ckpt_path, map_location="cpu", fix=fix))
+            if self.is_main and cfg.progress:
+                print(f"resuming {self.run_dir} from step {self.step}/{cfg.iterations}", file=sys.stderr, flush=True)
         else:
             self.method.setup()
         self._open_logs()
@@ -286,6 +290,10 @@ class Trainer:
 
             bar = tqdm(total=cfg.iterations, initial=self.step, desc=f"{self.method.name}", leave=False,
                        dynamic_ncols=True, disable=None)
+        # no live bar where it would go (stderr is a pipe, a log file, nohup): one plain line per
+        # validation on stderr instead, so a long run shows its progress before the end (stdout
+        # stays for results, e.g. `scarce train --json | jq`)
+        plain = self.is_main and cfg.progress and (bar is None or bar.disable)
         sums: dict[str, float] = {}
         count = 0
         t0 = time.perf_counter()
@@ -321,6 +329,8 @@ class Trainer:
                     row.update(self.method.on_validation(self.step, score))
                     self.history.append({"step": self.step, "score": score})
                 self._log(row)
+                if is_val and plain:
+                    print(self._progress_line(row), file=sys.stderr, flush=True)
                 if is_val:
                     self._flush_logs()
                     self.save_checkpoint()
@@ -329,6 +339,10 @@ class Trainer:
                         break
         if bar is not None:
             bar.close()
+        if plain and (self.step >= cfg.iterations or stopped_early):
+            metric = self.data.info.metric
+            print(f"trained {self.run_dir}: {self.step} steps{' (stopped early)' if stopped_early else ''}, "
+                  f"best val {metric} {self.best_score:.4f} at step {self.best_step}", file=sys.stderr, flush=True)
         self._flush_logs()
         if self._tb is not None:
             self._tb.close()
@@ -337,8 +351,30 @@ class Trainer:
                 self.method.finalize(self.run_dir)
         return FitResult(self.best_score, self.best_step, self.step, stopped_early, list(self.history))
 
+    def _progress_line(self, row: dict[str, Any]) -> str:
+        """``step 200/400  loss 0.3121  val dice 0.8123  best 0.8123 (step 200)`` (one validation)."""
+        metric = self.data.info.metric
+        parts = [f"step {self.step}/{self.cfg.train.iterations}"]
+        if isinstance(row.get("loss"), (int, float)):
+            parts.append(f"loss {row['loss']:.4f}")
+        score = row.get("val_" + metric)
+        if isinstance(score, (int, float)):
+            parts.append(f"val {metric} {score:.4f}")
+        if self.best_step >= 0:
+            parts.append(f"best {self.best_score:.4f} (step {self.best_step})")
+        return "  ".join(parts)
+
     def load_best(self) -> torch.nn.Module:
         """The segmenter with the best-validation weights loaded."""
-        state = torch_load(self.best_path, map_location=self.device)
+        fix = "retrain the run into a new --out"
+        state = torch_load(self.best_path, map_location=self.device, fix=fix)
         self.method.segmenter.load_state_dict(state["model"])
         return self.method.segmenter
+
+    def close_logs(self) -> None:
+        """Close the TensorBoard writer (``fit`` closes it when it returns; this is for a run that
+        raised, before its files are removed: :func:`scarce.api.train_run`)."""
+        tb = getattr(self, "_tb", None)
+        if tb is not None:
+            tb.close()
+            self._tb = None

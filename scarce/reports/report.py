@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING
 from scarce.evaluation.metrics import METRICS
 from scarce.reports.extras import AXES, architecture_section, axis_section, trimap_section
 from scarce.reports.plots import bar_plot, curves_plot, sample_efficiency_plot
-from scarce.reports.tables import collect_runs, metric_names, results_table, summarize, to_markdown
+from scarce.reports.tables import (collect_runs, duplicate_runs, keep_newest, metric_names, results_table, summarize,
+                                   to_markdown)
 from scarce.utils.io import atomic_write_text
 
 if TYPE_CHECKING:
@@ -55,19 +56,72 @@ def primary_metric(dataset: str, df: "pd.DataFrame | None" = None) -> str:
     return metric
 
 
+def _in(root: str | Path, run: str) -> str:
+    """A run folder as the user would type it (``runs/isic/s0``)."""
+    return (Path(root) / run).as_posix() if run != "." else Path(root).as_posix()
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "run"
 
 
+def is_report_folder(folder: Path) -> bool:
+    """True when ``folder`` holds an earlier report (its ``results.md`` starts with ``# Results``)."""
+    try:
+        return (folder / "results.md").read_text(encoding="utf-8").startswith("# Results")
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def check_report_folder(runs_root: str | Path, out_dir: str | Path, overwrite: bool = False) -> Path:
+    """``scarce report`` destination check, before anything is read: ``out_dir`` may not be or
+    contain ``runs_root`` (ever); it may lie inside it (a grid's own ``<out>/report`` layout: a
+    report folder holds no run, so the scan never counts it), and must be new, empty or an earlier
+    report unless ``overwrite`` (then only the report's own files are replaced)."""
+    from scarce.utils.paths import check_output_folder
+
+    return check_output_folder(out_dir, overwrite=overwrite, what="report folder", previous=is_report_folder,
+                               containers=[runs_root])
+
+
 def write_report(runs_root: str | Path, out_dir: str | Path, metric: str | None = None,
-                 curves: bool = False) -> Path:
+                 curves: bool = False, newest: bool = False, require_runs: bool = False) -> Path:
     """Build the report of every finished run under ``runs_root`` into ``out_dir``.
 
     ``metric`` forces one metric for every dataset (default: each dataset's primary metric,
     :func:`primary_metric`). Returns the path of ``results.md``.
+
+    Several finished runs for one table cell (dataset, row, budget, seed) raise ``ConfigError``
+    naming them all (a table would otherwise show one of them silently); ``newest=True`` keeps
+    the newest of each (by ``metrics.json`` time) and warns with the ones left out.
+    ``require_runs=True`` (``scarce report``) raises ``ConfigError`` when ``runs_root`` does not
+    exist or holds no finished run, instead of writing an empty report (grids keep that).
     """
+    from scarce.config import ConfigError
+
     out = Path(out_dir)
+    if require_runs and not Path(runs_root).is_dir():
+        what = "is a file, not a folder" if Path(runs_root).exists() else "does not exist"
+        raise ConfigError(f"runs folder {str(runs_root)!r} {what}; pass the folder holding your run folders "
+                          "(e.g. runs/ or a grid's out folder)")
     df = collect_runs(runs_root)
+    if require_runs and df.empty:
+        raise ConfigError(f"no finished run under {str(runs_root)!r} (a finished run folder holds config.yaml and "
+                          "metrics.json); nothing written")
+    dups = duplicate_runs(df)
+    if dups and newest:
+        import warnings
+
+        df, dropped = keep_newest(df, runs_root)
+        warnings.warn(f"--newest: {len(dropped)} older run(s) left out of the report (same dataset, row, budget "
+                      f"and seed as a newer one): {', '.join(_in(runs_root, r) for r in dropped)}", stacklevel=2)
+    elif dups:
+        cells = [f"{ds} / {row} / budget {b} / seed {s}: {', '.join(_in(runs_root, r) for r in runs)}"
+                 for (ds, row, b, s), runs in dups]
+        more = f"; and {len(cells) - 5} more cells" if len(cells) > 5 else ""
+        raise ConfigError(f"several finished runs for the same table cell ({'; '.join(cells[:5])}{more}); keep one run "
+                          f"per cell under {str(runs_root)!r} (move the others away) or pass --newest to use the "
+                          "newest of each (by metrics.json time)")
     lines = ["# Results", ""]
     if df.empty:
         lines += [f"No finished runs (config.yaml + metrics.json) under `{runs_root}`.", ""]
@@ -130,4 +184,4 @@ def write_report(runs_root: str | Path, out_dir: str | Path, metric: str | None 
     return out / "results.md"
 
 
-__all__ = ["primary_metric", "write_report", "to_markdown"]
+__all__ = ["primary_metric", "write_report", "to_markdown", "check_report_folder", "is_report_folder"]

@@ -203,6 +203,40 @@ def ordered_test_sets(df: "pd.DataFrame") -> list[str]:
     return order["test_set"].tolist()
 
 
+CELL_KEYS = ["dataset", "row", "budget", "seed"]
+"""A report cell: one finished run per (dataset, row, budget, seed) is expected."""
+
+
+def duplicate_runs(df: "pd.DataFrame") -> list[tuple[tuple[Any, ...], list[str]]]:
+    """Report cells (:data:`CELL_KEYS`) that several run folders fill, as ``[(cell, [run, ...])]``
+    (runs sorted by path): e.g. a run copied next to its original, or two grids' outputs under
+    one folder. Tables would silently keep only one of them, so the report refuses them
+    (:func:`keep_newest` is the explicit way out)."""
+    if df.empty:
+        return []
+    runs = df[[*CELL_KEYS, "run"]].drop_duplicates()
+    out = []
+    for key, g in runs.groupby(CELL_KEYS, sort=True, dropna=False):
+        if g["run"].nunique() > 1:
+            out.append((tuple(key), sorted(g["run"].unique().tolist())))
+    return out
+
+
+def keep_newest(df: "pd.DataFrame", runs_root: str | Path) -> tuple["pd.DataFrame", list[str]]:
+    """``df`` with only the newest run of each duplicated cell (by the modification time of its
+    ``metrics.json``, ties by path) and the list of dropped runs (paths relative to ``runs_root``)."""
+    root = Path(runs_root)
+    dropped: list[str] = []
+    for _, runs in duplicate_runs(df):
+        def mtime(run: str) -> float:
+            p = _find_metrics(root / run)
+            return p.stat().st_mtime if p is not None else float("-inf")
+
+        newest = max(runs, key=lambda r: (mtime(r), r))
+        dropped += [r for r in runs if r != newest]
+    return df[~df["run"].isin(dropped)].reset_index(drop=True), sorted(dropped)
+
+
 def summarize(df: "pd.DataFrame", metrics: Sequence[str] | None = None) -> "pd.DataFrame":
     """Seed statistics per (dataset, row, budget, test_set): ``n_seeds``, ``<m>_mean``, ``<m>_std``.
 

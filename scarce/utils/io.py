@@ -28,7 +28,11 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    prefix = f".{target.name}."
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=target.parent)
+    except OSError as e:  # read-only folder, permission denied: name the file the user asked for
+        raise _named(e, target) from e
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -37,9 +41,20 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             os.fsync(fh.fileno())
         os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual mode
         os.replace(tmp_path, target)
+    except OSError as e:
+        if e.errno is not None and (e.filename is None or str(e.filename) == str(tmp_path)):
+            raise _named(e, target) from e  # e.g. ENOSPC from write(): name the real file
+        raise
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _named(e: OSError, target: Path) -> OSError:
+    """``e`` re-raised as the same OSError subclass naming ``target`` instead of a temp file."""
+    if e.errno is None:
+        return e
+    return OSError(e.errno, e.strerror, os.fspath(target))
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
@@ -63,11 +78,67 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def torch_load(path: str | os.PathLike[str], map_location: Any = "cpu") -> Any:
-    """Load a checkpoint safely (``weights_only=True``: tensors and plain containers only)."""
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be loaded: truncated/corrupt, or holding pickled Python
+    objects that ``weights_only=True`` refuses. The message is one line naming the file and the
+    fix (the CLI prints it as ``scarce: error: ...``, exit 2)."""
+
+
+def torch_load(path: str | os.PathLike[str], map_location: Any = "cpu", fix: str = "") -> Any:
+    """Load a checkpoint safely (``weights_only=True``: tensors and plain containers only).
+
+    A truncated or corrupt file (e.g. a copy cut short, a disk error) raises
+    :class:`CheckpointError` naming the file and ``fix`` (what the user should do, e.g.
+    "resume with --resume"), instead of a zip/unpickling traceback; so does a file that holds
+    pickled objects (it is refused, never executed). Missing or unreadable files (``OSError``
+    with a file name: not found, permission denied) propagate unchanged.
+    """
+    import pickle
+
     import torch
 
-    return torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "unsupported global" in str(e).lower() or "allowed global" in str(e).lower():  # a pickled object
+            raise CheckpointError(
+                f"refusing to load {os.fspath(path)}: it holds pickled Python objects, not only tensors "
+                "(weights_only=True loading never runs code); use a checkpoint written by scarce"
+                + (f": {fix}" if fix else "")) from None
+        raise CheckpointError(_corrupt_message(path, fix)) from None
+    except OSError as e:
+        if e.filename is not None:  # not found / permission denied on the file itself
+            raise
+        raise CheckpointError(_corrupt_message(path, fix)) from None  # torch: truncated → EINVAL
+    except (RuntimeError, EOFError, KeyError, ValueError, IndexError, AttributeError, TypeError):
+        raise CheckpointError(_corrupt_message(path, fix)) from None
+
+
+def _corrupt_message(path: str | os.PathLike[str], fix: str) -> str:
+    return (f"checkpoint {os.fspath(path)} is corrupt or truncated and cannot be loaded"
+            + (f"; {fix}" if fix else "; recreate it"))
+
+
+def ensure_writable(folder: str | os.PathLike[str]) -> None:
+    """Fail fast, before any work, when files cannot be created in ``folder`` (or, if it does
+    not exist yet, in its nearest existing parent): probes by creating and deleting a
+    temporary file, which is the only check that holds for read-only mounts and for root.
+    Raises ``OSError`` (errno and strerror of the failed probe, ``filename`` = ``folder``);
+    creates nothing that stays."""
+    target = Path(folder)
+    probe = target
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        import errno
+
+        raise NotADirectoryError(errno.ENOTDIR, f"{probe} is a file, not a folder", os.fspath(target))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".scarce-write-test.", dir=probe)
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, os.fspath(target)) from None
+    os.close(fd)
+    os.unlink(tmp)
 
 
 def atomic_save_png(path: str | os.PathLike[str], array: Any) -> None:

@@ -40,6 +40,28 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def resolve_device(name: str) -> torch.device:
+    """``train.device`` → a torch device that exists here (``auto`` = CUDA when available, else
+    CPU); an unknown or unavailable device is a ConfigError naming ``train.device`` and the fix."""
+    from scarce.config import ConfigError
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError, ValueError):
+        raise ConfigError(f"config key 'train.device' expects auto, cpu, cuda or cuda:N, got {name!r}") from None
+    fix = "use train.device=auto (GPU when there is one, else CPU) or train.device=cpu"
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this PyTorch build has no CUDA support" if torch.version.cuda is None else "no CUDA GPU is visible"
+            raise ConfigError(f"config key 'train.device' is {name!r} but {why}; {fix}")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"config key 'train.device' is {name!r} but only {torch.cuda.device_count()} "
+                              f"CUDA device(s) are visible (cuda:0..cuda:{torch.cuda.device_count() - 1}); {fix}")
+    elif dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ConfigError(f"config key 'train.device' is {name!r} but MPS is not available here; {fix}")
+    elif dev.type != "cpu" and not getattr(getattr(torch, dev.type, None), "is_available", lambda: False)():
+        raise ConfigError(f"config key 'train.device' expects auto, cpu, cuda or cuda:N, got {name!r}")
+    return dev

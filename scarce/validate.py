@@ -1,0 +1,136 @@
+"""Check a whole resolved :class:`~scarce.config.RunConfig` before anything is created.
+
+Why: a value that only fails inside the training loop (``train.batch_size=0`` → a ``torch.cat``
+error, ``train.val_every=0`` → ZeroDivisionError, ``data.size`` not a multiple of the model's
+stride, ``train.device=cuda`` without CUDA) used to crash after the run folder already held
+``config.yaml``/``split.json``/``tb/`` — a traceback, and a corrected rerun refused as "a
+different config". Every check here raises a :class:`~scarce.config.ConfigError` naming the key
+and the fix (the CLI prints it as one line, exit 2), and none of them writes anything.
+
+Layer: beside :mod:`scarce.methods` (it builds the model once to read its stride and resolves the
+method's own config); imported by :mod:`scarce.api` and :mod:`scarce.experiments`.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from scarce.config import ConfigError, RunConfig, to_dict
+
+_STRIDES: dict[str, int] = {}
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
+
+
+def _need_int(key: str, v: Any, low: int, example: Any) -> None:
+    if not _is_int(v) or v < low:
+        raise ConfigError(f"config key {key!r} must be an integer >= {low}, got {v!r} (e.g. --set {key}={example})")
+
+
+def _need_num(key: str, v: Any, low: float, high: float | None, example: Any, *, low_open: bool = False,
+              high_open: bool = True) -> None:
+    ok = _is_num(v)
+    if ok:
+        f = float(v)
+        ok = (f > low if low_open else f >= low) and (high is None or (f < high if high_open else f <= high))
+    if not ok:
+        lo = f"{'(' if low_open else '['}{low:g}"
+        hi = f"{high:g}{')' if high_open else ']'}" if high is not None else "∞)"
+        raise ConfigError(f"config key {key!r} must be a number in {lo}, {hi}, got {v!r} (e.g. --set {key}={example})")
+
+
+def model_stride(model_cfg: Any) -> int:
+    """The stride of the network ``model_cfg`` (a :class:`~scarce.config.ModelConfig`) builds:
+    inputs must be multiples of it. The network is built once (3-channel, binary: the stride does
+    not depend on either) with the global RNG state preserved, and the answer cached per config;
+    a key the model rejects (e.g. ``model.depth=0``) becomes a ConfigError."""
+    key = repr(sorted(to_dict(model_cfg).items()))
+    if key not in _STRIDES:
+        import inspect
+
+        import torch
+
+        from scarce.models import model_from_config
+
+        # no pretrained weights are needed for the stride (and loading them would cost seconds)
+        kw = {"pretrained": False} if "pretrained" in inspect.signature(model_from_config).parameters else {}
+        try:
+            with torch.random.fork_rng(devices=[]), torch.no_grad():
+                model = model_from_config(model_cfg, in_channels=3, num_classes=2, **kw)
+        except (ValueError, TypeError) as e:
+            if isinstance(e, ConfigError):
+                raise
+            raise ConfigError(f"config section 'model' does not build a {model_cfg.name!r} network: {e}") from None
+        _STRIDES[key] = int(getattr(model, "stride", 1) or 1)
+    return _STRIDES[key]
+
+
+def validate_config(cfg: RunConfig, training: bool = True) -> None:
+    """Raise a ConfigError for the first value of ``cfg`` that cannot work (ranges, the data size
+    vs the model stride, the device, the method's own keys, the optimizer and loss names).
+    ``training=False`` checks only what inference uses (data.size, model, eval.*)."""
+    d, t, e = cfg.data, cfg.train, cfg.eval
+    # --- data
+    _need_int("data.size", d.size, 1, 128)
+    if not _is_int(d.budget):
+        raise ConfigError(f"config key 'data.budget' must be an integer (labelled images; 0 = the whole pool), "
+                          f"got {d.budget!r}")
+    if training:
+        _need_num("data.val_fraction", d.val_fraction, 0.0, 1.0, 0.2)
+        _need_int("data.synthetic_n", d.synthetic_n, 1, 160)
+    if d.num_classes is not None:
+        _need_int("data.num_classes", d.num_classes, 2, 2)
+    from scarce.data.intensity import check_intensity
+
+    check_intensity(d.intensity)  # a typo fails before a grid starts, not after loading data
+    # --- eval
+    _need_num("eval.threshold", e.threshold, 0.0, 1.0, 0.5, low_open=True)
+    _need_num("eval.iou_threshold", e.iou_threshold, 0.0, 1.0, 0.65, high_open=False)
+    _need_int("eval.overlays", e.overlays, 0, 6)
+    # --- train
+    if training:
+        _need_int("train.iterations", t.iterations, 1, 400)
+        _need_int("train.batch_size", t.batch_size, 1, 8)
+        _need_int("train.val_every", t.val_every, 1, 50)
+        _need_int("train.log_every", t.log_every, 1, 20)
+        _need_int("train.early_stop", t.early_stop, 0, 5)
+        _need_int("train.plateau_patience", t.plateau_patience, 0, 3)
+        _need_int("train.threads", t.threads, 0, 1)
+        _need_num("train.plateau_factor", t.plateau_factor, 0.0, 1.0, 0.5, low_open=True)
+        o = t.optim
+        _need_num("train.optim.lr", o.lr, 0.0, None, 0.001, low_open=True)
+        _need_num("train.optim.momentum", o.momentum, 0.0, 1.0, 0.9)
+        _need_num("train.optim.weight_decay", o.weight_decay, 0.0, None, 0.0001)
+        betas = tuple(o.betas) if isinstance(o.betas, (list, tuple)) else ()
+        if len(betas) != 2 or not all(_is_num(b) and 0.0 <= float(b) < 1.0 for b in betas):
+            raise ConfigError(f"config key 'train.optim.betas' must be two numbers in [0, 1), got {o.betas!r} "
+                              "(e.g. --set train.optim.betas=[0.9,0.999])")
+        from scarce.methods.base import OPTIMIZERS
+        from scarce.registry import look_up
+
+        look_up(str(o.name).lower(), OPTIMIZERS, "optimizer (train.optim.name)")
+        if t.loss != "auto":
+            from scarce.losses import LOSSES
+
+            if t.loss not in LOSSES:
+                look_up(str(t.loss), ("auto", *LOSSES.names()), "loss (train.loss)")
+        from scarce.utils.seed import resolve_device
+
+        resolve_device(t.device)
+        from scarce.methods import resolve_method_config
+
+        resolve_method_config(cfg.method)  # unknown method / method key / type → did-you-mean
+    # --- model vs size (builds the network once; cached)
+    stride = model_stride(cfg.model)
+    if d.size % stride:
+        lo = max(stride, d.size // stride * stride)
+        hi = lo + stride
+        raise ConfigError(f"config key 'data.size' is {d.size}, not a multiple of the stride {stride} of the "
+                          f"{cfg.model.name!r} network; use a multiple of {stride}, "
+                          f"e.g. --set data.size={lo} or {hi}")
