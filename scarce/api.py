@@ -183,6 +183,8 @@ def _evaluate(cfg: RunConfig, model: Any, tests: dict[str, Any], num_classes: in
     widths = trimap_widths(cfg)
     if widths:  # only passed when on, so the call is unchanged for configs without trimap
         extra["trimap_widths"] = widths
+    if e.tta != "none":  # likewise
+        extra["tta"] = e.tta
     return evaluate_sets(
         model, tests, num_classes=num_classes, out_dir=eval_dir,
         threshold=e.threshold, save_predictions=e.save_predictions, overlays=e.overlays,
@@ -217,6 +219,9 @@ def load_run_config(run_dir: str | os.PathLike[str], config: str | os.PathLike[s
         d = deep_merge(d, load_yaml(config))
     d = deep_merge(d, parse_overrides(sets))
     cfg = from_dict(RunConfig, d)
+    from scarce.evaluation.evaluate import check_tta
+
+    check_tta(cfg.eval.tta)  # even a hand-edited config.yaml fails before any folder is made
     if config or sets:  # overrides (e.g. eval.threshold, data.size) checked before any work
         from scarce.validate import validate_config
 
@@ -360,7 +365,7 @@ def predict_folder(run_dir: str | os.PathLike[str], images: str | os.PathLike[st
             continue
         w, h = img.size
         x = image_input(img, cfg.data.size, cfg.data.intensity)  # = training's input for this file
-        probs = predict_probs(model, x)[0]  # K×S×S
+        probs = predict_probs(model, x, tta=cfg.eval.tta)[0]  # K×S×S, flip TTA when eval.tta=flip
         lab = upsampled_labels(probs, (h, w), cfg.eval.threshold)  # H×W uint8 ids
         dest_png = out_dir / f"{p.stem}.png"
         save_mask_png(dest_png, lab, k)

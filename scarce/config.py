@@ -98,9 +98,22 @@ class TrainConfig:
     val_every: int = 100
     """Validate (and checkpoint) every k iterations."""
     optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: str = "plateau"
+    """Learning-rate schedule: ``plateau`` (ReduceLROnPlateau on the validation metric, the
+    ``plateau_*`` keys) | ``cosine`` | ``onecycle`` | ``poly`` (per iteration, over
+    ``iterations``)."""
+    warmup: int = 0
+    """Iterations of linear warmup before ``cosine`` / ``poly`` (the rise of ``onecycle``; 0 =
+    torch's 30 %). Not with ``plateau``."""
+    poly_power: float = 0.9
+    """``poly``: lr × (1 − progress)^power."""
     plateau_factor: float = 0.5
     plateau_patience: int = 3
     """ReduceLROnPlateau patience, counted in validations."""
+    ema: float = 0.0
+    """Exponential moving average of the segmenter's weights (and BatchNorm statistics) with this
+    decay, e.g. 0.99 or 0.999; validation, the best checkpoint and so evaluation use the average.
+    0 = off."""
     early_stop: int = 0
     """Stop after this many validations without improvement (0 = never)."""
     loss: str = "auto"
@@ -130,6 +143,10 @@ class EvalConfig:
     """Trimap accuracy (mIoU inside bands of these widths in pixels around ground-truth boundaries,
     the weak-supervision paper's Figure 6) per test set, stored in metrics.json as
     ``trimap: {width: miou}``; empty = off (it costs a distance transform per test image)."""
+    tta: str = "none"
+    """Test-time augmentation: ``none`` | ``flip`` (mean probabilities of the image and its
+    horizontal and vertical flips). Used by the evaluation, by validation during training (so the
+    checkpoint is chosen as it will be scored; 3× the validation cost) and by ``scarce predict``."""
 
 
 @dataclass

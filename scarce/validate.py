@@ -71,6 +71,27 @@ def model_stride(model_cfg: Any) -> int:
     return _STRIDES[key]
 
 
+def _check_schedule(t: Any) -> None:
+    """``train.schedule`` / ``warmup`` / ``poly_power`` / ``ema`` of a :class:`~scarce.config.TrainConfig`
+    (``train.iterations`` already checked)."""
+    from scarce.methods.trainer import SCHEDULES
+    from scarce.registry import look_up
+
+    name = look_up(str(t.schedule).lower(), SCHEDULES, "learning-rate schedule (train.schedule)")
+    _need_int("train.warmup", t.warmup, 0, max(1, t.iterations // 10))
+    if t.warmup >= t.iterations:
+        raise ConfigError(f"config key 'train.warmup' is {t.warmup}, not below train.iterations={t.iterations}; "
+                          f"use fewer warmup iterations (e.g. --set train.warmup={t.iterations // 10})")
+    if t.warmup and name == "plateau":
+        raise ConfigError("config key 'train.warmup' needs a per-iteration schedule, but train.schedule is "
+                          "'plateau'; use e.g. --set train.schedule=cosine, or --set train.warmup=0")
+    if t.warmup == 1 and name == "onecycle":
+        raise ConfigError("config key 'train.warmup' is 1, too short for train.schedule=onecycle (its rise needs "
+                          "at least 2 iterations); use 0 (its default: 30 % of train.iterations) or >= 2")
+    _need_num("train.poly_power", t.poly_power, 0.0, None, 0.9, low_open=True)
+    _need_num("train.ema", t.ema, 0.0, 1.0, 0.99)
+
+
 def validate_config(cfg: RunConfig, training: bool = True) -> None:
     """Raise a ConfigError for the first value of ``cfg`` that cannot work (ranges, the data size
     vs the model stride, the device, the method's own keys, the optimizer and loss names).
@@ -93,6 +114,9 @@ def validate_config(cfg: RunConfig, training: bool = True) -> None:
     _need_num("eval.threshold", e.threshold, 0.0, 1.0, 0.5, low_open=True)
     _need_num("eval.iou_threshold", e.iou_threshold, 0.0, 1.0, 0.65, high_open=False)
     _need_int("eval.overlays", e.overlays, 0, 6)
+    from scarce.evaluation.evaluate import check_tta
+
+    check_tta(e.tta)  # none | flip, did-you-mean
     # --- train
     if training:
         _need_int("train.iterations", t.iterations, 1, 400)
@@ -103,6 +127,7 @@ def validate_config(cfg: RunConfig, training: bool = True) -> None:
         _need_int("train.plateau_patience", t.plateau_patience, 0, 3)
         _need_int("train.threads", t.threads, 0, 1)
         _need_num("train.plateau_factor", t.plateau_factor, 0.0, 1.0, 0.5, low_open=True)
+        _check_schedule(t)
         o = t.optim
         _need_num("train.optim.lr", o.lr, 0.0, None, 0.001, low_open=True)
         _need_num("train.optim.momentum", o.momentum, 0.0, 1.0, 0.9)

@@ -25,7 +25,7 @@ from scarce.evaluation.metrics import (
 )
 
 _EVALUATE = {"predict_probs", "evaluate_set", "evaluate_sets", "validate", "prediction_filename",
-             "format_summary", "overlay_image"}
+             "format_summary", "overlay_image", "check_tta", "TTA_MODES"}
 
 __all__ = [
     "METRICS", "SegMetric", "accuracy", "aggregate", "confusion", "dice", "image_metrics", "jaccard",

@@ -52,14 +52,37 @@ def _device(model: torch.nn.Module, device: str | torch.device | None) -> torch.
     return torch.device(device)
 
 
+TTA_MODES = ("none", "flip")
+"""Test-time augmentation (``eval.tta``): ``none``, or ``flip`` = the mean of the class
+probabilities of the image, its horizontal flip and its vertical flip (each flipped back)."""
+
+_TTA_FLIPS: dict[str, tuple[tuple[int, ...], ...]] = {
+    "none": ((),),
+    "flip": ((), (-1,), (-2,)),  # identity, left-right (W axis), up-down (H axis)
+}
+
+
+def check_tta(tta: Any) -> str:
+    """``tta`` if it is one of :data:`TTA_MODES`, else a ConfigError naming ``eval.tta`` (did-you-mean)."""
+    from scarce.registry import look_up
+
+    return look_up(str(tta), TTA_MODES, "test-time augmentation (eval.tta)")
+
+
 @torch.no_grad()
 def predict_probs(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 16,
-                  device: str | torch.device | None = None) -> torch.Tensor:
+                  device: str | torch.device | None = None, tta: str = "none") -> torch.Tensor:
     """Class probabilities of ``images`` (N×C×S×S) → N×K×S×S float32 on the CPU.
 
     Runs in eval mode without gradients, in batches of ``batch_size``; the model's previous
     train/eval mode is restored afterwards. ``device=None`` uses the model's own device.
+
+    ``tta="flip"`` averages the *probabilities* (sigmoid → [1 − p, p], or softmax; not the
+    logits) of the image and of its horizontal and vertical flips, each flipped back to the
+    image's geometry: three forward passes per batch. The single place TTA is implemented —
+    evaluation, validation during training and ``scarce predict`` all call this function.
     """
+    flips = _TTA_FLIPS[check_tta(tta)]
     dev = _device(model, device)
     was_training = model.training
     model.eval()
@@ -67,7 +90,10 @@ def predict_probs(model: torch.nn.Module, images: torch.Tensor, batch_size: int 
         out = []
         for start in range(0, int(images.shape[0]), max(1, batch_size)):
             x = images[start:start + batch_size].to(dev, dtype=torch.float32)
-            out.append(class_probs(model(x).float()).cpu())
+            p = class_probs(model(x).float())
+            for dims in flips[1:]:  # B×K×S×S each, flipped back before summing
+                p = p + class_probs(model(x.flip(dims)).float()).flip(dims)
+            out.append((p / len(flips) if len(flips) > 1 else p).cpu())
         if not out:
             return torch.zeros((0, 0, *images.shape[2:]), dtype=torch.float32)
         return torch.cat(out)
@@ -217,7 +243,7 @@ def evaluate_set(model: torch.nn.Module, data: SegData, num_classes: int,
                  out_dir: str | Path | None = None, threshold: float = 0.5,
                  save_predictions: bool = True, overlays: int = 6, iou_threshold: float = 0.65,
                  device: str | torch.device | None = None, batch_size: int = 16,
-                 class_names: Sequence[str] | None = None) -> list[dict[str, Any]]:
+                 class_names: Sequence[str] | None = None, tta: str = "none") -> list[dict[str, Any]]:
     """Score ``model`` on every image of ``data`` at its original mask resolution.
 
     Predicts at the training size S (``data.images`` N×C×S×S), upsamples the N×K×S×S
@@ -228,15 +254,17 @@ def evaluate_set(model: torch.nn.Module, data: SegData, num_classes: int,
     specificity}`` (+ ``dice_<class>``/``jaccard_<class>`` when K > 2; class names from
     ``class_names`` or ``c1..``). With ``out_dir`` also writes ``per_image.csv``,
     ``predictions/`` (if ``save_predictions``) and ``overlays/`` (see module docstring).
+    ``tta`` (``none`` | ``flip``) is passed to :func:`predict_probs`.
     """
     return _evaluate_set(model, data, num_classes, out_dir, threshold, save_predictions, overlays,
-                         iou_threshold, device, batch_size, class_names)[0]
+                         iou_threshold, device, batch_size, class_names, tta=tta)[0]
 
 
 def _evaluate_set(model: torch.nn.Module, data: SegData, num_classes: int, out_dir: str | Path | None,
                   threshold: float, save_predictions: bool, overlays: int, iou_threshold: float,
                   device: str | torch.device | None, batch_size: int, class_names: Sequence[str] | None,
-                  trimap_widths: Sequence[int] = ()) -> tuple[list[dict[str, Any]], dict[int, float] | None]:
+                  trimap_widths: Sequence[int] = (), tta: str = "none"
+                  ) -> tuple[list[dict[str, Any]], dict[int, float] | None]:
     """:func:`evaluate_set` plus, when ``trimap_widths`` is non-empty, the trimap mIoU of the same
     predictions (one pass: the upsampled labels are reused, so the numbers equal
     :func:`scarce.evaluation.trimap.model_trimap` without predicting the set twice)."""
@@ -252,7 +280,7 @@ def _evaluate_set(model: torch.nn.Module, data: SegData, num_classes: int, out_d
     widths = sorted({int(w) for w in trimap_widths})
     confusions = {w: np.zeros((num_classes, num_classes), np.int64) for w in widths}
     for start in range(0, n, max(1, batch_size)):
-        probs = predict_probs(model, data.images[start:start + batch_size], batch_size, device)
+        probs = predict_probs(model, data.images[start:start + batch_size], batch_size, device, tta=tta)
         for j in range(probs.shape[0]):
             i = start + j
             gt = np.asarray(gts[i])
@@ -308,7 +336,7 @@ def evaluate_sets(model: torch.nn.Module, tests: Mapping[str, SegData], num_clas
                   save_predictions: bool = True, overlays: int = 6, iou_threshold: float = 0.65,
                   device: str | torch.device | None = None, batch_size: int = 16,
                   class_names: Sequence[str] | None = None,
-                  trimap_widths: Sequence[int] = ()) -> dict[str, dict[str, Any]]:
+                  trimap_widths: Sequence[int] = (), tta: str = "none") -> dict[str, dict[str, Any]]:
     """Evaluate the ID and OOD test sets in one call (see :func:`evaluate_set`).
 
     Returns ``{set: {dice_mean, dice_std, jaccard_mean, jaccard_std, jaccard_t_mean, ...,
@@ -319,13 +347,17 @@ def evaluate_sets(model: torch.nn.Module, tests: Mapping[str, SegData], num_clas
     ``trimap_widths`` (e.g. ``[2, 4, 8, 16]``; empty = off) adds ``trimap: {width: mIoU}`` to
     each set's entry (:mod:`scarce.evaluation.trimap`, accumulated over the set at original
     resolution): boundary accuracy is what weak supervision trades away, and Dice hides it.
+
+    ``tta`` (``none`` | ``flip``, ``eval.tta``): test-time augmentation of every prediction
+    (:func:`predict_probs`); checked before the first set is scored.
     """
+    check_tta(tta)
     out = Path(out_dir) if out_dir is not None else None
     results: dict[str, dict[str, Any]] = {}
     for name, data in tests.items():
         rows, trimap = _evaluate_set(model, data, num_classes, None if out is None else out / name, threshold,
                                      save_predictions, overlays, iou_threshold, device, batch_size, class_names,
-                                     trimap_widths)
+                                     trimap_widths, tta=tta)
         results[name] = _json_safe(aggregate(rows))
         if trimap is not None:
             results[name]["trimap"] = _json_safe(trimap)
@@ -338,12 +370,14 @@ def evaluate_sets(model: torch.nn.Module, tests: Mapping[str, SegData], num_clas
 @torch.no_grad()
 def validate(model: torch.nn.Module, data: SegData, metric: str = "dice", threshold: float = 0.5,
              batch_size: int = 16, device: str | torch.device | None = None,
-             iou_threshold: float = 0.65) -> float:
+             iou_threshold: float = 0.65, tta: str = "none") -> float:
     """Fast validation score: mean per-image ``metric`` at training resolution S.
 
     ``metric`` is ``dice`` | ``jaccard`` | ``jaccard_t`` (foreground-class mean per image,
     empty GT and prediction = 1.0, as :mod:`scarce.evaluation.metrics`). Compares against
     ``data.masks`` (N×S×S) — no upsampling — so the trainer can call it every k iterations.
+    ``tta`` as :func:`predict_probs` (the trainer passes ``eval.tta`` so checkpoint selection
+    scores the model as its evaluation will; ``flip`` triples the cost of a validation).
     """
     if metric not in ("dice", "jaccard", "jaccard_t"):
         raise ValueError(f"validation metric must be 'dice', 'jaccard' or 'jaccard_t', got {metric!r}")
@@ -353,7 +387,7 @@ def validate(model: torch.nn.Module, data: SegData, metric: str = "dice", thresh
     k = data.num_classes
     scores = []
     for start in range(0, n, max(1, batch_size)):
-        probs = predict_probs(model, data.images[start:start + batch_size], batch_size, device)
+        probs = predict_probs(model, data.images[start:start + batch_size], batch_size, device, tta=tta)
         pred = (probs[:, 1] > threshold).long() if probs.shape[1] == 2 else probs.argmax(dim=1)
         gt = data.masks[start:start + batch_size].long()
         p1 = F.one_hot(pred, k).flatten(1, 2)[..., 1:].sum(1).double()  # B×(K-1) |A|

@@ -198,8 +198,15 @@ class Method(abc.ABC):
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"model": self.optimizer}
 
+    def scheduled_optimizers(self) -> list[torch.optim.Optimizer]:
+        """Optimizers whose learning rate follows ``train.schedule`` (ReduceLROnPlateau on a
+        validation plateau, or the per-iteration cosine / onecycle / poly curve); the first one's
+        group-0 lr is the log's ``lr`` column. Default: :meth:`plateau_optimizers` (the segmenter's
+        optimizer), so a method overriding either name is honoured; others (a GAN's) keep their lr."""
+        return self.plateau_optimizers()
+
     def plateau_optimizers(self) -> list[torch.optim.Optimizer]:
-        """Optimizers whose LR the trainer's ReduceLROnPlateau lowers on a validation plateau."""
+        """Older name of :meth:`scheduled_optimizers` (kept: methods may override it)."""
         return [self.optimizer]
 
     def extra_state(self) -> dict[str, Any]:

@@ -1,10 +1,14 @@
 """The trainer owns the loop; methods only define their step.
 
 Iteration-based: every ``val_every`` iterations it validates the segmenter on the labelled
-validation split (the dataset's primary metric), steps ReduceLROnPlateau, keeps the best
-checkpoint (by validation, never by test), writes ``last.pt`` atomically and optionally stops
-early. ``fit(resume=True)`` restores model/optimizers/schedulers/RNG/sampler/step from
-``last.pt`` so that an interrupted run ends bit-identical to an uninterrupted one on CPU.
+validation split (the dataset's primary metric), keeps the best checkpoint (by validation,
+never by test), writes ``last.pt`` atomically and optionally stops early. The learning rate
+follows ``train.schedule``: ReduceLROnPlateau stepped on each validation score (``plateau``, the
+default) or a per-iteration curve (``cosine`` | ``onecycle`` | ``poly``, with ``train.warmup``)
+stepped after every training step. ``train.ema`` keeps an exponential moving average of the
+segmenter's weights, updated after every step; validation and ``best.pt`` then use the average.
+``fit(resume=True)`` restores model/optimizers/schedulers/EMA/RNG/sampler/step from ``last.pt``
+so that an interrupted run ends bit-identical to an uninterrupted one on CPU.
 
 Under ``torchrun`` (WORLD_SIZE > 1) it initialises a process group (gloo on CPU, nccl on GPU),
 shards every global batch across ranks (distributed sampling), averages gradients in
@@ -33,6 +37,75 @@ from scarce.utils.io import atomic_torch_save, atomic_write_text, torch_load
 from scarce.utils.seed import resolve_device, rng_state, seed_everything, set_rng_state
 
 CKPT_DIR = "checkpoints"
+
+SCHEDULES = ("plateau", "cosine", "onecycle", "poly")
+"""Values of ``train.schedule`` (checked before a run by :func:`scarce.validate.validate_config`)."""
+
+
+def lr_factor(schedule: str, step: int, iterations: int, warmup: int = 0, power: float = 0.9) -> float:
+    """Multiplier of every param group's base learning rate for training step ``step`` (0-based)
+    of ``iterations`` under ``cosine`` / ``poly``; one factor for all groups, so a lower encoder
+    lr keeps its ratio. Warmup: step k < ``warmup`` uses (k + 1) / warmup (the warmup-th step
+    reaches the full lr). Then, with progress p = (step − warmup) / (iterations − warmup) in
+    [0, 1): ``cosine`` ½(1 + cos πp) (CosineAnnealingLR's curve to 0), ``poly`` (1 − p)^power."""
+    if step < warmup:
+        return (step + 1) / warmup
+    p = min(1.0, (step - warmup) / max(1, iterations - warmup))
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * p))
+    if schedule == "poly":
+        return (1.0 - p) ** power
+    raise ValueError(f"lr_factor: no per-iteration curve for schedule {schedule!r}")
+
+
+def make_lr_scheduler(optimizer: torch.optim.Optimizer, train: Any) -> Any:
+    """The ``train.schedule`` scheduler of one optimizer (``train`` = :class:`~scarce.config.TrainConfig`).
+
+    ``plateau``: ReduceLROnPlateau (mode max, ``plateau_factor``/``plateau_patience``), stepped with
+    each validation score. ``cosine``/``poly``: LambdaLR with :func:`lr_factor`; ``onecycle``:
+    torch's OneCycleLR (max_lr = each group's lr, cosine rise over ``warmup`` iterations or its
+    default 30 %, then cosine fall to max_lr / 25 / 1e4; the optimizer's momentum/betas are left
+    as configured). All three are stepped once after every training step; their state_dicts are
+    checkpointed (the lambdas are rebuilt from the config)."""
+    from scarce.registry import look_up
+
+    name = look_up(str(train.schedule).lower(), SCHEDULES, "learning-rate schedule (train.schedule)")
+    sched = torch.optim.lr_scheduler
+    if name == "plateau":
+        return sched.ReduceLROnPlateau(optimizer, mode="max", factor=train.plateau_factor,
+                                       patience=train.plateau_patience)
+    total, warmup = int(train.iterations), int(train.warmup)
+    if name == "onecycle":
+        pct = warmup / total if warmup else 0.3
+        return sched.OneCycleLR(optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=total,
+                                pct_start=float(pct), cycle_momentum=False)
+    power = float(train.poly_power)
+
+    def factor(step: int) -> float:
+        return lr_factor(name, step, total, warmup, power)
+
+    return sched.LambdaLR(optimizer, factor)
+
+
+def make_ema(model: torch.nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel:
+    """An exponential moving average of ``model`` (a deep copy, same device and memory format):
+    after each ``update_parameters(model)`` every floating parameter and buffer (BatchNorm running
+    statistics included) becomes decay × average + (1 − decay) × current; the first update copies.
+    Integer buffers (BatchNorm's ``num_batches_tracked``) are copied: torch's EMA function would
+    truncate their average and freeze them."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    ema_float = get_ema_multi_avg_fn(float(decay))
+
+    @torch.no_grad()
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], n_averaged: torch.Tensor) -> None:
+        if averaged[0].is_floating_point() or averaged[0].is_complex():
+            ema_float(averaged, current, n_averaged)
+        else:
+            for a, c in zip(averaged, current):
+                a.copy_(c)
+
+    return AveragedModel(model, multi_avg_fn=update, use_buffers=True)
 
 
 @dataclass
@@ -83,12 +156,11 @@ class Trainer:
         )
         torch.manual_seed(cfg.train.seed)  # identical model init on every rank and every run
         self.method: Method = method_cls(self.ctx, mcfg)
-        self.schedulers = [
-            torch.optim.lr_scheduler.ReduceLROnPlateau(
-                opt, mode="max", factor=cfg.train.plateau_factor, patience=cfg.train.plateau_patience
-            )
-            for opt in self.method.plateau_optimizers()
-        ]
+        self.scheduled = list(self.method.scheduled_optimizers())
+        self.schedulers = [make_lr_scheduler(opt, cfg.train) for opt in self.scheduled]
+        self.per_iteration = str(cfg.train.schedule).lower() != "plateau"
+        # generic over methods: every method's segmenter is ``method.segmenter``
+        self.ema = make_ema(self.method.segmenter, cfg.train.ema) if cfg.train.ema else None
         self._perm = torch.empty(0, dtype=torch.long)
         self._pos = 0
         self.step = 0
@@ -127,6 +199,20 @@ class Trainer:
     @property
     def best_path(self) -> Path:
         return self.run_dir / CKPT_DIR / "best.pt"
+
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        """What validation scores and ``best.pt`` stores: the EMA of the segmenter's weights when
+        ``train.ema`` is on, else the segmenter itself (same class and state_dict keys)."""
+        return self.ema.module if self.ema is not None else self.method.segmenter
+
+    def _after_step(self) -> None:
+        """After each training step: update the EMA, then step the per-iteration schedules."""
+        if self.ema is not None:
+            self.ema.update_parameters(self.method.segmenter)
+        if self.per_iteration:
+            for s in self.schedulers:
+                s.step()
 
     # ------------------------------------------------------------------ batching
     def next_batch(self) -> Batch:
@@ -168,6 +254,7 @@ class Trainer:
             "step": self.step,
             "method": self.method.state_dict(),
             "schedulers": [s.state_dict() for s in self.schedulers],
+            **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
             "sampler_gen": self.sampler_gen.get_state(),
             "method_gens": self._gather_generators(),
             "perm": self._perm,
@@ -185,6 +272,8 @@ class Trainer:
         self.method.load_state_dict(state["method"])
         for s, sd in zip(self.schedulers, state["schedulers"]):
             s.load_state_dict(sd)
+        if self.ema is not None and "ema" in state:  # a resumed run has the same config (run lock)
+            self.ema.load_state_dict(state["ema"])
         self.sampler_gen.set_state(state["sampler_gen"])
         gens = state["method_gens"]
         self.ctx.generator.set_state(gens[self.rank] if self.rank < len(gens) else gens[0])
@@ -204,7 +293,7 @@ class Trainer:
     def _save_best(self) -> None:
         if self.is_main:
             atomic_torch_save(
-                {"model": self.method.segmenter.state_dict(), "step": self.step, "score": self.best_score},
+                {"model": self.eval_model.state_dict(), "step": self.step, "score": self.best_score},
                 self.best_path,
             )
 
@@ -254,7 +343,9 @@ class Trainer:
     def validate(self) -> float:
         from scarce.evaluation.evaluate import validate
 
-        score = validate(self.method.segmenter, self.data.val, self.data.info.metric) if self.is_main else 0.0
+        # eval.tta: the checkpoint is chosen with the predictions it will be evaluated with
+        score = (validate(self.eval_model, self.data.val, self.data.info.metric, tta=self.cfg.eval.tta)
+                 if self.is_main else 0.0)
         if self.world_size > 1:
             import torch.distributed as dist
 
@@ -300,7 +391,10 @@ class Trainer:
         while self.step < limit and not stopped_early:
             batch = self.next_batch()
             self.method.train()
+            # the lr this step trains with (group 0: the decoder's when the encoder has its own)
+            lr = self.scheduled[0].param_groups[0]["lr"] if self.scheduled else float("nan")
             out = self.method.training_step(batch, self.step)
+            self._after_step()
             self.step += 1
             for k, v in out.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
@@ -312,14 +406,15 @@ class Trainer:
             is_val = self.step % cfg.val_every == 0 or self.step == cfg.iterations
             if self.step % cfg.log_every == 0 or is_val:
                 row: dict[str, Any] = {"step": self.step, **{k: v / max(count, 1) for k, v in sums.items()}}
-                row["lr"] = self.method.plateau_optimizers()[0].param_groups[0]["lr"]
+                row["lr"] = lr
                 row["sec_per_step"] = (time.perf_counter() - t0) / max(count, 1)
                 sums, count, t0 = {}, 0, time.perf_counter()
                 if is_val:
                     score = self.validate()
                     row["val_" + self.data.info.metric] = score
-                    for s in self.schedulers:
-                        s.step(score)
+                    if not self.per_iteration:
+                        for s in self.schedulers:
+                            s.step(score)
                     selectable = self.step == cfg.iterations or self.method.selectable(self.step)
                     if selectable and score > self.best_score:
                         self.best_score, self.best_step, self.bad_validations = score, self.step, 0
