@@ -37,7 +37,27 @@ def test_roundtrip(tmp_path):
     save_config(cfg, tmp_path / "config.yaml")
     again = from_dict(RunConfig, load_yaml(tmp_path / "config.yaml"))
     assert again == cfg
-    assert set(preset_names()) >= {"cpu", "paper"}
+    assert set(preset_names()) >= {"cpu", "paper", "quality"}
+
+
+def test_quality_preset_is_the_pretrained_encoder_recipe():
+    """The quality preset = Lite0 U-Net with ImageNet weights, 800 iterations; the cpu preset
+    (the default) stays the from-scratch width-8 U-Net; model.encoder=none gives the width-16
+    from-scratch U-Net at the quality recipe."""
+    from scarce.models import EncoderUNet, UNet, model_from_config
+    from scarce.validate import validate_config
+
+    q = load_config(preset="quality")
+    assert (q.model.encoder, q.model.encoder_weights, q.train.iterations) == ("efficientnet_lite0", "imagenet", 800)
+    assert q.train.optim.name == "adam" and q.data.size == 128
+    validate_config(q)
+    net = model_from_config(q.model, 3, 2, pretrained=False)
+    assert isinstance(net.net, EncoderUNet) and net.norm.mode == "imagenet"  # auto: ImageNet mean/std
+    c = load_config()
+    assert c.preset == "cpu" and c.model.encoder is None and c.train.iterations == 400
+    s = load_config(preset="quality", sets=["model.encoder=none"])
+    net = model_from_config(s.model, 3, 2, pretrained=False)
+    assert isinstance(net, UNet) and s.model.width == 16
 
 
 def test_registry_did_you_mean():
