@@ -40,7 +40,7 @@ def _configs(every: int, generators: tuple[str, ...] | list[str] = ("pix2pix",))
     """(row name, method dict) of every measured configuration; pix2pix rows keep their historic
     names, the other generator families get a `` [name]`` suffix."""
     out = [("supervised", {"name": "supervised"})]
-    from scarce.methods.e2eaug import E2EAugConfig
+    from scarce.methods.gan.e2eaug import E2EAugConfig
 
     d = E2EAugConfig()
     for gen in generators:
@@ -83,7 +83,7 @@ def _synthetic_run_data(n: int, size: int, channels: int = 3):
 
 def _trainer(args: argparse.Namespace, method: dict, tmp: str):
     from scarce.config import load_config
-    from scarce.methods.trainer import Trainer
+    from scarce.engine.trainer import Trainer
 
     method = {**method}
     if method["name"] != "supervised":

@@ -64,7 +64,7 @@ class Bench:
     def __init__(self, name: str, size: int, sets: list[str], args: argparse.Namespace, device: torch.device):
         from scarce.config import load_config
         from scarce.losses import get_loss
-        from scarce.methods.base import make_optimizer
+        from scarce.engine.optim import make_optimizer
         from scarce.models import count_parameters, model_from_config, segmenter_param_groups
 
         self.name, self.size = name, size

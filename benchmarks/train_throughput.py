@@ -8,7 +8,7 @@ a model or in the training loop shows up as a number. Fastest of the timed steps
     python benchmarks/train_throughput.py --threads 2          # < 3 minutes on 2 cores
     python benchmarks/train_throughput.py --sizes 128 --steps 5 --skip-ratio
 
-Part 2 compares one step of :class:`scarce.methods.trainer.Trainer` (supervised method, no
+Part 2 compares one step of :class:`scarce.engine.trainer.Trainer` (supervised method, no
 augmentation) with a bare PyTorch loop doing the same work (same model, Adam, loss, batch
 size): ratio = trainer s/step ÷ bare s/step (1.00 = no overhead).
 """
@@ -115,7 +115,7 @@ def trainer_ratio(args: argparse.Namespace, device: torch.device) -> None:
     """Trainer s/step vs a bare loop (U-Net default, ``ratio_size`` px, batch ``train_batch``)."""
     try:
         from scarce.config import RunConfig
-        from scarce.methods.trainer import Trainer
+        from scarce.engine.trainer import Trainer
     except Exception as e:  # the trainer is developed in parallel
         print(f"\ntrainer not available yet ({type(e).__name__}: {e}); skipping the ratio")
         return

@@ -37,7 +37,7 @@ def stage_a_seconds(size: int, k: int, reps: int, lam: float = 1.0) -> float:
 
     from scarce.data.scribbles import stem_rng, synthesize_scribbles
     from scarce.losses.weak import grid_affinities
-    from scarce.methods.stage_a import StageAJob, solve_stage_a
+    from scarce.methods.weak.stage_a import StageAJob, solve_stage_a
 
     data = _segdata(reps, size, 5, k)
     w = grid_affinities(data.images).numpy()
@@ -62,7 +62,7 @@ def epoch_seconds(name: str, n: int, size: int, batch: int, epochs: int, workers
     ``epochs`` (= M) epochs, so its figure includes the amortised Stage A."""
     from scarce.config import load_config
     from scarce.data.types import DatasetInfo, RunData
-    from scarce.methods.trainer import Trainer
+    from scarce.engine.trainer import Trainer
 
     info = DatasetInfo("syn", "synthetic", "dice")
     data = RunData(info, _segdata(n, size, 0), _segdata(2, size, 1), {}, None)

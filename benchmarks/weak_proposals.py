@@ -24,7 +24,7 @@ def proposal_stats(run_dir: Path) -> dict[str, float] | None:
     """Dice of the final proposals vs the training masks, and foreground fractions."""
     from scarce.api import load_run_config
     from scarce.data.load import prepare_run_data
-    from scarce.methods import resolve_method_config
+    from scarce.methods import method_spec
     from scarce.utils.io import torch_load
 
     last = run_dir / "checkpoints" / "last.pt"
@@ -44,7 +44,7 @@ def proposal_stats(run_dir: Path) -> dict[str, float] | None:
     inter = (p & m).reshape(len(m), -1).sum(1)
     denom = p.reshape(len(m), -1).sum(1) + m.reshape(len(m), -1).sum(1)
     dice = np.where(denom > 0, 2 * inter / np.maximum(denom, 1), 1.0)
-    lam = resolve_method_config(cfg.method)[1].lam
+    lam = method_spec(cfg).config.lam
     return {"lam": float(lam), "dice": float(dice.mean()), "fg": float(p.mean()), "fg_true": float(m.mean()),
             "val": float(json.loads((run_dir / "metrics.json").read_text())["best_val"])}
 

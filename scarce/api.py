@@ -6,7 +6,6 @@ split → Trainer.fit → best-validation checkpoint → evaluation on the ID + 
 from __future__ import annotations
 
 import os
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +32,9 @@ def normalized_config(saved: dict[str, Any]) -> dict[str, Any]:
     except (ConfigError, TypeError, ValueError):
         return saved
     try:  # the method's own defaults too: {name: e2eaug} and {name: e2eaug, lam: 1.0} are one run
-        from scarce.methods import resolve_method_config  # lazy: importing scarce does no work
+        from scarce.methods import method_spec  # lazy: importing scarce does no work
 
-        _, mcfg = resolve_method_config(d["method"])
-        d["method"] = {"name": d["method"]["name"], **asdict(mcfg)}
+        d["method"] = method_spec(d["method"]).as_dict()
     except (ConfigError, KeyError, TypeError, ValueError):
         pass
     return d
@@ -128,7 +126,7 @@ def train_run(cfg: RunConfig, resume: bool = False) -> dict[str, Any]:
 def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
     """:func:`train_run` once the config is valid and this process holds the run folder."""
     from scarce.data.load import prepare_run_data
-    from scarce.methods.trainer import Trainer
+    from scarce.engine.trainer import Trainer
 
     _check_run_dir(cfg, run_dir, resume)
     data = prepare_run_data(cfg.data, seed=cfg.train.seed)  # validates all inputs first
@@ -298,6 +296,144 @@ def evaluate_run(run_dir: str | os.PathLike[str], test_sets: list[str] | None = 
     return _evaluate(cfg, model, tests, num_classes, out_dir)
 
 
+SHIFTS_DIR = "eval_shifts"
+"""A run's intensity-shift evaluation (:func:`evaluate_shifts`) without ``out``: ``<run>/eval_shifts``."""
+
+
+def is_shift_output(folder: Path) -> bool:
+    """True when ``folder`` holds an earlier shift evaluation (``shifts.csv`` + ``shifts.json``)
+    and is not a run folder: :func:`evaluate_shifts` may rewrite it without ``overwrite``."""
+    return ((folder / "shifts.csv").is_file() and (folder / "shifts.json").is_file()
+            and not (folder / "config.yaml").exists())
+
+
+def _shift_meta(run_dir: str | os.PathLike[str], cfg: RunConfig, shifts: list[str],
+                severities: tuple[int, ...]) -> dict[str, Any]:
+    """What a shift evaluation depends on (stored as ``shifts.json``; compared by
+    :func:`shift_evaluation_current`): the best checkpoint's SHA-1, the shifts, severities and
+    their parameters, the noise seed and the evaluation settings. A missing ``best.pt`` is a
+    ConfigError (before any data is loaded)."""
+    import hashlib
+    import json
+
+    from scarce.evaluation.shifts import SHIFT_PARAMS, SHIFT_SEED
+
+    best = Path(run_dir) / "checkpoints" / "best.pt"
+    if not best.is_file():
+        raise ConfigError(f"no best checkpoint in {str(run_dir)!r}: the run has not validated yet (train it first)")
+    h = hashlib.sha1()
+    with open(best, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return json.loads(json.dumps({  # tuples → lists: equal to what shifts.json reads back
+        "format": 1, "checkpoint_sha1": h.hexdigest(), "shifts": shifts, "severities": list(severities),
+        "params": {n: SHIFT_PARAMS[n] for n in shifts}, "seed": SHIFT_SEED,
+        "test_sets": cfg.data.test_sets,
+        "eval": {"threshold": cfg.eval.threshold, "iou_threshold": cfg.eval.iou_threshold, "tta": cfg.eval.tta},
+        "data": {"size": cfg.data.size, "intensity": cfg.data.intensity},
+    }))
+
+
+def shift_evaluation_current(run_dir: str | os.PathLike[str], folder: str | os.PathLike[str],
+                             shifts: str | list[str] | None = None, severities: Any = (1, 2, 3),
+                             config: str | None = None, sets: list[str] | None = None) -> bool:
+    """True when ``folder`` holds a complete shift evaluation of the run's *current*
+    ``best.pt`` (same SHA-1) that covers ``shifts`` × ``severities`` with today's parameters
+    and the same evaluation settings (threshold, TTA, test sets, size, ``data.intensity``):
+    then it need not be recomputed (``scarce robustness`` resumes this way)."""
+    import json
+
+    from scarce.evaluation.shifts import check_severities, resolve_shifts
+
+    folder = Path(folder)
+    try:
+        saved = json.loads((folder / "shifts.json").read_text())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(saved, dict) or not (folder / "shifts.csv").is_file():
+        return False
+    names, sev = resolve_shifts(shifts), check_severities(severities)
+    want = _shift_meta(run_dir, load_run_config(run_dir, config, sets), names, sev)
+    same = ("format", "checkpoint_sha1", "seed", "test_sets", "eval", "data")
+    return (all(saved.get(k) == want[k] for k in same)
+            and set(names) <= set(saved.get("shifts") or []) and set(sev) <= set(saved.get("severities") or [])
+            and all((saved.get("params") or {}).get(n) == want["params"][n] for n in names))
+
+
+def evaluate_shifts(run_dir: str | os.PathLike[str], shifts: str | list[str] | None = None,
+                    severities: Any = (1, 2, 3), test_sets: list[str] | None = None,
+                    out: str | os.PathLike[str] | None = None, overwrite: bool = False,
+                    config: str | None = None, sets: list[str] | None = None,
+                    data_root: str | None = None, log: Any = None) -> list[dict[str, Any]]:
+    """Stress-test a finished run under deterministic intensity shifts of its own test images.
+
+    Loads the best checkpoint and the test sets once, scores the unshifted images (``shift``
+    ``none``, severity 0) and every shift × severity (:mod:`scarce.evaluation.shifts`; ``None``
+    or ``"all"`` = every registered shift) on every test set (the run's ID + OOD sets, or
+    ``test_sets``), with the run's ``eval.threshold`` and ``eval.tta``; shifts act before the
+    run's ``data.intensity`` preprocessing. Returns one dict per (test set, shift, severity):
+    ``{test_set, shift, severity, n, dice_mean, dice_std, jaccard_mean, ...}`` (over images).
+
+    Writes ``shifts.csv``, ``shifts.md`` and ``shifts.json`` (what was evaluated) atomically into
+    ``out`` (default ``<run_dir>/eval_shifts``); no prediction images. An explicit ``out`` must be
+    new, empty or an earlier shift evaluation unless ``overwrite``, and may never be or contain
+    the run folder (so a read-only grid is stress-tested into another folder). Unknown shift
+    names (KeyError, did-you-mean) and bad severities (ConfigError) fail before anything loads.
+    ``train.threads`` (e.g. ``sets=["train.threads=1"]``) limits torch's CPU threads.
+    """
+    import dataclasses
+
+    from scarce.data.load import load_test_sets
+    from scarce.evaluation.shifts import check_severities, evaluate_shifted_sets, resolve_shifts, write_shift_outputs
+    from scarce.utils.io import ensure_writable
+    from scarce.utils.paths import check_output_folder
+
+    names = resolve_shifts(shifts)
+    sev = check_severities(severities)
+    if out:
+        check_output_folder(out, containers=[run_dir], overwrite=overwrite, what="shift evaluation folder",
+                            previous=is_shift_output)
+    cfg = load_run_config(run_dir, config, sets)
+    if data_root:
+        cfg.data.root = data_root
+    if test_sets:
+        cfg.data.test_sets = list(test_sets)
+    out_dir = Path(out) if out else Path(run_dir) / SHIFTS_DIR
+    try:  # before loading data or computing anything
+        ensure_writable(out_dir)
+    except OSError as e:
+        fix = "choose another --out DIR" if out else "use --out DIR to write it elsewhere"
+        raise ConfigError(f"cannot write the shift evaluation into {str(out_dir)!r} ({e.strerror}); {fix}") from None
+    meta = _shift_meta(run_dir, cfg, names, sev)
+    if cfg.train.threads > 0:
+        import torch
+
+        torch.set_num_threads(int(cfg.train.threads))
+    # decoded without data.intensity: the shift comes first, then the run's preprocessing
+    tests = load_test_sets(dataclasses.replace(cfg.data, intensity="none"), seed=cfg.train.seed)
+    first = next(iter(tests.values()))
+    num_classes, channels = first.num_classes, int(first.images.shape[1])
+    model = load_segmenter(run_dir, cfg, in_channels=channels, num_classes=num_classes)
+    rows = evaluate_shifted_sets(model, tests, num_classes, names, sev, threshold=cfg.eval.threshold,
+                                 iou_threshold=cfg.eval.iou_threshold, tta=cfg.eval.tta,
+                                 intensity=cfg.data.intensity, log=log)
+    meta["evaluated_test_sets"] = list(tests)
+    write_shift_outputs(out_dir, rows, meta, metric=_dataset_metric(cfg),
+                        title=f"Run `{Path(run_dir).as_posix()}` (best checkpoint; eval.tta={cfg.eval.tta}, "
+                              f"threshold {cfg.eval.threshold:g}).")
+    return rows
+
+
+def _dataset_metric(cfg: RunConfig) -> str:
+    """The dataset's primary metric (``jaccard`` for skin lesions, else ``dice``)."""
+    try:
+        from scarce.data.registry import get_info
+
+        return str(get_info(cfg.data.dataset, num_classes=cfg.data.num_classes).metric)
+    except Exception:  # a folder the registry cannot describe
+        return "dice"
+
+
 def predict_folder(run_dir: str | os.PathLike[str], images: str | os.PathLike[str], out: str | os.PathLike[str],
                    config: str | None = None, sets: list[str] | None = None, overwrite: bool = False,
                    overlays: bool = False, probabilities: bool = False) -> list[str]:
@@ -399,12 +535,11 @@ def pretrain_gan_run(cfg: RunConfig, vanilla: bool = False, overwrite: bool = Fa
     """``scarce gan pretrain``: pretrain the mask→image GAN of ``cfg.method`` (e2eaug/separate
     settings) on the training pairs of the current split, into the GAN cache that the methods
     reuse (``method.gan_cache``, default ``<out>/../.gan_cache``), plus a gallery in ``cfg.out``
-    (which must be new, empty or hold only an earlier gallery unless ``overwrite``)."""
-    import torch
-
-    from scarce.augment import augment_masks
+    (which must be new, empty or hold only an earlier gallery unless ``overwrite``). The gallery is
+    the method's own (:func:`~scarce.methods.gan.pretrain.mask_gallery`: its mask augmentation
+    options and seed; ``method.gallery`` rows, 8 when that is 0)."""
     from scarce.data.load import prepare_run_data
-    from scarce.methods.gan_pretrain import _gan_config, build_generator, pretrain_gan, write_gallery
+    from scarce.methods.gan.pretrain import _gan_config, build_generator, gan_cache_dir, mask_gallery, pretrain_gan
     from scarce.utils.paths import check_output_folder
 
     check_output_folder(cfg.out, overwrite=overwrite, what="GAN output folder",
@@ -419,15 +554,10 @@ def pretrain_gan_run(cfg: RunConfig, vanilla: bool = False, overwrite: bool = Fa
     searchable = searchable and not vanilla
     data = prepare_run_data(cfg.data, seed=cfg.train.seed)
     out = Path(cfg.out)
-    cache = gc.gan_cache if gc.gan_cache is not None else str(out.parent / ".gan_cache")
-    res = pretrain_gan(cfg, data, out=cache or None, searchable=searchable, progress=cfg.train.progress)
+    res = pretrain_gan(cfg, data, out=gan_cache_dir(gc.gan_cache, out), searchable=searchable,
+                       progress=cfg.train.progress)
     gen = build_generator(gc, data.train.num_classes, int(data.train.images.shape[1]), cfg.data.size, searchable)
     gen.load_state_dict(res.generator)
-    n = min(8, len(data.train))
-    g = torch.Generator().manual_seed(cfg.train.seed)
-    masks = data.train.masks[:n]
-    aug = augment_masks("combine", masks, g, ops=list(gc.mask_ops))
-    with torch.no_grad():
-        write_gallery(out / GAN_GALLERY, gen, data.train.images[:n], masks, aug, data.train.num_classes)
+    mask_gallery(out / GAN_GALLERY, gc, gen, data.train, cfg.train.seed, rows=gc.gallery or 8)
     return {"checkpoint": str(res.path) if res.path else None, "cached": res.cached, "losses": res.losses,
             "gallery": str(out / GAN_GALLERY)}

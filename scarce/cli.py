@@ -12,7 +12,6 @@ import sys
 from typing import Any, Sequence
 
 EPILOG = "Docs: README.md. Data root: --data-root or the SCARCE_DATA_ROOT environment variable."
-METHOD_NAMES = "supervised, e2eaug, separate, gan_aug, pce_gd, grid_gd, dense_gd, grid_tr"
 """Listed statically so ``scarce --help`` needs no torch import (a test keeps it in sync)."""
 
 
@@ -87,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     # ---- train / evaluate / predict
     x = sub.add_parser("train", help="train one method on one dataset and evaluate it (ID + OOD)")
     _cfg_args(x)
-    x.add_argument("--method", help=f"shortcut for --set method.name=... ({METHOD_NAMES})")
+    x.add_argument("--method", help="shortcut for --set method.name=... (a registered method: `scarce methods` lists them)")
     x.add_argument("--out", help="shortcut for --set out=...")
     x.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
     x.add_argument("--json", action="store_true", help="print the run's result as JSON (for scripts) instead of a summary")
@@ -101,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--out", help="write the evaluation here instead of <run>/eval (a new, empty or earlier evaluation folder)")
     x.add_argument("--overwrite", action="store_true", help="allow a non-empty --out (only the evaluation's files are replaced)")
     x.add_argument("--json", action="store_true", help="print the metrics as JSON (for scripts) instead of a summary")
+    x.add_argument("--shifts", metavar="NAMES",
+                   help="intensity-shift stress test instead: 'all' or comma-separated shifts (brightness, contrast, "
+                        "gamma, dark_gamma, blur, noise, lowres, xray_shift); writes <run>/eval_shifts/shifts.csv + "
+                        "shifts.md (or into --out)")
+    x.add_argument("--severities", nargs="+", type=int, metavar="S",
+                   help="with --shifts: severities 1..3 (default 1 2 3; the unshifted images are always scored)")
     x = sub.add_parser("predict", help="segment a folder of images with a finished run")
     x.add_argument("run_dir")
     x.add_argument("--config", "-c", metavar="FILE", help="YAML merged over the run's config.yaml")
@@ -142,6 +147,26 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--newest", action="store_true",
                    help="when several runs fill one table cell (dataset, row, budget, seed), keep the newest "
                         "(by metrics.json time) instead of stopping with an error")
+    x = sub.add_parser("robustness", help="intensity-shift stress test of every finished run under RUNS, then "
+                       "tables + plots (mean ± std over seeds); resumes")
+    x.add_argument("runs", nargs="+", help="folders holding run folders (searched recursively, e.g. a grid's out)")
+    x.add_argument("--out", "-o", required=True,
+                   help="report folder: new, empty or an earlier robustness report; never a RUNS folder itself")
+    x.add_argument("--shifts", default="all", metavar="NAMES", help="'all' (default) or comma-separated shift names")
+    x.add_argument("--severities", nargs="+", type=int, metavar="S", help="severities 1..3 (default 1 2 3)")
+    x.add_argument("--metric", help="dice | jaccard | jaccard_t (default: each dataset's primary metric)")
+    x.add_argument("--set", "-s", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key of every run's config, e.g. --set train.threads=1")
+    x.add_argument("--data-root", metavar="DIR")
+    x.add_argument("--runs-read-only", action="store_true",
+                   help="leave the run folders untouched: write each run's evaluation under OUT/per_run/ "
+                        "(default: <run>/eval_shifts/)")
+    x.add_argument("--newest", action="store_true",
+                   help="when several runs fill one cell (dataset, row, budget, seed), keep the newest")
+    x.add_argument("--overwrite", action="store_true",
+                   help="allow a non-empty OUT that is not a robustness report (its other files are kept)")
+    x = sub.add_parser("methods", help="registered training methods: family, what each does, its config keys")
+    x.add_argument("name", nargs="?", help="one method: its config keys with defaults and help")
     x = sub.add_parser("demo", help="train and compare methods on built-in synthetic data (minutes on a CPU)")
     x.add_argument("--out", default="runs/demo", help="demo folder (runs + report)")
     x.add_argument("--set", "-s", dest="sets", action="append", default=[], metavar="KEY=VALUE",
@@ -181,6 +206,45 @@ def _print_results(tests: dict[str, Any], metric: str, footer: str, note: str = 
     print(footer)
 
 
+def _method_summary(cls: type, limit: int = 90) -> str:
+    """First sentence of a method module's docstring, without its ``name``: prefix."""
+    import re
+    import sys as _sys
+
+    doc = (_sys.modules[cls.__module__].__doc__ or "").strip().split("\n\n")[0]
+    text = re.sub(r"^``\w+``:\s*", "", " ".join(doc.split()))
+    text = re.split(r"(?<=[.;])\s(?=[A-Z])", text)[0]
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def _methods(name: str | None) -> int:
+    """``scarce methods [NAME]``: the method registry (the one list of method names)."""
+    import dataclasses
+
+    from scarce.methods import load_builtin_methods
+
+    reg = load_builtin_methods()
+    if name is None:
+        rows = []
+        for n in reg.names():
+            cls = reg.get(n)
+            family = cls.__module__.split(".")[2] if cls.__module__.count(".") >= 3 else "-"
+            rows.append({"method": n, "family": family, "what": _method_summary(cls)})
+        _print_table(rows, ["method", "family", "what"])
+        print("\nscarce methods NAME shows a method's config keys; set them with --set method.KEY=VALUE")
+        return 0
+    cls = reg.get(name)
+    print(f"{cls.name} ({cls.__module__}): {_method_summary(cls, 400)}\n")
+    rows = [{"key": f"method.{f.name}", "default": repr(f.default) if f.default is not dataclasses.MISSING
+             else repr(f.default_factory()) if f.default_factory is not dataclasses.MISSING else ""}
+            for f in dataclasses.fields(cls.Config)]
+    if rows:
+        _print_table(rows, ["key", "default"])
+    else:
+        print("(no config keys of its own)")
+    return 0
+
+
 def _dispatch(a: argparse.Namespace) -> int:
     if a.cmd == "data":
         return _data(a)
@@ -205,6 +269,8 @@ def _dispatch(a: argparse.Namespace) -> int:
         from scarce.api import evaluate_run
 
         sets = [s for s in (a.test_sets or "").split(",") if s] or None
+        if a.shifts or a.severities:
+            return _evaluate_shifts(a, sets)
         res = evaluate_run(a.run_dir, sets, a.data_root, a.out, a.config, a.sets, overwrite=a.overwrite)
         if a.json:
             print(json.dumps(res, indent=2))
@@ -253,12 +319,66 @@ def _dispatch(a: argparse.Namespace) -> int:
         write_report(a.runs, a.out, metric=a.metric, newest=a.newest, require_runs=True)
         print(f"report: {a.out}/results.md")
         return 0
+    if a.cmd == "robustness":
+        from scarce.robustness import run_robustness
+
+        res = run_robustness(a.runs, a.out, a.shifts, a.severities or (1, 2, 3), metric=a.metric, sets=a.sets,
+                             data_root=a.data_root, runs_read_only=a.runs_read_only, newest=a.newest,
+                             overwrite=a.overwrite, log=lambda m: print(m, file=sys.stderr))
+        print(f"robustness report: {res['report']}  ({res['runs']} runs: {len(res['evaluated'])} evaluated, "
+              f"{len(res['reused'])} up to date, {len(res['unfinished'])} unfinished skipped)")
+        if res["failed"]:
+            print(f"{len(res['failed'])} run(s) failed and are left out of the report:", file=sys.stderr)
+            for run, msg in res["failed"]:
+                print(f"  {run}: {msg}", file=sys.stderr)
+            return 1
+        return 0
+    if a.cmd == "methods":
+        return _methods(a.name)
     if a.cmd == "demo":
         from scarce.demo import run_demo
 
         run_demo(a.out, sets=a.sets, workers=a.workers, quick=a.quick, overwrite=a.overwrite)
         return 0
     build_parser().print_help()
+    return 0
+
+
+def _evaluate_shifts(a: argparse.Namespace, test_sets: list[str] | None) -> int:
+    """``scarce evaluate RUN --shifts ...``: the library call, then per test set a compact table
+    (primary metric, mean over images; rows = shifts, columns = severities)."""
+    from pathlib import Path
+
+    from scarce.api import SHIFTS_DIR, evaluate_shifts, load_run_config
+    from scarce.config import ConfigError
+
+    if not a.shifts:
+        raise ConfigError("--severities needs --shifts (e.g. --shifts all --severities 1 2 3)")
+    rows = evaluate_shifts(a.run_dir, a.shifts, a.severities or (1, 2, 3), test_sets, a.out, a.overwrite,
+                           a.config, a.sets, data_root=a.data_root)
+    if a.json:
+        from scarce.evaluation.evaluate import _json_safe
+
+        print(json.dumps(_json_safe(rows), indent=2))  # NaN (undefined metric) → null
+        return 0
+    metric = _primary_metric(load_run_config(a.run_dir, a.config, a.sets))
+    print(f"{metric} under intensity shifts (mean over images; severity 0 = unshifted):")
+    sev = sorted({int(r["severity"]) for r in rows if r["severity"]})
+    for t in dict.fromkeys(r["test_set"] for r in rows):
+        sub = [r for r in rows if r["test_set"] == t]
+        table: dict[str, dict[str, str]] = {}
+        for r in sub:
+            v = r.get(f"{metric}_mean")
+            cell = "" if v is None or v != v else f"{v:.3f}"
+            table.setdefault(r["shift"], {})[str(r["severity"])] = cell
+        cols = ["0", *map(str, sev)]
+        width = max(len("shift"), *(len(k) for k in table))
+        print(f"  {t} (n={sub[0]['n']})")
+        print(f"    {'shift':<{width}}  " + "  ".join(f"{c:>5}" for c in cols))
+        for k, v in table.items():
+            print(f"    {k:<{width}}  " + "  ".join(f"{v.get(c, ''):>5}" for c in cols))
+    out_dir = a.out or str(Path(a.run_dir) / SHIFTS_DIR)
+    print(f"written to {out_dir}  (shifts.csv, shifts.md; --json for scripts)")
     return 0
 
 

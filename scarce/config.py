@@ -6,7 +6,7 @@ Resolution order (later wins): dataclass defaults → preset (``scarce/configs/p
 
 Method-specific hyperparameters live in the method's own dataclass (``Method.Config``) beside
 its code; ``RunConfig.method`` holds ``{"name": ..., **fields}`` and is resolved against that
-dataclass by :func:`scarce.methods.resolve_method_config`.
+dataclass by :func:`scarce.methods.method_spec`.
 """
 from __future__ import annotations
 
@@ -21,13 +21,36 @@ from typing import Any, Mapping, Sequence, TypeVar, get_type_hints
 
 import yaml
 
+from scarce.errors import ConfigError  # noqa: F401  (re-exported: scarce.config.ConfigError)
+from scarce.registry import look_up
+
 T = TypeVar("T")
 
 ENV_DATA_ROOT = "SCARCE_DATA_ROOT"
 
 
-class ConfigError(ValueError):
-    """A config key or value is wrong; the message names the key and the fix."""
+@dataclass(frozen=True)
+class ReportAxis:
+    """A method hyperparameter (or data condition) that reports draw as an x axis: declared on the
+    method Config field itself (:func:`axis_field`), so reports read axes from configs, not from
+    run-label conventions. ``key`` is the report column / file-name token, ``short`` the symbol in
+    table rows (``λ=0.1``); ``tunable`` axes (hyperparameters) also get a validation panel and
+    the value validation chooses; ``value`` maps the field's value to a number (default float)."""
+
+    key: str
+    title: str
+    short: str
+    tunable: bool = False
+    value: Any = None
+
+
+LAMBDA_AXIS = ReportAxis("method_lam", "λ", "λ", tunable=True)
+"""The λ of every method that weights a second loss term (GAN pairs, Grid-TR's trust region)."""
+
+
+def axis_field(default: Any, axis: ReportAxis) -> Any:
+    """A dataclass field declared as report axis ``axis``: ``lam: float = axis_field(1.0, LAMBDA_AXIS)``."""
+    return field(default=default, metadata={"axis": axis})
 
 
 @dataclass
@@ -306,8 +329,6 @@ def preset_names() -> list[str]:
 
 
 def load_preset(name: str) -> dict[str, Any]:
-    from scarce.registry import look_up
-
     look_up(name, preset_names(), "preset")
     text = (resources.files("scarce") / "configs" / "presets" / f"{name}.yaml").read_text()
     return yaml.safe_load(text) or {}

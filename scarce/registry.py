@@ -8,6 +8,8 @@ from __future__ import annotations
 import difflib
 from typing import Any, Callable, Generic, Iterator, TypeVar
 
+from scarce.errors import ConfigError
+
 T = TypeVar("T")
 
 
@@ -65,8 +67,6 @@ def look_up(name: str, options: list[str] | tuple[str, ...], what: str) -> str:
     Raises :class:`scarce.config.ConfigError` (a ValueError), which the CLI prints as one line:
     these options (preset, optimizer, backbone, ...) come from the config.
     """
-    from scarce.config import ConfigError
-
     if name in options:
         return name
     close = difflib.get_close_matches(str(name), list(options), n=3, cutoff=0.5)

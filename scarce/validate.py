@@ -74,7 +74,7 @@ def model_stride(model_cfg: Any) -> int:
 def _check_schedule(t: Any) -> None:
     """``train.schedule`` / ``warmup`` / ``poly_power`` / ``ema`` of a :class:`~scarce.config.TrainConfig`
     (``train.iterations`` already checked)."""
-    from scarce.methods.trainer import SCHEDULES
+    from scarce.engine.optim import SCHEDULES
     from scarce.registry import look_up
 
     name = look_up(str(t.schedule).lower(), SCHEDULES, "learning-rate schedule (train.schedule)")
@@ -136,10 +136,10 @@ def validate_config(cfg: RunConfig, training: bool = True) -> None:
         if len(betas) != 2 or not all(_is_num(b) and 0.0 <= float(b) < 1.0 for b in betas):
             raise ConfigError(f"config key 'train.optim.betas' must be two numbers in [0, 1), got {o.betas!r} "
                               "(e.g. --set train.optim.betas=[0.9,0.999])")
-        from scarce.methods.base import OPTIMIZERS
+        from scarce.engine.optim import OPTIMIZERS
         from scarce.registry import look_up
 
-        look_up(str(o.name).lower(), OPTIMIZERS, "optimizer (train.optim.name)")
+        look_up(str(o.name).lower(), tuple(OPTIMIZERS.names()), "optimizer (train.optim.name)")
         if t.loss != "auto":
             from scarce.losses import LOSSES
 
@@ -148,9 +148,9 @@ def validate_config(cfg: RunConfig, training: bool = True) -> None:
         from scarce.utils.seed import resolve_device
 
         resolve_device(t.device)
-        from scarce.methods import resolve_method_config
+        from scarce.methods import method_spec
 
-        resolve_method_config(cfg.method)  # unknown method / method key / type → did-you-mean
+        method_spec(cfg)  # unknown method / method key / type → did-you-mean
     # --- model vs size (builds the network once; cached)
     stride = model_stride(cfg.model)
     if d.size % stride:

@@ -142,11 +142,21 @@ def test_gan_pretrain_is_cached(tmp_path, cache, capsys):
     assert json.loads(capsys.readouterr().out)["cached"] is True
 
 
-def test_help_lists_every_registered_method():
-    from scarce.cli import METHOD_NAMES
+def test_methods_command_lists_the_registry(capsys):
+    """`scarce methods` reads the registry (the one list of method names): every registered
+    method with its family; `scarce methods NAME` its config keys; a typo is one line, exit 2."""
     from scarce.methods import load_builtin_methods
 
-    assert sorted(METHOD_NAMES.split(", ")) == load_builtin_methods().names()
+    assert main(["methods"]) == 0
+    out = capsys.readouterr().out
+    listed = [ln.split()[0] for ln in out.splitlines()[1:] if ln.strip() and not ln.startswith("scarce ")]
+    assert listed == load_builtin_methods().names()
+    assert "e2eaug      gan" in out and "grid_tr     weak" in out
+    assert main(["methods", "grid_tr"]) == 0
+    out = capsys.readouterr().out
+    assert "method.lam" in out and "method.scribbles" in out
+    assert main(["methods", "e2eag"]) == 2
+    assert "Did you mean 'e2eaug'" in capsys.readouterr().err
 
 
 def test_bad_option_is_one_line_and_leaves_no_partial_run(tmp_path, cache, capsys):

@@ -11,7 +11,7 @@ SCRIPT = r'''
 import os, sys, torch
 sys.path.insert(0, {root!r})
 from tests.tiny import tiny_config, tiny_run_data
-from scarce.methods.trainer import Trainer
+from scarce.engine.trainer import Trainer
 out = {out!r}
 cfg = tiny_config(out, {{"name": "supervised", "augment": "flip"}}, iterations=4)
 t = Trainer(cfg, tiny_run_data(), out)

@@ -215,7 +215,7 @@ def test_input_norm_option_on_models() -> None:
 # --------------------------------------------------------------------------- training side
 
 def test_encoder_lr_multiplier_param_groups(tmp_path: Path) -> None:
-    from scarce.methods.trainer import Trainer
+    from scarce.engine.trainer import Trainer
 
     cfg = tiny_config(tmp_path / "a", iterations=2)
     cfg.model.encoder = "efficientnet_lite0"
@@ -240,7 +240,7 @@ def test_checkpoint_round_trip_without_the_weights_package(tmp_path: Path, monke
     best.pt: identical outputs, and rebuilding needs no weights package."""
     from scarce.api import load_segmenter
     from scarce.config import save_config
-    from scarce.methods.trainer import Trainer
+    from scarce.engine.trainer import Trainer
 
     cfg = tiny_config(tmp_path, iterations=2, val_every=2)
     cfg.model.encoder = "efficientnet_lite0"

@@ -195,7 +195,7 @@ def test_pickle_payload_is_still_refused_in_one_line(tmp_path, fake_run, capsys)
 
 
 def test_truncated_last_checkpoint_on_resume_names_file_and_fix(tmp_path):
-    from scarce.methods.trainer import Trainer
+    from scarce.engine.trainer import Trainer
     from scarce.utils.io import CheckpointError
     from tests.tiny import tiny_config, tiny_run_data
 
@@ -210,7 +210,7 @@ def test_truncated_last_checkpoint_on_resume_names_file_and_fix(tmp_path):
 
 
 def test_corrupt_gan_cache_warns_and_is_retrained(tmp_path):
-    from scarce.methods.gan_pretrain import load_gan_cache
+    from scarce.methods.gan.pretrain import load_gan_cache
 
     path = tmp_path / "pix2pix-x-s0-search-abc.pt"
     torch.save({"generator": {"w": torch.zeros(3)}, "discriminator": {}}, path)
@@ -294,7 +294,7 @@ def test_evaluate_on_a_read_only_run_says_out_before_computing(tmp_path, fake_ru
 
 # --------------------------------------------------------------------------------- output (item 9)
 def test_plain_progress_lines_when_not_a_terminal(tmp_path, capsys):
-    from scarce.methods.trainer import Trainer
+    from scarce.engine.trainer import Trainer
     from tests.tiny import tiny_config, tiny_run_data
 
     def trainer():

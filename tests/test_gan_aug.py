@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from scarce.methods.gan_aug import (
-    GanAugConfig, PairGenerator, build_pair_gan, hard_labels, pair_gan_step, pretrain_pair_gan,
-)
-from scarce.methods.trainer import Trainer
+from scarce.engine.trainer import Trainer
+from scarce.methods.gan.gan_aug import GanAugConfig, build_pair_gan, pair_gan_step, pretrain_pair_gan
+from scarce.models.pair_gan import PairGenerator, hard_labels
 from tests.tiny import tiny_config, tiny_run_data
 
 torch.set_num_threads(1)
@@ -44,15 +43,17 @@ def test_pretrain_cache_hit_is_identical(tmp_path):
     data = tiny_run_data(n_train=4)
     gc = GanAugConfig(nz=8, ngf=4, ndf=4, pretrain_iters=2)
     rng = torch.get_rng_state()
-    first, p1, hit1, _ = pretrain_pair_gan(cfg, data, gc, tmp_path / "cache")
+    r1 = pretrain_pair_gan(cfg, data, gc, tmp_path / "cache")
+    first, p1, hit1 = r1.generator, r1.path, r1.cached
     assert torch.equal(rng, torch.get_rng_state())
-    second, p2, hit2, _ = pretrain_pair_gan(cfg, data, gc, tmp_path / "cache")
+    r2 = pretrain_pair_gan(cfg, data, gc, tmp_path / "cache")
+    second, p2, hit2 = r2.generator, r2.path, r2.cached
     assert not hit1 and hit2 and p1 == p2 and p1.name.startswith("gan_aug-")
     assert all(torch.equal(v, second[k]) for k, v in first.items())
     gc.lam = 5.0  # not a pretraining setting: same file
-    assert pretrain_pair_gan(cfg, data, gc, tmp_path / "cache")[1] == p1
+    assert pretrain_pair_gan(cfg, data, gc, tmp_path / "cache").path == p1
     gc.ngf = 8
-    assert pretrain_pair_gan(cfg, data, gc, tmp_path / "cache")[1] != p1
+    assert pretrain_pair_gan(cfg, data, gc, tmp_path / "cache").path != p1
 
 
 def test_trains_segmenter_with_frozen_pair_generator(tmp_path):

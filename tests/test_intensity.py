@@ -324,7 +324,7 @@ def test_existing_augment_names_are_unchanged(name):
 # ============================================================================ methods
 
 def _supervised(tmp_path, **method):
-    from scarce.methods.trainer import Trainer
+    from scarce.engine.trainer import Trainer
     from tests.tiny import tiny_config, tiny_run_data
 
     cfg = tiny_config(tmp_path, {"name": "supervised", **method}, iterations=1)
@@ -332,7 +332,7 @@ def _supervised(tmp_path, **method):
 
 
 def _batch_of(method):
-    from scarce.methods.base import Batch
+    from scarce.engine.method import Batch
 
     tr = method.ctx.data.train
     return Batch(images=tr.images[:4].clone(), masks=tr.masks[:4].clone(), index=torch.arange(4))
@@ -386,18 +386,18 @@ def test_bad_method_intensity_fails_before_training(tmp_path):
 
 @pytest.mark.parametrize("name", ["e2eaug", "separate", "gan_aug"])
 def test_gan_methods_accept_intensity(name):
-    from scarce.methods import resolve_method_config
-    from scarce.methods.base import _intensity_setting
+    from scarce.methods import method_spec
+    from scarce.engine.method import _intensity_setting
 
-    _, mcfg = resolve_method_config({"name": name, "intensity": "nnunet", "intensity_params": {"noise_prob": 0}})
+    mcfg = method_spec({"name": name, "intensity": "nnunet", "intensity_params": {"noise_prob": 0}}).config
     setting = _intensity_setting(mcfg)
     assert setting is not None and setting[0] == "nnunet" and setting[1].noise_prob == 0
-    assert _intensity_setting(resolve_method_config({"name": name})[1]) is None
+    assert _intensity_setting(method_spec({"name": name}).config) is None
 
 
 @pytest.mark.slow
 def test_supervised_with_intensity_resumes_exactly(tmp_path):
-    from scarce.methods.trainer import Trainer
+    from scarce.engine.trainer import Trainer
     from tests.tiny import tiny_config, tiny_run_data
 
     def weights(t):
@@ -422,7 +422,7 @@ def test_supervised_with_intensity_resumes_exactly(tmp_path):
 
 @pytest.mark.slow
 def test_e2eaug_step_with_intensity_runs(tmp_path):
-    from scarce.methods.trainer import Trainer
+    from scarce.engine.trainer import Trainer
     from tests.tiny import tiny_config, tiny_run_data
 
     cfg = tiny_config(tmp_path, {"name": "e2eaug", "pretrain_iters": 2, "gallery": 0, "intensity": "nnunet"},

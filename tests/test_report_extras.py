@@ -9,7 +9,7 @@ import torch
 import yaml
 from PIL import Image
 
-from scarce.reports.extras import line_key, small_png_copy
+from scarce.reports.extras import line_names, small_png_copy
 from scarce.reports.report import write_report
 from scarce.reports.tables import collect_runs, trimap_results, trimap_widths
 
@@ -69,9 +69,27 @@ def test_collect_trimap_and_axes(tmp_path):
     assert res["grid_tr-l1-unet"][2] == pytest.approx([0.60, 0.61])
     lengths = df.groupby("row")["scribble_length"].first()
     assert lengths["pce_gd-l1-unet"] == 1.0 and lengths["grid_tr-l0-unet"] == 0.0 and np.isnan(lengths["full-unet"])
-    assert line_key("grid_tr-l0.5-deeplabv3", "scribble_length") == "grid_tr-deeplabv3"
-    assert line_key("grid_tr-lam0.03-unet", "method_lam") == "grid_tr-unet"
-    assert line_key("grid_tr-lam0.03-unet", "scribble_length") == "grid_tr-lam0.03-unet"
+    names = line_names(df[df["dataset"] == "kvasir_seg"], "scribble_length")
+    assert names["grid_tr-l0-unet"] == names["grid_tr-l1-unet"] == "grid_tr-unet"
+    assert names["pce_gd-l1-unet"] == "pce_gd-unet" and names["full-unet"] == "full-unet"
+
+
+def test_axis_lines_come_from_configs_not_labels(tmp_path):
+    """Lines group runs whose configs differ only in the axis field, whatever their labels say:
+    labels without any -l<L>/-lam<λ> token still form one line; equal labels with another
+    config difference (another potts_weight) do not."""
+    from scarce.reports.tables import run_axes
+
+    base = {"data": {"dataset": "kvasir_seg", "budget": 40}, "train": {"seed": 0}, "model": {"name": "unet"}}
+    for i, (label, lam, w) in enumerate([("alpha", 0.1, 1.0), ("beta", 1.0, 1.0), ("gamma", 0.1, 3.0)]):
+        cfg = {**base, "label": label, "method": {"name": "grid_tr", "scribbles": "synthetic:0.5", "lam": lam, "potts_weight": w}}
+        _run(tmp_path / label / "s0", cfg, {"kvasir_seg": {"dice_mean": 0.5 + i / 10, "n": 4}})
+    df = collect_runs(tmp_path)
+    assert sorted(df["method_lam"]) == [0.1, 0.1, 1.0]
+    names = line_names(df, "method_lam")
+    assert names["alpha"] == names["beta"] != names["gamma"]
+    assert run_axes({**base, "method": {"name": "e2eaug"}})["method_lam"] != run_axes(  # default λ: no value
+        {**base, "method": {"name": "e2eaug", "lam": 1.0}})["method_lam"]
 
 
 def test_trimap_panels_per_scribble_length(tmp_path):
@@ -187,7 +205,7 @@ def test_old_configs_without_new_keys_match(tmp_path):
 def test_train_run_writes_trimap(tmp_path):
     from scarce.api import train_run
     from scarce.config import ConfigError, load_config
-    from scarce.evaluation.trimap import model_trimap
+    from scarce.evaluation.evaluate import model_trimap
 
     sets = [f"out={tmp_path / 'run'}", "data.size=32", "data.synthetic_n=24", "data.budget=10",
             "model.width=4", "model.depth=2", "train.iterations=2", "train.val_every=2", "train.batch_size=4",

@@ -268,7 +268,7 @@ def test_validate_config_checks_method_and_names():
 def test_failure_before_first_checkpoint_leaves_nothing_and_the_corrected_rerun_works(tmp_path, monkeypatch):
     from scarce.api import train_run
     from scarce.config import load_config
-    from scarce.methods.supervised import Supervised
+    from scarce.methods.supervised.supervised import Supervised
 
     out = tmp_path / "run"
     sets = [f"out={out}", "data.size=32", "data.synthetic_n=40", "data.budget=20", "model.width=4",

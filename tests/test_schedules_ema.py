@@ -11,7 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from scarce.methods.trainer import Trainer, make_ema, make_lr_scheduler
+from scarce.engine.optim import make_ema, make_lr_scheduler
+from scarce.engine.trainer import Trainer
 from tests.tiny import tiny_config, tiny_run_data
 
 LR = 1e-2

@@ -4,7 +4,7 @@ import csv
 import pytest
 import torch
 
-from scarce.methods.trainer import Trainer
+from scarce.engine.trainer import Trainer
 from tests.tiny import tiny_config, tiny_run_data
 
 

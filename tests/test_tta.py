@@ -135,7 +135,7 @@ def test_validation_and_evaluation_use_eval_tta(tmp_path, monkeypatch):
     from tests.tiny import tiny_config, tiny_run_data
 
     from scarce.evaluation.evaluate import evaluate_sets, validate
-    from scarce.methods.trainer import Trainer
+    from scarce.engine.trainer import Trainer
 
     seen = _spy(monkeypatch)
     cfg = tiny_config(tmp_path, iterations=2)

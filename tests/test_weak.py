@@ -32,7 +32,7 @@ from scarce.losses.weak import (  # noqa: E402
     robust_kl,
     robust_kl_terms,
 )
-from scarce.methods.stage_a import StageAJob, solve_many, solve_stage_a, stage_a_energy  # noqa: E402
+from scarce.methods.weak.stage_a import StageAJob, solve_many, solve_stage_a, stage_a_energy  # noqa: E402
 
 
 # ============================================================================ helpers
@@ -420,7 +420,7 @@ def _weights(trainer) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize("name", ["pce_gd", "grid_gd", "dense_gd", "grid_tr"])
 def test_method_trains_and_resumes_identically(name: str, tmp_path: Path) -> None:
-    from scarce.methods.trainer import Trainer
+    from scarce.engine.trainer import Trainer
 
     data = _rundata()
     full = Trainer(_cfg(name), data, tmp_path / "full")
@@ -442,7 +442,7 @@ def test_method_trains_and_resumes_identically(name: str, tmp_path: Path) -> Non
 
 
 def test_grid_tr_lambda_zero_fixed_proposals_and_multiclass(tmp_path: Path) -> None:
-    from scarce.methods.trainer import Trainer
+    from scarce.engine.trainer import Trainer
 
     tr = Trainer(_cfg("grid_tr", lam=0.0, eps=0.3), _rundata(k=3), tmp_path / "r")
     tr.fit()
@@ -454,7 +454,7 @@ def test_training_masks_are_not_used(tmp_path: Path) -> None:
     from PIL import Image
 
     from scarce.data.synthetic import make_synthetic
-    from scarce.methods.trainer import Trainer
+    from scarce.engine.trainer import Trainer
 
     folder = make_synthetic(tmp_path / "d", 4, size=32, seed=0)
     write_scribbles(folder, 1.0, seed=0)
@@ -474,14 +474,14 @@ def test_training_masks_are_not_used(tmp_path: Path) -> None:
 
 
 def test_auto_scribbles_need_paths() -> None:
-    from scarce.methods.trainer import Trainer
+    from scarce.engine.trainer import Trainer
 
     with pytest.raises(DataError, match="synthetic:L"):
         Trainer(_cfg("pce_gd", scribbles="auto"), _rundata(), "/tmp/unused-weak-run")
 
 
 def test_model_trimap_runs_on_segdata() -> None:
-    from scarce.evaluation.trimap import model_trimap
+    from scarce.evaluation.evaluate import model_trimap
     from scarce.models import create_model
 
     data = _segdata(2, 32, 3)

@@ -17,7 +17,7 @@ not three): images bilinear, masks nearest, fill 0 (0 = background).
 Intensity augmentation (images only, nnU-Net's transforms) lives in :mod:`scarce.augment.intensity`
 with its own registry (``none``, ``nnunet``): apply the geometric draw first, then
 ``apply_intensity(name, images, g)``; masks are untouched, so geometry stays that of the
-geometric op. Methods use it through ``method.intensity`` (:meth:`scarce.methods.base.Method.augment_intensity`).
+geometric op. Methods use it through ``method.intensity`` (:meth:`scarce.engine.method.Method.augment_intensity`).
 """
 from __future__ import annotations
 

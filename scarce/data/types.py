@@ -18,6 +18,13 @@ import numpy as np
 import torch
 
 
+def out_channels(num_classes: int) -> int:
+    """Logit channels a network needs for a K-class task: 1 for binary (sigmoid), K otherwise
+    (softmax). A property of the label space, so models (head size) and losses/metrics (how to
+    read the logits, :mod:`scarce.losses`) take it from here instead of from each other."""
+    return 1 if num_classes == 2 else num_classes
+
+
 class DataError(ValueError):
     """Bad input data. The message names the file and says what to do."""
 

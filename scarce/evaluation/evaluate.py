@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from scarce.data.types import SegData
 from scarce.evaluation.metrics import METRICS, aggregate, image_metrics
-from scarce.evaluation.trimap import miou_from_confusion, trimap_confusions
+from scarce.evaluation.trimap import DEFAULT_WIDTHS, miou_from_confusion, trimap_confusions, trimap_miou
 from scarce.losses import class_probs
 from scarce.utils.io import atomic_save_png, atomic_write_bytes, atomic_write_json, atomic_write_text
 
@@ -267,7 +267,7 @@ def _evaluate_set(model: torch.nn.Module, data: SegData, num_classes: int, out_d
                   ) -> tuple[list[dict[str, Any]], dict[int, float] | None]:
     """:func:`evaluate_set` plus, when ``trimap_widths`` is non-empty, the trimap mIoU of the same
     predictions (one pass: the upsampled labels are reused, so the numbers equal
-    :func:`scarce.evaluation.trimap.model_trimap` without predicting the set twice)."""
+    :func:`model_trimap` without predicting the set twice)."""
     out = Path(out_dir) if out_dir is not None else None
     n = len(data)
     gts = data.orig_masks if data.orig_masks is not None else [m.numpy().astype(np.uint8) for m in data.masks]
@@ -404,3 +404,26 @@ def validate(model: torch.nn.Module, data: SegData, metric: str = "dice", thresh
             s = torch.where(s >= iou_threshold, s, torch.zeros_like(s))
         scores.append(s)
     return float(torch.cat(scores).mean())
+
+
+def model_trimap(model: torch.nn.Module, data: SegData, widths: Sequence[int] = DEFAULT_WIDTHS, threshold: float = 0.5,
+                 batch_size: int = 8) -> dict[int, float]:
+    """Trimap mIoU of ``model`` on a :class:`~scarce.data.types.SegData`: scored at each image's
+    original resolution when ``data.orig_masks`` is set (probabilities upsampled bilinearly, as
+    :mod:`scarce.evaluation.evaluate`), else at the training size against ``data.masks``."""
+    preds, gts = [], []
+    for start in range(0, len(data), batch_size):
+        probs = predict_probs(model, data.images[start:start + batch_size], batch_size)
+        for j in range(probs.shape[0]):
+            i = start + j
+            p = probs[j:j + 1]
+            if data.orig_masks is not None:
+                gt = np.asarray(data.orig_masks[i]).astype(np.int64)
+                p = F.interpolate(p, size=gt.shape, mode="bilinear", align_corners=False)
+            else:
+                gt = data.masks[i].cpu().numpy()
+            lab = (p[0, 1] > threshold).long() if p.shape[1] == 2 else p[0].argmax(0)
+            preds.append(lab.numpy())
+            gts.append(gt)
+    return trimap_miou(preds, gts, data.num_classes, widths)
+

@@ -76,29 +76,3 @@ def trimap_miou(preds: Iterable[np.ndarray] | np.ndarray, gts: Iterable[np.ndarr
 
 
 __all__ = ["DEFAULT_WIDTHS", "boundary_map", "trimap_bands", "trimap_confusions", "trimap_miou", "miou_from_confusion"]
-
-
-def model_trimap(model, data, widths: Sequence[int] = DEFAULT_WIDTHS, threshold: float = 0.5,
-                 batch_size: int = 8) -> dict[int, float]:
-    """Trimap mIoU of ``model`` on a :class:`~scarce.data.types.SegData`: scored at each image's
-    original resolution when ``data.orig_masks`` is set (probabilities upsampled bilinearly, as
-    :mod:`scarce.evaluation.evaluate`), else at the training size against ``data.masks``."""
-    import torch.nn.functional as F
-
-    from scarce.evaluation.evaluate import predict_probs
-
-    preds, gts = [], []
-    for start in range(0, len(data), batch_size):
-        probs = predict_probs(model, data.images[start:start + batch_size], batch_size)
-        for j in range(probs.shape[0]):
-            i = start + j
-            p = probs[j:j + 1]
-            if data.orig_masks is not None:
-                gt = np.asarray(data.orig_masks[i]).astype(np.int64)
-                p = F.interpolate(p, size=gt.shape, mode="bilinear", align_corners=False)
-            else:
-                gt = data.masks[i].cpu().numpy()
-            lab = (p[0, 1] > threshold).long() if p.shape[1] == 2 else p[0].argmax(0)
-            preds.append(lab.numpy())
-            gts.append(gt)
-    return trimap_miou(preds, gts, data.num_classes, widths)

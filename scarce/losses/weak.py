@@ -37,7 +37,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from scarce.losses import LOSSES
+from scarce.losses.core import LOSSES
 
 IGNORE = 255
 """Label value of unlabelled pixels (scribble file format)."""

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from torch import nn
 
-from scarce.losses import out_channels
+from scarce.data.types import out_channels
 from scarce.models.base import SegmentationModel, count_parameters
 from scarce.models.deeplab import DeepLabV3
 from scarce.models.encoder_models import EncoderDeepLabV3, EncoderUNet

@@ -8,11 +8,12 @@ nothing to show), so a grid without such data gets exactly the report it always 
 * **Trimap** (``eval.trimap_widths``): per dataset and test set a plot like the weak-supervision
   paper's Figure 6 (rows = run labels, mean ± std over seeds; one panel per scribble length when
   the runs span several, full supervision dashed in each) and a table of mIoU per width.
-* **Axes** (scribble length, λ): when runs of one dataset differ in ``method.scribbles:
-  synthetic:L`` or in an explicit ``method.lam``, a table and plot of the metric against that
-  value. Lines are the run labels with the axis token removed, so name grid rows
-  ``<method>-l<L>`` (length) and ``<method>-lam<λ>`` (λ), e.g. ``grid_tr-l0.5-unet`` and
-  ``grid_tr-lam0.1-unet``; rows without the value (e.g. full supervision) are drawn as dashed
+* **Axes** (scribble length, λ, ...: every :class:`~scarce.config.ReportAxis` declared on a
+  method Config field): when runs of one dataset differ in such a field set explicitly (e.g.
+  ``method.scribbles: synthetic:L``, ``method.lam``), a table and plot of the metric against
+  that value. A line is the set of runs whose configs are equal apart from that field (and
+  seeds), named by the tokens their labels share (``grid_tr-l0.5-unet``, ``grid_tr-l1-unet`` →
+  ``grid_tr-unet``); rows without the value (e.g. full supervision) are drawn as dashed
   reference lines. The λ axis (a hyperparameter) also gets a ``validation (selection)``
   column/panel (each run's best validation score) and names the value validation chooses.
 * **Searched architecture** (any run folder with ``architecture.json``, written by E2EAug's
@@ -44,15 +45,12 @@ GALLERY_MAX_BYTES = 300_000
 """Copied gallery PNGs stay below this (the report folder is committed)."""
 GALLERY_MAX_SIDE = 768
 
-AXES: dict[str, dict[str, Any]] = {
-    "scribble_length": {"title": "scribble length", "short": "L", "token": r"-l\d+(?:\.\d+)?(?=-|$)",
-                        "tunable": False},
-    "method_lam": {"title": "λ", "short": "λ", "token": r"-lam\d+(?:\.\d+)?(?:e-?\d+)?(?=-|$)",
-                   "tunable": True},
-}
-"""Report axes: collect_runs column → display names and the label token stripped to form lines;
-``tunable`` axes (hyperparameters, not data conditions) also get a validation column/panel and
-the value validation chooses."""
+def known_axes() -> dict[str, Any]:
+    """Report axes: every :class:`~scarce.config.ReportAxis` declared on a method Config field
+    (``scribble_length``, ``method_lam``, ...), key → axis (title, short symbol, tunable)."""
+    from scarce.methods import report_axes
+
+    return report_axes()
 
 
 def _slug(text: str) -> str:
@@ -105,6 +103,7 @@ def _trimap_panels(sub: "pd.DataFrame", res: dict[str, Any]) -> tuple[dict[str, 
     lengths = sub.groupby("row")["scribble_length"].first()
     if lengths.dropna().nunique() < 2:
         return res, None
+    names = line_names(sub, "scribble_length")
     refs: dict[str, Any] = {}
     by_len: dict[float, dict[str, Any]] = {}
     for row, by_w in res.items():
@@ -112,8 +111,8 @@ def _trimap_panels(sub: "pd.DataFrame", res: dict[str, Any]) -> tuple[dict[str, 
         if length is None or math.isnan(float(length)):
             refs[row] = by_w
         else:
-            by_len.setdefault(float(length), {})[line_key(row, "scribble_length")] = by_w
-    return refs, {f"{AXES['scribble_length']['short']} = {_fmt_value(v)}": by_len[v] for v in sorted(by_len)}
+            by_len.setdefault(float(length), {})[names.get(row, row)] = by_w
+    return refs, {f"{known_axes()['scribble_length'].short} = {_fmt_value(v)}": by_len[v] for v in sorted(by_len)}
 
 
 def trimap_section(df: "pd.DataFrame", dataset: str, out: Path) -> list[str]:
@@ -143,10 +142,44 @@ def trimap_section(df: "pd.DataFrame", dataset: str, out: Path) -> list[str]:
 
 # --------------------------------------------------------------------------- axes (length, λ)
 
-def line_key(row: str, axis: str) -> str:
-    """Run label with the axis token removed: ``grid_tr-l0.5-unet`` → ``grid_tr-unet`` (length),
-    ``grid_tr-lam0.1-unet`` → ``grid_tr-unet`` (λ)."""
-    return re.sub(AXES[axis]["token"], "", row) or row
+def _common_label(labels: Sequence[str]) -> str:
+    """Display name of one line: the ``-``-separated tokens its members' labels share at the
+    start and the end (``grid_tr-l0.5-unet``, ``grid_tr-l1-unet`` → ``grid_tr-unet``); a single
+    label is kept as it is."""
+    labels = sorted(set(labels))
+    if len(labels) == 1:
+        return labels[0]
+    parts = [lab.split("-") for lab in labels]
+    n = min(len(p) for p in parts)
+    pre = 0
+    while pre < n and len({p[pre] for p in parts}) == 1:
+        pre += 1
+    suf = 0
+    while suf < n - pre and len({p[-1 - suf] for p in parts}) == 1:
+        suf += 1
+    name = "-".join(parts[0][:pre] + (parts[0][len(parts[0]) - suf:] if suf else []))
+    return name or labels[0]
+
+
+def line_names(df: "pd.DataFrame", axis: str) -> dict[str, str]:
+    """Row label → the name of its line along ``axis``. Runs are one line when their configs are
+    equal apart from the axis field, seed and runtime keys (``line:<axis>`` of
+    :func:`scarce.reports.tables.run_axes`) — read from the configs, not parsed from labels.
+    Names that would collide keep their first member's full label."""
+    col = f"line:{axis}"
+    if col not in df.columns:
+        return {r: r for r in df["row"]}
+    groups = df.groupby(col, sort=True)["row"].agg(lambda r: sorted(set(r)))
+    names = {sig: _common_label(rows) for sig, rows in groups.items()}
+    seen: dict[str, int] = {}
+    for n in names.values():
+        seen[n] = seen.get(n, 0) + 1
+    out: dict[str, str] = {}
+    for sig, rows in groups.items():
+        name = names[sig] if seen[names[sig]] == 1 else rows[0]
+        for r in rows:
+            out.setdefault(r, name)
+    return out
 
 
 def _axis_frame(df: "pd.DataFrame", metric: str, axis: str) -> "pd.DataFrame | None":
@@ -156,7 +189,8 @@ def _axis_frame(df: "pd.DataFrame", metric: str, axis: str) -> "pd.DataFrame | N
     if axis not in df.columns or col not in df.columns:
         return None
     d = df.drop_duplicates(subset=["row", "budget", "test_set", "seed"], keep="last").copy()
-    d["_line"] = [line_key(r, axis) for r in d["row"]]
+    names = line_names(d, axis)
+    d["_line"] = [names[r] for r in d["row"]]
     if d["budget"].nunique(dropna=True) > 1:
         d["_line"] = d["_line"] + " @ " + d["budget"].astype(str)
     vals = d[d[axis].notna()]
@@ -169,33 +203,64 @@ def _axis_frame(df: "pd.DataFrame", metric: str, axis: str) -> "pd.DataFrame | N
 
 
 def axis_section(df: "pd.DataFrame", dataset: str, metric: str, axis: str, out: Path) -> list[str]:
-    """Table + plot of ``metric`` against ``axis`` (a key of :data:`AXES`) for one dataset."""
-    import numpy as np
-    import pandas as pd
+    """Table + plot of ``metric`` against ``axis`` (a key of :func:`known_axes`) for one dataset:
+    :func:`_axis_stats` (seed statistics per line and value, plus the validation pseudo test set
+    for a tunable axis), :func:`_axis_table`, :func:`_axis_plot`, :func:`_axis_choice` and the
+    section's prose."""
+    info = known_axes()[axis]
+    got = _axis_stats(df, dataset, metric, axis, info)
+    if got is None:
+        return []
+    stats, sets = got
+    values = sorted(float(v) for v in stats[axis].dropna().unique())
+    lines_all = sorted(stats["_line"].unique().tolist())
+    ref = [ln for ln in lines_all if stats[(stats["_line"] == ln)][axis].notna().sum() == 0]
+    stem = f"{_slug(dataset)}_{metric}_by_{axis}"
+    md = _axis_table(stats, sets, axis, info, values, lines_all, ref)
+    atomic_write_text(out / f"{stem}.md", md[0])
+    atomic_write_text(out / f"{stem}.csv", md[1])
+    _axis_plot(stats, sets, axis, info, metric, values, lines_all, ref, out / f"{stem}.png")
+    chosen = _axis_choice(stats, axis, info, lines_all, ref)
+    pick = [f"Chosen by validation: {'; '.join(chosen)}.", ""] if chosen else []
+    note = (f" `{VALIDATION}` is each run's best validation score (Dice for binary data): choose "
+            f"{info.title} by it, never by a test column." if info.tunable else "")
+    return [f"### {dataset} — {_pretty(metric)} by {info.title}", "",
+            f"Mean ± std over seeds; a row is a line (runs whose configs differ only in {info.title}) "
+            "at each value (bold: best at that value); rows without a value (e.g. full supervision) "
+            f"are references, listed once.{note}", "", md[0].rstrip("\n"), "", *pick,
+            f"![{dataset} by {info.title}]({stem}.png)", ""]
 
-    from scarce.reports.tables import format_cell
+
+def _axis_stats(df: "pd.DataFrame", dataset: str, metric: str, axis: str, info: Any
+                ) -> "tuple[pd.DataFrame, list[str]] | None":
+    """:func:`_axis_frame` of one dataset and its test sets; a tunable axis (a hyperparameter)
+    also gets each run's best validation score as one more test set, so the choice is visibly
+    not made on a test set. None when the axis does not vary."""
+    import pandas as pd
 
     sub = df[df["dataset"] == dataset]
     sets = ordered_test_sets(sub)
-    if AXES[axis]["tunable"] and "best_val" in sub.columns and sub["best_val"].notna().any():
-        # the validation score (what checkpoints and this axis' value must be chosen by) as one
-        # more column/panel, so the choice is visibly not made on a test set
+    if info.tunable and "best_val" in sub.columns and sub["best_val"].notna().any():
         val = sub.drop_duplicates(subset=["run"]).copy()
         val["test_set"] = VALIDATION
         val[f"{metric}_mean"] = val["best_val"]
         sub = pd.concat([sub, val], ignore_index=True)
         sets = sets + [VALIDATION]
     stats = _axis_frame(sub, metric, axis)
-    if stats is None:
-        return []
-    info = AXES[axis]
-    values = sorted(float(v) for v in stats[axis].dropna().unique())
-    lines_all = sorted(stats["_line"].unique().tolist())
-    ref = [ln for ln in lines_all if stats[(stats["_line"] == ln)][axis].notna().sum() == 0]
-    # table (long, so many values stay readable): rows = reference lines, then
-    # "<line> @ <short>=<value>" by value; columns = test sets (+ validation for a tunable axis)
+    return None if stats is None else (stats, sets)
+
+
+def _axis_table(stats: "pd.DataFrame", sets: list[str], axis: str, info: Any, values: list[float],
+                lines_all: list[str], ref: list[str]) -> tuple[str, str]:
+    """(Markdown, CSV) of the axis table: rows = reference lines, then ``<line> @ <short>=<value>``
+    by value (long, so many values stay readable); columns = test sets; bold = best line at a value."""
+    import numpy as np
+    import pandas as pd
+
+    from scarce.reports.tables import format_cell
+
     keys = [(ln, None) for ln in ref] + [(ln, v) for v in values for ln in lines_all if ln not in ref]
-    index = [ln if v is None else f"{ln} @ {info['short']}={_fmt_value(v)}" for ln, v in keys]
+    index = [ln if v is None else f"{ln} @ {info.short}={_fmt_value(v)}" for ln, v in keys]
     cells: dict[str, list[str]] = {}
     best: dict[str, set[str]] = {}
     for t in sets:
@@ -216,16 +281,18 @@ def axis_section(df: "pd.DataFrame", dataset: str, metric: str, axis: str, out: 
                 top = max(rounded.values())
                 best.setdefault(t, set()).update(k for k, x in rounded.items() if x == top)
     table = pd.DataFrame(cells, index=pd.Index(index, name="row"))
-    stem = f"{_slug(dataset)}_{metric}_by_{axis}"
-    md = to_markdown(table, best)
-    atomic_write_text(out / f"{stem}.md", md)
-    atomic_write_text(out / f"{stem}.csv", table.to_csv())
-    # plot: one panel per test set
+    return to_markdown(table, best), table.to_csv()
+
+
+def _axis_plot(stats: "pd.DataFrame", sets: list[str], axis: str, info: Any, metric: str, values: list[float],
+               lines_all: list[str], ref: list[str], png: Path) -> None:
+    """One panel per test set: a line (± std band) per line over the axis values, references dashed;
+    λ sweeps over decades on a log (or symlog, when 0 is a value) x axis."""
     from scarce.reports.plots import _figure
 
-    fig, axes = _figure(len(sets))
+    fig, panels = _figure(len(sets))
     colors = _colors(lines_all)
-    for ax, t in zip(axes, sets):
+    for ax, t in zip(panels, sets):
         for ln in lines_all:
             s = stats[(stats["_line"] == ln) & (stats["test_set"] == t)]
             if s.empty:
@@ -251,27 +318,24 @@ def axis_section(df: "pd.DataFrame", dataset: str, metric: str, axis: str, out: 
         ax.set_xticklabels([_fmt_value(v) for v in values])
         ax.minorticks_off()
         ax.set_title(t)
-        ax.set_xlabel(info["title"])
+        ax.set_xlabel(info.title)
         ax.grid(True, alpha=0.3)
-    if axes:
-        axes[0].set_ylabel(_pretty(metric))
-        axes[-1].legend(fontsize=7, loc="best")
-    save_figure(fig, out / f"{stem}.png")
+    if panels:
+        panels[0].set_ylabel(_pretty(metric))
+        panels[-1].legend(fontsize=7, loc="best")
+    save_figure(fig, png)
+
+
+def _axis_choice(stats: "pd.DataFrame", axis: str, info: Any, lines_all: list[str], ref: list[str]) -> list[str]:
+    """Per line of a tunable axis: the value with the best mean VALIDATION score (what may choose)."""
     chosen = []
     for ln in lines_all:
         s = stats[(stats["_line"] == ln) & (stats["test_set"] == VALIDATION) & stats[axis].notna()]
         if ln not in ref and len(s) > 1:
             top = s.loc[s["mean"].idxmax()]
-            chosen.append(f"`{ln}`: {info['title']} = {_fmt_value(float(top[axis]))} "
+            chosen.append(f"`{ln}`: {info.title} = {_fmt_value(float(top[axis]))} "
                           f"(validation {float(top['mean']):.3f})")
-    pick = [f"Chosen by validation: {'; '.join(chosen)}.", ""] if chosen else []
-    note = (f" `{VALIDATION}` is each run's best validation score (Dice for binary data): choose "
-            f"{info['title']} by it, never by a test column." if info["tunable"] else "")
-    return [f"### {dataset} — {_pretty(metric)} by {info['title']}", "",
-            f"Mean ± std over seeds; rows are run labels without their `{info['short']}` token at "
-            "each value (bold: best at that value); rows without one (e.g. full supervision) "
-            f"are references, listed once.{note}", "", md.rstrip("\n"), "", *pick,
-            f"![{dataset} by {info['title']}]({stem}.png)", ""]
+    return chosen
 
 
 # --------------------------------------------------------------------------- searched architecture
@@ -398,5 +462,5 @@ def architecture_section(df: "pd.DataFrame", runs_root: str | Path, dataset: str
     return lines
 
 
-__all__ = ["trimap_section", "trimap_table", "axis_section", "line_key", "architecture_section",
-           "alpha_plot", "load_architecture", "small_png_copy", "AXES"]
+__all__ = ["trimap_section", "trimap_table", "axis_section", "line_names", "architecture_section",
+           "alpha_plot", "load_architecture", "small_png_copy", "known_axes"]

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from scarce.evaluation.metrics import METRICS
-from scarce.reports.extras import AXES, architecture_section, axis_section, trimap_section
+from scarce.reports.extras import architecture_section, axis_section, known_axes, trimap_section
 from scarce.reports.plots import bar_plot, curves_plot, sample_efficiency_plot
 from scarce.reports.tables import (collect_runs, duplicate_runs, keep_newest, metric_names, results_table, summarize,
                                    to_markdown)
@@ -161,7 +161,7 @@ def write_report(runs_root: str | Path, out_dir: str | Path, metric: str | None 
                     bar_plot(sub, mk, "row", out / png)
                     lines += [f"![{ds} {mk}]({png})", ""]
         # optional sections: only when the runs recorded the data (see scarce.reports.extras)
-        for axis in AXES:
+        for axis in known_axes():
             lines += axis_section(sub, ds, m, axis, out)
         lines += trimap_section(sub, ds, out)
         lines += architecture_section(sub, runs_root, ds, out)

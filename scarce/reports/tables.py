@@ -79,8 +79,9 @@ def collect_runs(runs_root: str | Path) -> "pd.DataFrame":
     ``test_set``, ``test_index`` (position in ``metrics.json``: 0 = ID set) and every numeric
     field of the test set's metrics (``dice_mean``, ``dice_std``, ..., ``n``), plus numeric
     run-level fields of an api result (``best_val``, ``best_step``, ``steps``). Sorted by run path.
-    Also ``scribble_length`` (:func:`scribble_length`), ``method_lam`` (``method.lam`` when set
-    explicitly, else NaN) and, when the run was evaluated with ``eval.trimap_widths``, one
+    Also one column per report axis declared on a method Config field (:func:`run_axes`:
+    ``scribble_length``, ``method_lam``, ... — NaN where the run does not set it) with the run's
+    line signature beside it (``line:<axis>``), and, when the run was evaluated with ``eval.trimap_widths``, one
     ``trimap_w<width>`` column per band width (:func:`trimap_results`).
     """
     import pandas as pd
@@ -105,9 +106,8 @@ def collect_runs(runs_root: str | Path) -> "pd.DataFrame":
             "method": str(_get(cfg, "method.name", "unknown")),
             "augment": _get(cfg, "method.augment"),
             "row": row_label(cfg),
-            "scribble_length": scribble_length(cfg),
-            "method_lam": _float_or_nan(_get(cfg, "method.lam")),
         }
+        base.update(run_axes(cfg))
         tests, run_level = _split_metrics(metrics)
         base.update(run_level)
         for idx, (test_set, values) in enumerate(tests.items()):
@@ -148,15 +148,43 @@ def _float_or_nan(v: Any) -> float:
         return float("nan")
 
 
+SIGNATURE_IGNORED = ("out", "label", "row", "train.seed", "data.cache_dir", "train.progress", "train.threads",
+                     "train.device", "train.tensorboard", "train.log_every")
+"""Config keys that never make two runs different lines of an axis plot (seeds are averaged)."""
+
+
+def run_axes(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """Report-axis columns of one run: for every axis declared on a method Config field
+    (:func:`scarce.methods.report_axes`), its value when the run's method sets it explicitly
+    (else NaN), and ``line:<axis>`` = the run's config without that field, seed and runtime keys
+    (canonical JSON): runs sharing it are one line of the axis plot, whatever their labels."""
+    from scarce.methods import method_spec, report_axes
+
+    method = _get(cfg, "method") if isinstance(_get(cfg, "method"), Mapping) else {}
+    try:
+        spec = method_spec(method)
+        values, fields_ = spec.axes(explicit=method), spec.axis_fields()
+    except (KeyError, TypeError, ValueError):  # a run of a method that no longer parses: no axes
+        values, fields_ = {}, {}
+    out: dict[str, Any] = {}
+    for key in report_axes():
+        out[key] = float(values.get(key, float("nan")))
+        d = json.loads(json.dumps(cfg, default=str))
+        for dotted in SIGNATURE_IGNORED + ((f"method.{fields_[key]}",) if key in fields_ else ()):
+            *parents, last = dotted.split(".")
+            node = d
+            for part in parents:
+                node = node.get(part, {}) if isinstance(node, dict) else {}
+            if isinstance(node, dict):
+                node.pop(last, None)
+        out[f"line:{key}"] = json.dumps(d, sort_keys=True, default=str)
+    return out
+
+
 def scribble_length(cfg: Mapping[str, Any]) -> float:
     """Scribble length L of a weak-supervision run (``method.scribbles: synthetic:L``; bare
-    ``synthetic`` = 1), NaN for anything else — lets the report draw a length axis from the
-    configs themselves rather than from naming conventions."""
-    spec = _get(cfg, "method.scribbles")
-    if not isinstance(spec, str) or not spec.strip().startswith("synthetic"):
-        return float("nan")
-    rest = spec.strip().partition(":")[2]
-    return _float_or_nan(rest) if rest else 1.0
+    ``synthetic`` = 1), NaN for anything else: the ``scribble_length`` axis of :func:`run_axes`."""
+    return float(run_axes(cfg).get("scribble_length", float("nan")))
 
 
 def trimap_widths(df: "pd.DataFrame") -> list[int]:

@@ -6,7 +6,7 @@
    * **Stage A** (Eq. 16, d_A = KL, Ẽ = PCE + Potts): for every training image,
      ``s = argmin_{one-hot s} hard seeds + ν·Σ w_ij [s_i ≠ s_j] + λ·KL(s ‖ f(θ_t))`` by α-expansion
      (GCO v3, ≤ ``max_expansions`` cycles, labels restricted to those in the image's scribbles);
-     see :mod:`scarce.methods.stage_a`. Runs in ``workers`` spawned processes (1 = in-process).
+     see :mod:`scarce.methods.weak.stage_a`. Runs in ``workers`` spawned processes (1 = in-process).
    * **Stage B** (Eq. 17–18): ``epochs_per_stage`` (M) epochs of gradient steps on the robust
      metric d_B = KL_{ε,seeds}(s ‖ f(θ)) (Eq. 24, :func:`scarce.losses.weak.robust_kl`).
 
@@ -17,7 +17,7 @@
 
 The proposals (N×S×S uint8) and the number of Stage-A rounds are method state: they are
 checkpointed, so a resumed run continues with the same proposals and ends identical to an
-uninterrupted one. Training masks are not used (:mod:`scarce.methods.weak_common`).
+uninterrupted one. Training masks are not used (:mod:`scarce.methods.weak.common`).
 """
 from __future__ import annotations
 
@@ -28,16 +28,17 @@ from typing import Any
 
 import torch
 
+from scarce.config import LAMBDA_AXIS, axis_field
 from scarce.losses.weak import grid_affinities, robust_coefficients, robust_kl
 from scarce.methods import register_method
-from scarce.methods.base import Batch, TrainContext
-from scarce.methods.stage_a import StageAJob, solve_many
-from scarce.methods.weak_common import WeakConfig, WeakMethod
+from scarce.engine.method import Batch, TrainContext
+from scarce.methods.weak.stage_a import StageAJob, solve_many
+from scarce.methods.weak.common import WeakConfig, WeakMethod
 
 
 @dataclass
 class GridTRConfig(WeakConfig):
-    lam: float = 1.0
+    lam: float = axis_field(1.0, LAMBDA_AXIS)
     """λ: trust-region weight of KL(s ‖ f(θ_t)) in Stage A (0 = fixed proposals). Only λ/ν
     matters. Default chosen on real data by validation Dice (``configs/weak_lambda.yaml``:
     kvasir_seg, scribbles L = 0.5, U-Net, 3 seeds, λ ∈ {0 … 10}: best at λ = 1); small λ lets

@@ -5,7 +5,7 @@ full masks of the training images (``ctx.data.train.masks``) are never used by a
 exception is ``method.scribbles=synthetic:L``, which *simulates* an annotator by synthesising the
 scribbles from those masks once, before training (:mod:`scarce.data.scribbles`). Validation
 (model selection, ReduceLROnPlateau) uses the val split's full masks through the shared
-:class:`~scarce.methods.trainer.Trainer`, exactly as every other method does; test sets are
+:class:`~scarce.engine.trainer.Trainer`, exactly as every other method does; test sets are
 scored against full masks as everywhere.
 
 ``method.scribbles`` (where the scribbles come from):
@@ -26,12 +26,14 @@ under the regularised method's name.
 from __future__ import annotations
 
 from collections import defaultdict
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from scarce.config import ReportAxis, axis_field
 from scarce.data.scribbles import (
     UNLABELLED,
     load_scribbles,
@@ -41,12 +43,26 @@ from scarce.data.scribbles import (
 from scarce.data.types import DataError
 from scarce.losses import class_probs
 from scarce.losses.weak import partial_cross_entropy
-from scarce.methods.base import Batch, Method, TrainContext
+from scarce.engine.method import Batch, Method, TrainContext
+
+
+def scribble_length(spec: str) -> float:
+    """Scribble length L of ``method.scribbles`` (``synthetic:L``; bare ``synthetic`` = 1), NaN for
+    real scribbles (``auto`` or a path): the value of the ``scribble_length`` report axis."""
+    try:
+        kind, value = parse_scribble_spec(spec)
+    except ValueError:
+        return math.nan
+    return float(value) if kind == "synthetic" else math.nan
+
+
+SCRIBBLE_LENGTH_AXIS = ReportAxis("scribble_length", "scribble length", "L", tunable=False, value=scribble_length)
+"""``method.scribbles=synthetic:L`` as a report axis (a data condition, not a hyperparameter)."""
 
 
 @dataclass
 class WeakConfig:
-    scribbles: str = "auto"
+    scribbles: str = axis_field("auto", SCRIBBLE_LENGTH_AXIS)
     """auto (scribbles/ beside images/) | synthetic:L (L in [0, 1]) | path to a dataset or scribbles folder."""
     pretrain_iters: int | None = None
     """PCE-only iterations before the regulariser starts (None = train.iterations // 3)."""

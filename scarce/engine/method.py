@@ -1,7 +1,7 @@
 """Method base class and the training context every method receives.
 
 A *method* (supervised, e2eaug, grid_tr, ...) owns its networks and optimizers and defines one
-training step; the :class:`~scarce.methods.trainer.Trainer` owns everything else (the loop,
+training step; the :class:`~scarce.engine.trainer.Trainer` owns everything else (the loop,
 batching, validation, schedulers, checkpoints, resume, logging, distributed sync). Adding a
 method = one file with a subclass that overrides :meth:`Method.training_step` (and, if it has
 more networks than the segmenter, :meth:`Method.modules` / :meth:`Method.optimizers`).
@@ -19,7 +19,7 @@ from torch import nn
 
 from scarce.config import OptimConfig, RunConfig
 from scarce.data.types import DatasetInfo, RunData
-from scarce.registry import look_up
+from scarce.engine.optim import make_optimizer
 
 
 @dataclass
@@ -32,30 +32,6 @@ class Batch:
 @dataclass
 class NoConfig:
     """Methods without hyperparameters of their own."""
-
-
-OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
-"""Values of ``train.optim.name`` (checked before a run starts by :func:`scarce.validate.validate_config`)."""
-
-
-def make_optimizer(params: Iterable[torch.nn.Parameter] | Iterable[dict[str, Any]], optim: OptimConfig
-                   ) -> torch.optim.Optimizer:
-    """Optimizer factory for ``optim.name`` in adam | adamw | rmsprop | sgd; ``params`` are
-    parameters or torch param-group dicts (a group's own ``lr`` overrides ``optim.lr``)."""
-    name = look_up(optim.name.lower(), OPTIMIZERS, "optimizer")
-    items = list(params)
-    if items and isinstance(items[0], dict):  # param groups (e.g. a lower encoder lr)
-        groups = [{**g, "params": [p for p in g["params"] if p.requires_grad]} for g in items]
-        params = [g for g in groups if g["params"]]
-    else:
-        params = [p for p in items if p.requires_grad]
-    if name == "adam":
-        return torch.optim.Adam(params, lr=optim.lr, betas=tuple(optim.betas), weight_decay=optim.weight_decay)
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=optim.lr, betas=tuple(optim.betas), weight_decay=optim.weight_decay)
-    if name == "rmsprop":
-        return torch.optim.RMSprop(params, lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay)
-    return torch.optim.SGD(params, lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay)
 
 
 class TrainContext:

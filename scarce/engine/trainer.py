@@ -31,82 +31,13 @@ import torch
 from scarce.config import RunConfig, to_dict
 from scarce.data.types import RunData
 from scarce.losses import get_loss
-from scarce.methods import resolve_method_config
-from scarce.methods.base import Batch, Method, TrainContext
+from scarce.methods import method_spec
+from scarce.engine.method import Batch, Method, TrainContext
+from scarce.engine.optim import make_ema, make_lr_scheduler
 from scarce.utils.io import atomic_torch_save, atomic_write_text, torch_load
 from scarce.utils.seed import resolve_device, rng_state, seed_everything, set_rng_state
 
 CKPT_DIR = "checkpoints"
-
-SCHEDULES = ("plateau", "cosine", "onecycle", "poly")
-"""Values of ``train.schedule`` (checked before a run by :func:`scarce.validate.validate_config`)."""
-
-
-def lr_factor(schedule: str, step: int, iterations: int, warmup: int = 0, power: float = 0.9) -> float:
-    """Multiplier of every param group's base learning rate for training step ``step`` (0-based)
-    of ``iterations`` under ``cosine`` / ``poly``; one factor for all groups, so a lower encoder
-    lr keeps its ratio. Warmup: step k < ``warmup`` uses (k + 1) / warmup (the warmup-th step
-    reaches the full lr). Then, with progress p = (step − warmup) / (iterations − warmup) in
-    [0, 1): ``cosine`` ½(1 + cos πp) (CosineAnnealingLR's curve to 0), ``poly`` (1 − p)^power."""
-    if step < warmup:
-        return (step + 1) / warmup
-    p = min(1.0, (step - warmup) / max(1, iterations - warmup))
-    if schedule == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * p))
-    if schedule == "poly":
-        return (1.0 - p) ** power
-    raise ValueError(f"lr_factor: no per-iteration curve for schedule {schedule!r}")
-
-
-def make_lr_scheduler(optimizer: torch.optim.Optimizer, train: Any) -> Any:
-    """The ``train.schedule`` scheduler of one optimizer (``train`` = :class:`~scarce.config.TrainConfig`).
-
-    ``plateau``: ReduceLROnPlateau (mode max, ``plateau_factor``/``plateau_patience``), stepped with
-    each validation score. ``cosine``/``poly``: LambdaLR with :func:`lr_factor`; ``onecycle``:
-    torch's OneCycleLR (max_lr = each group's lr, cosine rise over ``warmup`` iterations or its
-    default 30 %, then cosine fall to max_lr / 25 / 1e4; the optimizer's momentum/betas are left
-    as configured). All three are stepped once after every training step; their state_dicts are
-    checkpointed (the lambdas are rebuilt from the config)."""
-    from scarce.registry import look_up
-
-    name = look_up(str(train.schedule).lower(), SCHEDULES, "learning-rate schedule (train.schedule)")
-    sched = torch.optim.lr_scheduler
-    if name == "plateau":
-        return sched.ReduceLROnPlateau(optimizer, mode="max", factor=train.plateau_factor,
-                                       patience=train.plateau_patience)
-    total, warmup = int(train.iterations), int(train.warmup)
-    if name == "onecycle":
-        pct = warmup / total if warmup else 0.3
-        return sched.OneCycleLR(optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=total,
-                                pct_start=float(pct), cycle_momentum=False)
-    power = float(train.poly_power)
-
-    def factor(step: int) -> float:
-        return lr_factor(name, step, total, warmup, power)
-
-    return sched.LambdaLR(optimizer, factor)
-
-
-def make_ema(model: torch.nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel:
-    """An exponential moving average of ``model`` (a deep copy, same device and memory format):
-    after each ``update_parameters(model)`` every floating parameter and buffer (BatchNorm running
-    statistics included) becomes decay × average + (1 − decay) × current; the first update copies.
-    Integer buffers (BatchNorm's ``num_batches_tracked``) are copied: torch's EMA function would
-    truncate their average and freeze them."""
-    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-
-    ema_float = get_ema_multi_avg_fn(float(decay))
-
-    @torch.no_grad()
-    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], n_averaged: torch.Tensor) -> None:
-        if averaged[0].is_floating_point() or averaged[0].is_complex():
-            ema_float(averaged, current, n_averaged)
-        else:
-            for a, c in zip(averaged, current):
-                a.copy_(c)
-
-    return AveragedModel(model, multi_avg_fn=update, use_buffers=True)
-
 
 @dataclass
 class FitResult:
@@ -128,6 +59,63 @@ def _dist_env() -> tuple[int, int]:
     return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
 
 
+class _Window:
+    """Running means of a method's step outputs between two log rows, and the time per step."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.count = 0
+        self.t0 = time.perf_counter()
+
+    def add(self, out: dict[str, Any]) -> None:
+        for k, v in out.items():
+            self.sums[k] = self.sums.get(k, 0.0) + float(v)
+        self.count += 1
+
+    def row(self, step: int, lr: float) -> dict[str, Any]:
+        """The log row of the window (``step``, mean outputs, ``lr``, ``sec_per_step``); resets it."""
+        n = max(self.count, 1)
+        row: dict[str, Any] = {"step": step, **{k: v / n for k, v in self.sums.items()}}
+        row["lr"] = lr
+        row["sec_per_step"] = (time.perf_counter() - self.t0) / n
+        self.sums, self.count, self.t0 = {}, 0, time.perf_counter()
+        return row
+
+
+class _Progress:
+    """What a person watching sees: a tqdm bar on a terminal; where no live bar can go (stderr is
+    a pipe, a log file, nohup) one plain line per validation on stderr instead, so a long run
+    shows progress before the end (stdout stays for results, e.g. ``scarce train --json | jq``)."""
+
+    def __init__(self, trainer: "Trainer", cfg: Any) -> None:
+        self.trainer, self.bar = trainer, None
+        if trainer.is_main and cfg.progress:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=cfg.iterations, initial=trainer.step, desc=f"{trainer.method.name}", leave=False,
+                            dynamic_ncols=True, disable=None)
+        self.plain = trainer.is_main and cfg.progress and (self.bar is None or self.bar.disable)
+
+    def step(self, out: dict[str, Any], best: float) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+            if "loss" in out:
+                self.bar.set_postfix(loss=f"{float(out['loss']):.3f}", best=f"{best:.3f}")
+
+    def validation(self, row: dict[str, Any]) -> None:
+        if self.plain:
+            print(self.trainer._progress_line(row), file=sys.stderr, flush=True)
+
+    def close(self, stopped_early: bool) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        t = self.trainer
+        if self.plain and (t.step >= t.cfg.train.iterations or stopped_early):
+            metric = t.data.info.metric
+            print(f"trained {t.run_dir}: {t.step} steps{' (stopped early)' if stopped_early else ''}, "
+                  f"best val {metric} {t.best_score:.4f} at step {t.best_step}", file=sys.stderr, flush=True)
+
+
 class Trainer:
     """Run one method on one :class:`RunData`; see the module docstring."""
 
@@ -143,7 +131,8 @@ class Trainer:
         if self.world_size > 1 and self.device.type == "cuda":
             self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         seed_everything(cfg.train.seed)
-        method_cls, mcfg = resolve_method_config(cfg.method)
+        self.spec = method_spec(cfg)
+        method_cls, mcfg = self.spec.cls, self.spec.config
         # Sampler generator is shared by all ranks (same global batch order); the method's
         # generator differs per rank so augmentation draws differ between shards.
         self.sampler_gen = torch.Generator().manual_seed(cfg.train.seed)
@@ -357,7 +346,40 @@ class Trainer:
     # ------------------------------------------------------------------ the loop
     def fit(self, resume: bool = False, max_steps: int | None = None) -> FitResult:
         """Train to ``train.iterations`` (or stop after ``max_steps`` more steps: used to
-        simulate interruptions). Returns the best validation score and step."""
+        simulate interruptions). Returns the best validation score and step.
+
+        The loop only sequences the parts: :meth:`_start` (resume or method setup, logs),
+        :meth:`_train_step`, :meth:`_log_window` every ``log_every`` steps,
+        :meth:`_validate_and_select` every ``val_every`` steps (scheduler, best checkpoint,
+        early stop), :meth:`_finish` (close logs, the method's finalize)."""
+        cfg = self.cfg.train
+        stopped_early = self._start(resume)
+        limit = cfg.iterations if max_steps is None else min(cfg.iterations, self.step + max_steps)
+        progress = _Progress(self, cfg)
+        window = _Window()
+        while self.step < limit and not stopped_early:
+            out, lr = self._train_step()
+            window.add(out)
+            progress.step(out, self.best_score)
+            is_val = self.step % cfg.val_every == 0 or self.step == cfg.iterations
+            if self.step % cfg.log_every == 0 or is_val:
+                row = window.row(self.step, lr)
+                if is_val:
+                    row.update(self._validate_and_select())
+                self._log(row)
+                if is_val:
+                    progress.validation(row)
+                    self._flush_logs()
+                    self.save_checkpoint()
+                    stopped_early = bool(cfg.early_stop and self.bad_validations >= cfg.early_stop)
+        progress.close(stopped_early)
+        self._finish(stopped_early)
+        return FitResult(self.best_score, self.best_step, self.step, stopped_early, list(self.history))
+
+    def _start(self, resume: bool) -> bool:
+        """Restore ``last.pt`` (``resume`` and one exists) or set the method up; open the logs.
+        Returns whether the run had already stopped early (killed before its evaluation: it
+        stays stopped)."""
         cfg = self.cfg.train
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -372,79 +394,47 @@ class Trainer:
         else:
             self.method.setup()
         self._open_logs()
-        # a run that had already stopped early (killed before its evaluation) stays stopped
-        stopped_early = bool(resumed and cfg.early_stop and self.bad_validations >= cfg.early_stop)
-        limit = cfg.iterations if max_steps is None else min(cfg.iterations, self.step + max_steps)
-        bar = None
-        if self.is_main and cfg.progress:
-            from tqdm import tqdm
+        return bool(resumed and cfg.early_stop and self.bad_validations >= cfg.early_stop)
 
-            bar = tqdm(total=cfg.iterations, initial=self.step, desc=f"{self.method.name}", leave=False,
-                       dynamic_ncols=True, disable=None)
-        # no live bar where it would go (stderr is a pipe, a log file, nohup): one plain line per
-        # validation on stderr instead, so a long run shows its progress before the end (stdout
-        # stays for results, e.g. `scarce train --json | jq`)
-        plain = self.is_main and cfg.progress and (bar is None or bar.disable)
-        sums: dict[str, float] = {}
-        count = 0
-        t0 = time.perf_counter()
-        while self.step < limit and not stopped_early:
-            batch = self.next_batch()
-            self.method.train()
-            # the lr this step trains with (group 0: the decoder's when the encoder has its own)
-            lr = self.scheduled[0].param_groups[0]["lr"] if self.scheduled else float("nan")
-            out = self.method.training_step(batch, self.step)
-            self._after_step()
-            self.step += 1
-            for k, v in out.items():
-                sums[k] = sums.get(k, 0.0) + float(v)
-            count += 1
-            if bar is not None:
-                bar.update(1)
-                if "loss" in out:
-                    bar.set_postfix(loss=f"{float(out['loss']):.3f}", best=f"{self.best_score:.3f}")
-            is_val = self.step % cfg.val_every == 0 or self.step == cfg.iterations
-            if self.step % cfg.log_every == 0 or is_val:
-                row: dict[str, Any] = {"step": self.step, **{k: v / max(count, 1) for k, v in sums.items()}}
-                row["lr"] = lr
-                row["sec_per_step"] = (time.perf_counter() - t0) / max(count, 1)
-                sums, count, t0 = {}, 0, time.perf_counter()
-                if is_val:
-                    score = self.validate()
-                    row["val_" + self.data.info.metric] = score
-                    if not self.per_iteration:
-                        for s in self.schedulers:
-                            s.step(score)
-                    selectable = self.step == cfg.iterations or self.method.selectable(self.step)
-                    if selectable and score > self.best_score:
-                        self.best_score, self.best_step, self.bad_validations = score, self.step, 0
-                        self._save_best()
-                    elif selectable:
-                        self.bad_validations += 1
-                    row.update(self.method.on_validation(self.step, score))
-                    self.history.append({"step": self.step, "score": score})
-                self._log(row)
-                if is_val and plain:
-                    print(self._progress_line(row), file=sys.stderr, flush=True)
-                if is_val:
-                    self._flush_logs()
-                    self.save_checkpoint()
-                    if cfg.early_stop and self.bad_validations >= cfg.early_stop:
-                        stopped_early = True
-                        break
-        if bar is not None:
-            bar.close()
-        if plain and (self.step >= cfg.iterations or stopped_early):
-            metric = self.data.info.metric
-            print(f"trained {self.run_dir}: {self.step} steps{' (stopped early)' if stopped_early else ''}, "
-                  f"best val {metric} {self.best_score:.4f} at step {self.best_step}", file=sys.stderr, flush=True)
+    def _train_step(self) -> tuple[dict[str, Any], float]:
+        """One method step on the next batch; returns its outputs and the lr it trained with
+        (group 0: the decoder's when the encoder has its own)."""
+        batch = self.next_batch()
+        self.method.train()
+        lr = self.scheduled[0].param_groups[0]["lr"] if self.scheduled else float("nan")
+        out = self.method.training_step(batch, self.step)
+        self._after_step()
+        self.step += 1
+        return out, lr
+
+    def _validate_and_select(self) -> dict[str, Any]:
+        """Validate, step a plateau scheduler, keep ``best.pt`` when the score improves at a
+        selectable step (never a test score), count validations without improvement (early
+        stop). Returns the log columns (``val_<metric>`` and the method's own)."""
+        score = self.validate()
+        row: dict[str, Any] = {"val_" + self.data.info.metric: score}
+        if not self.per_iteration:
+            for s in self.schedulers:
+                s.step(score)
+        selectable = self.step == self.cfg.train.iterations or self.method.selectable(self.step)
+        if selectable and score > self.best_score:
+            self.best_score, self.best_step, self.bad_validations = score, self.step, 0
+            self._save_best()
+        elif selectable:
+            self.bad_validations += 1
+        row.update(self.method.on_validation(self.step, score))
+        self.history.append({"step": self.step, "score": score})
+        return row
+
+    def _finish(self, stopped_early: bool) -> None:
+        """Flush and close the logs; a completed (or early-stopped) run calls the method's
+        ``finalize`` (galleries, architecture records) on rank 0."""
         self._flush_logs()
         if self._tb is not None:
             self._tb.close()
-        if self.step >= cfg.iterations or stopped_early:
+        if self.step >= self.cfg.train.iterations or stopped_early:
             if self.is_main:
                 self.method.finalize(self.run_dir)
-        return FitResult(self.best_score, self.best_step, self.step, stopped_early, list(self.history))
 
     def _progress_line(self, row: dict[str, Any]) -> str:
         """``step 200/400  loss 0.3121  val dice 0.8123  best 0.8123 (step 200)`` (one validation)."""

@@ -10,7 +10,7 @@ import torch
 
 from scarce.augment import apply_augment
 from scarce.methods import register_method
-from scarce.methods.base import Batch, Method
+from scarce.engine.method import Batch, Method
 
 
 @dataclass

@@ -13,8 +13,8 @@ import torch
 
 from scarce.losses.weak import BilateralGrid, dense_potts_bilinear
 from scarce.methods import register_method
-from scarce.methods.base import Batch, TrainContext
-from scarce.methods.weak_common import WeakConfig, WeakMethod
+from scarce.engine.method import Batch, TrainContext
+from scarce.methods.weak.common import WeakConfig, WeakMethod
 
 
 @dataclass

@@ -14,11 +14,15 @@ Per iteration (paper Eq. 1–4, one-step unrolling as Sec. 3.3 / DARTS):
   the validation loss through W' into the generated images and through G' into α (the
   images are never detached on that path — the authors' public code detaches them, so its α
   never moves). ``exact`` or ``finite_difference`` (DARTS) hypergradients, see
-  :mod:`scarce.methods.bilevel`. Then an Adam step on A.
+  :mod:`scarce.engine.bilevel`. Then an Adam step on A.
 * **Stage II** — real segmenter step on L_seg(D_tr; W) + λ·L_seg(D_aug(G, A); W).
 
 The objective (:class:`E2EAugObjective`) is separate from the method so that tests can check the
-hypergradient on tiny float64 networks without a Trainer.
+hypergradient on tiny float64 networks without a Trainer, and it is the ONLY definition of the
+Stage I generator loss and the Stage II segmenter loss: the real steps call the same functions
+with the live networks' parameter dicts (A and E held fixed, real BatchNorm buffers), the
+hypergradient with the unrolled ones — so α always gets the gradient of the objective that is
+actually trained.
 
 Defaults = CPU preset (mean iteration ≤ 2.5× a supervised one, ``benchmarks/e2eaug_cost.py``):
 GAN Adam lr 2e-4 (paper 1e-5), ngf/ndf 8 (Pix2Pix 64), half of each batch's masks augmented
@@ -39,13 +43,12 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from scarce.engine.bilevel import HyperResult, Level, Params, buffers_copy, flat_norm, hypergradient, should_update
+from scarce.engine.method import Batch, TrainContext
 from scarce.methods import register_method
-from scarce.methods.gan_pretrain import gan_cache_dir
-from scarce.methods.base import Batch, Method, TrainContext
-from scarce.methods.bilevel import HyperResult, Level, Params, buffers_copy, flat_norm, hypergradient, should_update
-from scarce.methods.gan_pretrain import (
-    GANConfig, augment_masks_for, build_discriminator, build_generator, gan_optimizer, gan_train_step, gen_loss,
-    pretrain_gan, write_gallery,
+from scarce.methods.gan.base import MaskToImageMethod, MixedLoss, mixed_loss
+from scarce.methods.gan.pretrain import (
+    GANConfig, PretrainedGAN, build_discriminator, disc_loss, gan_optimizer, gen_loss,
 )
 from scarce.models.gan import one_hot_masks
 from scarce.utils.io import atomic_write_json
@@ -86,8 +89,9 @@ class E2EAugObjective:
     """The three level losses as functions of explicit parameter dicts (for ``functional_call``).
 
     images N×C×S×S in [0, 1], masks N×S×S int64; generated images come from one-hot masks
-    N×K×S×S. The discriminator enters Stage I with its current (detached) weights; segmenter
-    buffers are cloned per call, so virtual passes never touch the real BatchNorm statistics.
+    N×K×S×S. The discriminator enters Stage I with its current (detached) weights. ``virtual``
+    segmenter passes (the unrolled ones) use cloned buffers, so they never touch the real
+    BatchNorm statistics; the real Stage II step passes ``virtual=False`` (a plain forward).
     """
 
     def __init__(self, segmenter: nn.Module, generator: nn.Module, discriminator: nn.Module,
@@ -107,31 +111,47 @@ class E2EAugObjective:
     def seg_weights(self) -> Params:
         return {n: p for n, p in self.seg.named_parameters() if p.requires_grad}
 
+    @staticmethod
+    def fixed(params: Params) -> Params:
+        """Detached views: a level that holds these parameters fixed (no graph, no gradient)."""
+        return {n: p.detach() for n, p in params.items()}
+
     # -- functional pieces
     def generate(self, g: Params, a: Params, onehot: torch.Tensor) -> torch.Tensor:
         """f(M; G, A): N×K×S×S one-hot → N×C×S×S images."""
         return functional_call(self.gen, {**g, **a}, (onehot,))
 
-    def segment(self, w: Params, images: torch.Tensor) -> torch.Tensor:
-        return functional_call(self.seg, {**w, **buffers_copy(self.seg)}, (images,))
+    def segment(self, w: Params, images: torch.Tensor, virtual: bool = True) -> torch.Tensor:
+        """Segmenter logits with weights ``w``; ``virtual`` = on cloned buffers (see class doc)."""
+        return functional_call(self.seg, {**w, **buffers_copy(self.seg)} if virtual else w, (images,))
+
+    def generator_loss(self, fake: torch.Tensor, onehot: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        """L_gan of generated images ``fake`` = f(M; G, A) for one-hot masks M with E fixed: the
+        Pix2Pix generator loss (adv + λ_L1·L1) through the discriminator's detached weights."""
+        e = self.fixed(dict(self.disc.named_parameters()))
+        logits = functional_call(self.disc, e, (onehot, fake))
+        return gen_loss(logits, fake, images, self.l1)
 
     def gan_loss(self, g: Params, a: Params, masks: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
         """Stage I generator loss L_gan(D_gan; G, A, E) with E fixed (adv + λ_L1·L1)."""
         onehot = one_hot_masks(masks, self.k, images.dtype)
-        fake = self.generate(g, a, onehot)
-        e = {n: p.detach() for n, p in self.disc.named_parameters()}
-        logits = functional_call(self.disc, e, (onehot, fake))
-        return gen_loss(logits, fake, images, self.l1)
+        return self.generator_loss(self.generate(g, a, onehot), onehot, images)
 
-    def train_loss(self, w: Params, g: Params, a: Params, images: torch.Tensor, masks: torch.Tensor,
-                   aug_masks: torch.Tensor) -> torch.Tensor:
-        """Stage II: L_seg(D_tr; W) + λ·L_seg((f(M̂; G, A), M̂); W) (one segmenter pass on both)."""
+    def train_losses(self, w: Params, g: Params, a: Params, images: torch.Tensor, masks: torch.Tensor,
+                     aug_masks: torch.Tensor, virtual: bool = True) -> MixedLoss:
+        """Stage II: L_seg(D_tr; W) + λ·L_seg((f(M̂; G, A), M̂); W) (one segmenter pass on both),
+        with its two terms (:func:`~scarce.methods.gan.base.mixed_loss`)."""
         fake = self.generate(g, a, one_hot_masks(aug_masks, self.k, images.dtype))
         if self.detach_generated:
             fake = fake.detach()
-        logits = self.segment(w, torch.cat([images, fake], dim=0))
+        logits = self.segment(w, torch.cat([images, fake], dim=0), virtual)
         n = images.shape[0]
-        return self.loss_fn(logits[:n], masks) + self.lam * self.loss_fn(logits[n:], aug_masks)
+        return mixed_loss(self.loss_fn, logits[:n], masks, logits[n:], aug_masks, self.lam)
+
+    def train_loss(self, w: Params, g: Params, a: Params, images: torch.Tensor, masks: torch.Tensor,
+                   aug_masks: torch.Tensor) -> torch.Tensor:
+        """Stage II's total loss (the W level of the hypergradient)."""
+        return self.train_losses(w, g, a, images, masks, aug_masks).total
 
     def levels(self, images: torch.Tensor, masks: torch.Tensor, aug_masks: torch.Tensor,
                lr_g: float, lr_w: float) -> list[Level]:
@@ -155,7 +175,7 @@ class E2EAugObjective:
                           val_images: torch.Tensor, val_masks: torch.Tensor, lr_g: float, lr_w: float) -> torch.Tensor:
         """L_val after the unrolled Stage I+II steps at the generator's current α (no graph kept):
         the function whose numerical derivative the exact hypergradient must match."""
-        from scarce.methods.bilevel import unroll
+        from scarce.engine.bilevel import unroll
 
         with torch.enable_grad():
             unrolled = unroll(self.levels(images, masks, aug_masks, lr_g, lr_w), self.arch(), create_graph=False)
@@ -164,7 +184,7 @@ class E2EAugObjective:
 
 
 @register_method("e2eaug")
-class E2EAug(Method):
+class E2EAug(MaskToImageMethod):
     """E2EAug method (see module docstring). Modules: model, generator, discriminator."""
 
     Config = E2EAugConfig
@@ -173,8 +193,6 @@ class E2EAug(Method):
     def __init__(self, ctx: TrainContext, mcfg: E2EAugConfig) -> None:
         super().__init__(ctx, mcfg)
         size = int(ctx.data.train.images.shape[-1])
-        self.generator = build_generator(mcfg, ctx.num_classes, ctx.in_channels, size,
-                                         self.searchable_generator).to(ctx.device)
         self.discriminator = build_discriminator(mcfg, ctx.num_classes, ctx.in_channels, size).to(ctx.device)
         self.opt_gen = gan_optimizer(self.generator.weight_parameters(), mcfg)
         self.opt_disc = gan_optimizer(list(self.discriminator.parameters()), mcfg)
@@ -190,16 +208,13 @@ class E2EAug(Method):
         self._gan_losses: dict[str, float] = {}
 
     # ------------------------------------------------------------------ setup / state
-    def cache_dir(self) -> str | None:
-        return gan_cache_dir(self.mcfg.gan_cache, self.ctx.run_dir)
+    def load_pretrained(self, pre: PretrainedGAN) -> None:
+        super().load_pretrained(pre)
+        self.discriminator.load_state_dict(pre.discriminator)
 
     def setup(self) -> None:
         """Pretrain (or load the cached) Pix2Pix for this split, then record α at step 0."""
-        if self.mcfg.pretrain_iters > 0:
-            pre = pretrain_gan(self.ctx.cfg, self.ctx.data, self.cache_dir(), searchable=self.searchable_generator,
-                               device=self.ctx.device, progress=self.ctx.cfg.train.progress and self.ctx.is_main)
-            self.generator.load_state_dict(pre.generator)
-            self.discriminator.load_state_dict(pre.discriminator)
+        super().setup()
         self._record_alpha(0)
 
     def modules(self) -> dict[str, nn.Module]:
@@ -265,34 +280,36 @@ class E2EAug(Method):
         self.opt_arch.step()
         return res
 
+    def gan_step(self, images: torch.Tensor, masks: torch.Tensor) -> dict[str, float]:
+        """Stage I (real): D step on (real, G(M) detached), then a G step on the objective's
+        :meth:`E2EAugObjective.generator_loss` with A and E fixed (the loss the G level of the
+        hypergradient unrolls). Returns the D and G losses."""
+        obj = self.objective
+        onehot = one_hot_masks(masks, self.ctx.num_classes, images.dtype)
+        fake = obj.generate(obj.gen_weights(), obj.fixed(obj.arch()), onehot)
+        ld = disc_loss(self.discriminator(onehot, images), self.discriminator(onehot, fake.detach()))
+        self.ctx.step(ld, self.opt_disc)
+        lg = obj.generator_loss(fake, onehot, images)
+        self.ctx.step(lg, self.opt_gen)
+        return {"loss_d": float(ld.detach()), "loss_g": float(lg.detach())}
+
     def training_step(self, batch: Batch, step: int) -> dict[str, float | torch.Tensor]:
         images, masks = batch.images, batch.masks
-        k = self.ctx.num_classes
-        onehot = one_hot_masks(masks, k, images.dtype)
-        # Stage I (real): D step, then G step with A fixed
+        obj = self.objective
         if should_update(step, self.mcfg.gan_every):
-            ld, lg = gan_train_step(self.generator, self.discriminator, self.opt_gen, self.opt_disc, onehot,
-                                    images, self.mcfg.l1_weight, step=self.ctx.step)
-            self._gan_losses = {"loss_d": ld, "loss_g": lg}
-            for p in self.generator.arch_parameters():  # the G step also reached α; A has its own update
-                p.grad = None
-        aug_masks = augment_masks_for(self.mcfg, masks, self.ctx.generator)
+            self._gan_losses = self.gan_step(images, masks)
+        aug_masks = self.augment_masks(masks)
         # Stage III: A update through the unrolled G' and W'
         if self.opt_arch is not None and should_update(step, self.mcfg.arch_every):
             res = self.arch_step(images, masks, aug_masks)
             self._last = {"loss_val": float(res.outer_loss), "hypergrad_norm": flat_norm(res.grads)}
             self._record_alpha(step + 1)
-        # Stage II (real): segmenter on real + generated pairs
-        with torch.no_grad():
-            fake = self.generator(one_hot_masks(aug_masks, k, images.dtype))
-        logits = self.model(torch.cat([self.augment_intensity(images), fake], dim=0))
-        n = images.shape[0]  # real pairs first, then the ⌈f·n⌉ generated ones
-        loss_real = self.ctx.loss_fn(logits[:n], masks)
-        loss_aug = self.ctx.loss_fn(logits[n:], aug_masks)
-        loss = loss_real + self.mcfg.lam * loss_aug
-        self.ctx.step(loss, self.optimizer)
-        return {"loss": loss.detach(), "loss_real": loss_real.detach(), "loss_aug": loss_aug.detach(),
-                **self._gan_losses, **self._last}
+        # Stage II (real): the objective's train loss with the live W (real BatchNorm buffers) and
+        # G, A fixed; real pairs first (intensity-augmented if set), then the ⌈f·n⌉ generated ones
+        loss = obj.train_losses(obj.seg_weights(), obj.fixed(obj.gen_weights()), obj.fixed(obj.arch()),
+                                self.augment_intensity(images), masks, aug_masks, virtual=False)
+        self.ctx.step(loss.total, self.optimizer)
+        return {**loss.logs(), **self._gan_losses, **self._last}
 
     # ------------------------------------------------------------------ hooks
     def on_validation(self, step: int, score: float) -> dict[str, float]:
@@ -321,10 +338,4 @@ class E2EAug(Method):
         """Write ``architecture.json`` and ``gallery.png`` (real | mask | augmented mask | generated)."""
         if self.generator.is_searchable:
             atomic_write_json(Path(run_dir) / "architecture.json", self.architecture_record())
-        n = min(self.mcfg.gallery, len(self.ctx.data.train))
-        if n > 0:
-            g = torch.Generator().manual_seed(self.ctx.cfg.train.seed + 31)
-            tr = self.ctx.data.train
-            aug = augment_masks_for(self.mcfg, tr.masks[:n], g, fraction=1.0)
-            write_gallery(Path(run_dir) / "gallery.png", self.generator, tr.images[:n], tr.masks[:n], aug,
-                          self.ctx.num_classes)
+        super().finalize(run_dir)
