@@ -129,7 +129,10 @@ def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool) -> dict[str, Any]
     from scarce.engine.trainer import Trainer
 
     _check_run_dir(cfg, run_dir, resume)
-    data = prepare_run_data(cfg.data, seed=cfg.train.seed)  # validates all inputs first
+    from scarce.methods import method_spec
+
+    needs_pool = "unlabelled" in method_spec(cfg).cls.streams
+    data = prepare_run_data(cfg.data, seed=cfg.train.seed, with_unlabelled=needs_pool)  # validates all inputs first
     if (run_dir / RESULT_FILE).exists() and resume:
         import json
 

@@ -74,6 +74,12 @@ class DataConfig:
     """On-disk cache of decoded, resized arrays (keyed by file hash and size); None = memory only."""
     synthetic_n: int = 160
     """Size of the built-in synthetic dataset (ID pool incl. test); OOD variant has half as many."""
+    unlabelled: Any = None
+    """Unlabelled pool of semi-supervised methods (ignored by the others): None = the dataset's
+    training images outside the labelled budget, its validation and test parts; N (int) = N of
+    those, drawn with the split seed; a list of entries = their union: the dataset's own name
+    (its pool as above), a registered dataset (its training part, never its test part), a
+    ``<name>:<split>`` part, or a folder of images (``images/`` or flat). Masks are never read."""
     intensity: str = "none"
     """Intensity preprocessing applied once when images are decoded (training, evaluation and
     ``scarce predict`` alike; see :mod:`scarce.data.intensity`): none | percentile (clip to the

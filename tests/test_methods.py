@@ -36,17 +36,22 @@ def test_fast_fields_exist():
     assert set(FAST_FIELDS) <= fields, sorted(set(FAST_FIELDS) - fields)
 
 
+def _data(name):
+    """Tiny run data; with an unlabelled pool for methods that consume one (``streams``)."""
+    return tiny_run_data(n_unlabelled=6 if "unlabelled" in METHODS.get(name).streams else 0)
+
+
 @pytest.mark.parametrize("name", ALL)
 def test_method_trains_and_resumes_identically(tmp_path, name):
     method = _method(name)
-    a = Trainer(tiny_config(tmp_path / "a", method, iterations=4), tiny_run_data(), tmp_path / "a")
+    a = Trainer(tiny_config(tmp_path / "a", method, iterations=4), _data(name), tmp_path / "a")
     res = a.fit()
     assert res.steps == 4 and math.isfinite(res.best_score)
     rows = (tmp_path / "a" / "log.csv").read_text().splitlines()
     assert len(rows) == 5
-    b = Trainer(tiny_config(tmp_path / "b", method, iterations=4), tiny_run_data(), tmp_path / "b")
+    b = Trainer(tiny_config(tmp_path / "b", method, iterations=4), _data(name), tmp_path / "b")
     b.fit(max_steps=2)
-    b2 = Trainer(tiny_config(tmp_path / "b", method, iterations=4), tiny_run_data(), tmp_path / "b")
+    b2 = Trainer(tiny_config(tmp_path / "b", method, iterations=4), _data(name), tmp_path / "b")
     b2.fit(resume=True)
     sa, sb = _state(a), _state(b2)
     assert sa.keys() == sb.keys()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from scarce.data.types import DatasetInfo, RunData, SegData
+from scarce.data.types import DatasetInfo, ImageSet, RunData, SegData
 
 
 def tiny_segdata(n: int, size: int = 32, num_classes: int = 2, channels: int = 3, seed: int = 0,
@@ -30,7 +30,7 @@ def tiny_segdata(n: int, size: int = 32, num_classes: int = 2, channels: int = 3
 
 
 def tiny_run_data(n_train: int = 8, n_val: int = 4, n_test: int = 4, size: int = 32, num_classes: int = 2,
-                  channels: int = 3) -> RunData:
+                  channels: int = 3, n_unlabelled: int = 0) -> RunData:
     classes = ("background",) + tuple(f"c{k}" for k in range(1, num_classes))
     info = DatasetInfo(name="tiny", task="synthetic", metric="dice", classes=classes, channels=channels)
     return RunData(
@@ -39,7 +39,13 @@ def tiny_run_data(n_train: int = 8, n_val: int = 4, n_test: int = 4, size: int =
         val=tiny_segdata(n_val, size, num_classes, channels, seed=2, name="tiny"),
         tests={"tiny": tiny_segdata(n_test, size, num_classes, channels, seed=3, name="tiny", orig_scale=2)},
         split=None,
+        unlabelled=_tiny_unlabelled(n_unlabelled, size, num_classes, channels) if n_unlabelled else None,
     )
+
+
+def _tiny_unlabelled(n: int, size: int, num_classes: int, channels: int) -> ImageSet:
+    d = tiny_segdata(n, size, num_classes, channels, seed=4, name="tiny_u")
+    return ImageSet(name="tiny:unlabelled", images=d.images, stems=d.stems, domains=["tiny"] * n)
 
 
 def tiny_config(tmp_path, method: dict | None = None, **train):

@@ -25,7 +25,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from scarce.data.folder import read_pair
+from scarce.data.folder import read_image_pil, read_pair
 from scarce.data.intensity import check_intensity, preprocess_intensity
 from scarce.utils.io import atomic_path
 
@@ -37,14 +37,15 @@ MAX_THREADS = 2
 class Decoded:
     image: np.ndarray
     """C×S×S uint8."""
-    mask: np.ndarray
-    """S×S uint8 label ids."""
+    mask: np.ndarray | None
+    """S×S uint8 label ids (None for an image decoded without its mask: an unlabelled image)."""
     orig: np.ndarray | None
     """H×W uint8 label ids at the mask's original resolution (None unless requested)."""
 
     @property
     def nbytes(self) -> int:
-        return self.image.nbytes + self.mask.nbytes + (0 if self.orig is None else self.orig.nbytes)
+        return (self.image.nbytes + (0 if self.mask is None else self.mask.nbytes)
+                + (0 if self.orig is None else self.orig.nbytes))
 
 
 def resize_image(img: Image.Image, size: int) -> np.ndarray:
@@ -65,9 +66,13 @@ def prepare_image(img: Image.Image, size: int, intensity: str = "none") -> np.nd
     return np.ascontiguousarray(preprocess_intensity(resize_image(img, size), intensity))
 
 
-def decode_resize(image_path: Path, mask_path: Path, size: int, channels: int,
+def decode_resize(image_path: Path, mask_path: Path | None, size: int, channels: int,
                   num_classes: int, intensity: str = "none") -> Decoded:
-    """Decode, validate and resize one pair (no caching). Raises DataError on bad input."""
+    """Decode, validate and resize one pair (no caching). Raises DataError on bad input.
+    ``mask_path=None``: the image alone (an unlabelled image: no mask file is opened)."""
+    if mask_path is None:
+        arr = prepare_image(read_image_pil(image_path, channels), size, intensity)
+        return Decoded(np.ascontiguousarray(arr), None, None)
     img, labels = read_pair(image_path, mask_path, num_classes, channels)
     arr = prepare_image(img, size, intensity)
     if labels.shape != (size, size):
@@ -90,9 +95,12 @@ class DecodeCache:
 
     # ---------------------------------------------------------------- memory
     @staticmethod
-    def _mem_key(image_path: Path, mask_path: Path, size: int, channels: int,
+    def _mem_key(image_path: Path, mask_path: Path | None, size: int, channels: int,
                  num_classes: int, intensity: str = "none") -> tuple:
-        si, sm = image_path.stat(), mask_path.stat()
+        si = image_path.stat()
+        if mask_path is None:  # image only
+            return (str(image_path.resolve()), si.st_mtime_ns, si.st_size, None, size, channels, intensity)
+        sm = mask_path.stat()
         return (str(image_path.resolve()), si.st_mtime_ns, si.st_size, str(mask_path.resolve()),
                 sm.st_mtime_ns, sm.st_size, size, channels, num_classes, intensity)
 
@@ -122,13 +130,16 @@ class DecodeCache:
             self._bytes = 0
 
     # ---------------------------------------------------------------- disk
-    def _disk_path(self, image_path: Path, mask_path: Path, size: int, channels: int,
+    def _disk_path(self, image_path: Path, mask_path: Path | None, size: int, channels: int,
                    num_classes: int, intensity: str = "none") -> Path:
         h = hashlib.sha1()
         h.update(image_path.read_bytes())
         h.update(b"\0")
-        h.update(mask_path.read_bytes())
-        h.update(f"|{size}|{channels}|{num_classes}|v{CACHE_VERSION}".encode())
+        if mask_path is None:
+            h.update(f"|image-only|{size}|{channels}|v{CACHE_VERSION}".encode())
+        else:
+            h.update(mask_path.read_bytes())
+            h.update(f"|{size}|{channels}|{num_classes}|v{CACHE_VERSION}".encode())
         if intensity != "none":  # ``none`` keeps the key of caches written before the option
             h.update(f"|intensity={intensity}".encode())
         digest = h.hexdigest()
@@ -139,6 +150,8 @@ class DecodeCache:
     def _disk_read(path: Path) -> Decoded | None:
         try:
             with np.load(path) as z:
+                if "mask" not in z:  # an image-only entry
+                    return Decoded(z["image"], None, None)
                 return Decoded(z["image"], z["mask"], z["orig"])
         except Exception:  # missing or damaged entry → decode again
             return None
@@ -146,7 +159,10 @@ class DecodeCache:
     @staticmethod
     def _disk_write(path: Path, entry: Decoded) -> None:
         buf = io.BytesIO()
-        np.savez_compressed(buf, image=entry.image, mask=entry.mask, orig=entry.orig)
+        if entry.mask is None:
+            np.savez_compressed(buf, image=entry.image)
+        else:
+            np.savez_compressed(buf, image=entry.image, mask=entry.mask, orig=entry.orig)
         try:
             with atomic_path(path) as tmp:
                 tmp.write_bytes(buf.getvalue())
@@ -154,11 +170,14 @@ class DecodeCache:
             pass  # a read-only / full cache must not fail the run
 
     # ---------------------------------------------------------------- public
-    def get(self, image_path: str | Path, mask_path: str | Path, size: int, channels: int,
+    def get(self, image_path: str | Path, mask_path: str | Path | None, size: int, channels: int,
             num_classes: int, keep_orig: bool = False, intensity: str = "none") -> Decoded:
         """One resized pair; ``orig`` is filled when ``keep_orig`` (else may be None);
-        ``intensity`` = ``data.intensity`` preprocessing of the image."""
-        image_path, mask_path = Path(image_path), Path(mask_path)
+        ``intensity`` = ``data.intensity`` preprocessing of the image. ``mask_path=None``
+        decodes the image alone (its own cache entries; no mask file is opened)."""
+        image_path = Path(image_path)
+        mask_path = None if mask_path is None else Path(mask_path)
+        keep_orig = keep_orig and mask_path is not None
         intensity = check_intensity(intensity)
         key = self._mem_key(image_path, mask_path, size, channels, num_classes, intensity)
         hit = self._mem_get(key, keep_orig)
@@ -185,7 +204,7 @@ class DecodeCache:
         self._mem_put(key, entry)
         return entry
 
-    def get_many(self, pairs: Sequence[tuple[Path, Path]], size: int, channels: int,
+    def get_many(self, pairs: Sequence[tuple[Path, Path | None]], size: int, channels: int,
                  num_classes: int, keep_orig: bool = False, threads: int = MAX_THREADS,
                  intensity: str = "none") -> list[Decoded]:
         """Decode many pairs with at most ``threads`` (≤ 2) threads; order is kept. The first

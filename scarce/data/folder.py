@@ -48,6 +48,9 @@ class FolderIndex:
     masks: dict[str, Path]
     splits: dict[str, str] = field(default_factory=dict)
     """stem → split name from ``split.csv`` (empty when there is none)."""
+    unlabelled: dict[str, Path] = field(default_factory=dict)
+    """Images without a mask (only with ``scan_folder(..., allow_unlabelled=True)``): usable as
+    unlabelled images by semi-supervised methods, never as labelled or test pairs."""
 
     def __len__(self) -> int:
         return len(self.stems)
@@ -65,12 +68,14 @@ def _files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
 
 
-def scan_folder(folder: str | Path) -> FolderIndex:
+def scan_folder(folder: str | Path, allow_unlabelled: bool = False) -> FolderIndex:
     """Match ``images/`` and ``masks/`` by stem and read ``split.csv``; no pixel is decoded.
 
     Raises :class:`DataError` for a missing/empty folder, images without masks (naming the
     expected mask file names), masks without images, duplicate stems, volume files and a bad
-    ``split.csv``.
+    ``split.csv``. With ``allow_unlabelled`` (semi-supervised runs) an image without a mask is
+    not an error: it goes to ``FolderIndex.unlabelled`` (a user's labelled pairs plus a pile of
+    unlabelled images in one ``images/`` folder).
     """
     root = Path(folder).expanduser()
     if not root.is_dir():
@@ -112,6 +117,8 @@ def scan_folder(folder: str | Path) -> FolderIndex:
     for stem, img in images.items():
         found = [f for n in (stem + suf + ext for suf in MASK_SUFFIXES for ext in MASK_EXTS)
                  for f in mask_files.get(n, ())]
+        if not found and allow_unlabelled:
+            continue
         if not found:
             expected = ", ".join(f"{stem}{suf}.png" for suf in MASK_SUFFIXES)
             raise DataError(f"image {img.name} has no mask in {mask_dir}; expected one of "
@@ -127,9 +134,11 @@ def scan_folder(folder: str | Path) -> FolderIndex:
         more = f" (and {len(orphans) - 1} more)" if len(orphans) > 1 else ""
         raise DataError(f"mask {orphans[0]}{more} in {mask_dir} has no image in {img_dir} with the "
                         f"same stem; add the image or remove the mask")
-    stems = sorted(images)
-    splits = read_split_csv(root / "split.csv", set(stems))
-    return FolderIndex(root=root, stems=stems, images=images, masks=masks, splits=splits)
+    stems = sorted(masks)
+    unlabelled = {s: images[s] for s in sorted(images) if s not in masks}
+    splits = read_split_csv(root / "split.csv", set(images))
+    return FolderIndex(root=root, stems=stems, images={s: images[s] for s in stems}, masks=masks,
+                       splits=splits, unlabelled=unlabelled)
 
 
 def read_split_csv(path: Path, known: set[str]) -> dict[str, str]:

@@ -17,12 +17,12 @@ import torch
 
 from scarce.config import ENV_DATA_ROOT, DataConfig, data_root
 from scarce.data.cache import DecodeCache, get_cache
-from scarce.data.folder import FolderIndex, scan_folder
+from scarce.data.folder import FolderIndex, list_images, scan_folder
 from scarce.data.intensity import check_intensity
 from scarce.data.registry import DATASETS, get_info
 from scarce.data.splits import Split, make_split, pool_and_test
 from scarce.data.synthetic import ensure_synthetic
-from scarce.data.types import DataError, DatasetInfo, RunData, SegData
+from scarce.data.types import DataError, DatasetInfo, ImageSet, RunData, SegData
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -188,7 +188,8 @@ def prepare_run_data(data_cfg: DataConfig, seed: int, with_unlabelled: bool = Fa
     info, folder = resolve_dataset(data_cfg.dataset, root, data_cfg.num_classes,
                                    data_cfg.synthetic_n, data_cfg.cache_dir)
     dc = cache or get_cache(data_cfg.cache_dir)
-    index = scan_folder(folder)
+    # a semi-supervised run accepts images without masks in images/ (they join the pool)
+    index = scan_folder(folder, allow_unlabelled=with_unlabelled)
     split_seed = data_cfg.split_seed if data_cfg.split_seed is not None else seed
     split = dataset_split(info, index, data_cfg.budget, split_seed, data_cfg.val_fraction)
     if not split.train or not split.val:
@@ -206,16 +207,114 @@ def prepare_run_data(data_cfg: DataConfig, seed: int, with_unlabelled: bool = Fa
 
     train = load(index, info, split.train, info.name, False)
     val = load(index, info, split.val, info.name, True)
-    tests = _load_tests(data_cfg, info, index, split, dc)
+    pool_sets = unlabelled_datasets(data_cfg, info) if with_unlabelled else set()
+    tests = _load_tests(data_cfg, info, index, split, dc, pool_sets)
     unlabelled = None
     if with_unlabelled:
-        used = set(split.train) | set(split.val) | set(split.test)
-        pool, _ = pool_and_test(index.stems, index.splits, info.train_split, info.test_split)
-        rest = [s for s in pool if s not in used]
-        unlabelled = load(index, info, rest, f"{info.name}:unlabelled", False)
-    _check_foreground(info, size, train, [val, unlabelled], tests.get(info.name))
+        unlabelled = load_unlabelled(data_cfg, info, index, split, dc, split_seed)
+    _check_foreground(info, size, train, [val], tests.get(info.name))
     return RunData(info=info, train=train, val=val, tests=tests, split=split,
                    unlabelled=unlabelled)
+
+
+def _unlabelled_entries(data_cfg: DataConfig, info: DatasetInfo) -> tuple[list[str], int | None]:
+    """(entries, limit) of ``data.unlabelled`` (see :class:`~scarce.config.DataConfig`)."""
+    spec = data_cfg.unlabelled
+    if spec is None or (isinstance(spec, str) and spec.strip().lower() in ("", "auto", "default")):
+        return [info.name], None
+    if isinstance(spec, bool):
+        raise DataError(f"data.unlabelled={spec!r}: expected a number of images, a dataset/folder or a list")
+    if isinstance(spec, int):
+        if spec < 1:
+            raise DataError(f"data.unlabelled={spec}: the number of unlabelled images must be >= 1 "
+                            f"(or leave it unset for the whole pool)")
+        return [info.name], int(spec)
+    entries = [spec] if isinstance(spec, str) else list(spec)
+    if not entries or not all(isinstance(e, str) and e.strip() for e in entries):
+        raise DataError(f"data.unlabelled={spec!r}: expected dataset names / folders, e.g. "
+                        f"--set data.unlabelled=[{info.name},cvc_clinicdb]")
+    return [e.strip() for e in entries], None
+
+
+def unlabelled_datasets(data_cfg: DataConfig, info: DatasetInfo) -> set[str]:
+    """Registered datasets other than the run's own that give unlabelled images (their default
+    OOD test set is then their test part only, so no test image is ever unlabelled data)."""
+    out = set()
+    for e in _unlabelled_entries(data_cfg, info)[0]:
+        base = e.partition(":")[0]
+        if base not in (info.name, str(data_cfg.dataset)) and base in DATASETS and not Path(e).is_dir():
+            out.add(base)
+    return out
+
+
+def load_unlabelled(data_cfg: DataConfig, info: DatasetInfo, index: FolderIndex, split: Split,
+                    dc: DecodeCache, seed: int) -> ImageSet:
+    """The unlabelled pool (``data.unlabelled``), images only: **no mask file is opened**.
+
+    The run's own dataset contributes its pool minus the labelled train/val stems and minus the
+    test part (plus any images without a mask in ``images/``); another registered dataset its
+    training part (``pool_and_test``; never its test part); ``name:part`` that split.csv part
+    (``test`` is refused); a folder its images (``images/`` or the folder itself). ``N`` draws
+    N of the run's own pool with ``seed``. Images are decoded at ``data.size`` with the run's
+    channels and ``data.intensity``. Raises DataError for an empty pool or an overlap with the
+    labelled, validation or test images of the run."""
+    entries, limit = _unlabelled_entries(data_cfg, info)
+    size, ch = data_cfg.size, info.channels
+    intensity = check_intensity(data_cfg.intensity)
+    used = set(split.train) | set(split.val) | set(split.test)
+    paths: list[Path] = []
+    stems: list[str] = []
+    domains: list[str] = []
+    for entry in entries:
+        base, _, part = entry.partition(":") if not Path(entry).expanduser().is_dir() else (entry, "", "")
+        if base in (info.name, str(data_cfg.dataset)) and not part:
+            pool, _ = pool_and_test(index.stems, index.splits, info.train_split, info.test_split)
+            own = [s for s in pool if s not in used]
+            extra = sorted(s for s in index.unlabelled  # images without a mask, unless in the test part
+                           if not (info.test_split and index.splits.get(s) == info.test_split))
+            chosen = [(s, index.images[s]) for s in own] + [(s, index.unlabelled[s]) for s in extra]
+            if limit is not None:
+                if limit > len(chosen):
+                    raise DataError(f"data.unlabelled={limit} but {info.name!r} has only {len(chosen)} images "
+                                    f"outside the labelled budget and the test part; use at most {len(chosen)}")
+                order = torch.randperm(len(chosen), generator=torch.Generator().manual_seed(int(seed) + 7919))
+                chosen = [chosen[int(i)] for i in sorted(order[:limit].tolist())]
+            domain = info.name
+        elif Path(entry).expanduser().is_dir() and not (Path(entry).expanduser() / "masks").is_dir():
+            folder = Path(entry).expanduser()
+            img_dir = folder / "images" if (folder / "images").is_dir() else folder
+            chosen = [(p.stem, p) for p in list_images(img_dir)]
+            domain = folder.name
+        else:
+            o_info, o_folder = resolve_dataset(base, data_cfg.root, None, data_cfg.synthetic_n, data_cfg.cache_dir)
+            o_index = scan_folder(o_folder, allow_unlabelled=True)
+            if part == "test":
+                raise DataError(f"data.unlabelled entry {entry!r} is a test part; test images are never "
+                                f"unlabelled data (use {base!r} for its training part)")
+            if part:
+                o_stems = [s for s in sorted(set(o_index.images) | set(o_index.unlabelled))
+                           if o_index.splits.get(s) == part]
+                if not o_stems:
+                    raise DataError(f"data.unlabelled entry {entry!r}: split.csv of {o_folder} has no {part!r} rows")
+            else:
+                o_stems = pool_and_test(o_index.stems, o_index.splits, o_info.train_split, o_info.test_split)[0]
+                o_stems += sorted(s for s in o_index.unlabelled
+                                  if not (o_info.test_split and o_index.splits.get(s) == o_info.test_split))
+            if Path(o_folder).resolve() == Path(index.root).resolve():
+                o_stems = [s for s in o_stems if s not in used]
+            chosen = [(s, o_index.images.get(s) or o_index.unlabelled[s]) for s in o_stems]
+            domain = o_info.name if not part else entry
+        paths += [p for _, p in chosen]
+        stems += [s for s, _ in chosen]
+        domains += [domain] * len(chosen)
+    if not paths:
+        raise DataError(f"data.unlabelled={data_cfg.unlabelled!r} gives no unlabelled images for {info.name!r} "
+                        f"(the budget takes the whole pool?); lower data.budget or add a dataset/folder")
+    decoded = dc.get_many([(p, None) for p in paths], size, ch, info.num_classes, False, intensity=intensity)
+    images = torch.empty((len(decoded), ch, size, size), dtype=torch.float32)
+    images.copy_(to_float_images([d.image for d in decoded]))
+    return ImageSet(name=f"{info.name}:unlabelled", images=images, stems=stems,
+                    image_paths=[str(p) for p in paths], domains=domains)
 
 
 def _check_foreground(info: DatasetInfo, size: int, train: SegData,
@@ -258,7 +357,7 @@ def _check_foreground(info: DatasetInfo, size: int, train: SegData,
 
 
 def _load_tests(data_cfg: DataConfig, info: DatasetInfo, index: FolderIndex, split: Split,
-                dc: DecodeCache) -> dict[str, SegData]:
+                dc: DecodeCache, pool_sets: set[str] | None = None) -> dict[str, SegData]:
     root = data_cfg.root
     size, ch, k = data_cfg.size, info.channels, info.num_classes
     intensity = check_intensity(data_cfg.intensity)
@@ -272,6 +371,11 @@ def _load_tests(data_cfg: DataConfig, info: DatasetInfo, index: FolderIndex, spl
                                            intensity)
             continue
         base, _, part = entry.partition(":") if not Path(entry).is_dir() else (entry, "", "")
+        if base in (pool_sets or set()) and not part:
+            if explicit:
+                raise DataError(f"test set {entry!r} is also an unlabelled source (data.unlabelled): its training "
+                                f"images would be test images; use {base + ':test'!r} in data.test_sets")
+            part, entry = "test", f"{base}:test"  # a default OOD set that gives unlabelled images: its test part
         try:
             o_info, o_folder = resolve_dataset(base, root, None, data_cfg.synthetic_n,
                                                data_cfg.cache_dir)

@@ -198,7 +198,7 @@ def _looks_like_path(text: str) -> bool:
 def _folder_info(folder: Path, num_classes: int | None) -> DatasetInfo:
     from scarce.data.folder import infer_channels, infer_num_classes, scan_folder
 
-    index = scan_folder(folder)
+    index = scan_folder(folder, allow_unlabelled=True)  # images without masks: checked where they matter
     k = num_classes or infer_num_classes(index)
     classes = ("background", "foreground") if k == 2 else ("background",) + tuple(
         f"class{i}" for i in range(1, k))

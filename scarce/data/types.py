@@ -90,10 +90,26 @@ class SegData:
 
 
 @dataclass
+class ImageSet:
+    """Unlabelled images (a semi-supervised pool): no masks — they are never read for these.
+    ``domains[i]`` names the dataset/folder image i came from (multi-domain runs)."""
+
+    name: str
+    images: torch.Tensor  # N×C×S×S float32 in [0, 1]
+    stems: list[str]
+    image_paths: list[str] = field(default_factory=list)
+    domains: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+
+@dataclass
 class RunData:
     info: DatasetInfo
     train: SegData
     val: SegData
     tests: dict[str, SegData]
     split: Any  # scarce.data.splits.Split
-    unlabelled: SegData | None = None
+    unlabelled: ImageSet | None = None
+    """The unlabelled pool (only for methods that use one, e.g. the semi-supervised family)."""

@@ -27,6 +27,10 @@ class Batch:
     images: torch.Tensor  # N×C×S×S float in [0, 1]
     masks: torch.Tensor  # N×S×S int64 label ids
     index: torch.Tensor  # N indices into the training SegData
+    unlabelled: torch.Tensor | None = None
+    """M×C×S×S unlabelled images (methods whose ``streams`` include ``"unlabelled"``), else None."""
+    unlabelled_index: torch.Tensor | None = None
+    """M indices into ``ctx.data.unlabelled`` (e.g. its ``domains``)."""
 
 
 @dataclass
@@ -119,13 +123,38 @@ class TrainContext:
             g.copy_(flat[offset:offset + n].view_as(g))
             offset += n
 
-    def step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
-        """zero_grad → backward → gradient sync over ranks → optimizer step."""
+    def step(self, loss: torch.Tensor | Callable[[], torch.Tensor], optimizer: torch.optim.Optimizer
+             ) -> torch.Tensor:
+        """zero_grad → backward → gradient sync over ranks → optimizer step; returns the loss.
+
+        ``loss`` is a tensor (one forward/backward pass, as every method so far) or a closure
+        that runs the forward pass and returns the loss: then the optimizer's ``step(closure)``
+        may re-evaluate it (SAM's second pass at θ + ε) — each evaluation does zero_grad,
+        backward and the gradient sync, so a two-pass optimiser is one registered optimiser, not
+        a trainer fork. A plain optimizer calls the closure once (same result as a tensor)."""
+        params = [p for g in optimizer.param_groups for p in g["params"]]
+        if callable(loss):
+            forward = loss
+
+            def closure() -> torch.Tensor:
+                optimizer.zero_grad(set_to_none=True)
+                value = forward()
+                value.backward()
+                self.sync_gradients(params)
+                return value
+
+            with torch.enable_grad():
+                first = closure()
+            if getattr(optimizer, "needs_closure", False):  # e.g. SAM: a second pass at θ + ε
+                optimizer.step(closure)
+            else:
+                optimizer.step()
+            return first.detach()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        params = [p for g in optimizer.param_groups for p in g["params"]]
         self.sync_gradients(params)
         optimizer.step()
+        return loss.detach()
 
 
 def _intensity_setting(mcfg: Any) -> tuple[str, Any] | None:
@@ -151,6 +180,14 @@ class Method(abc.ABC):
 
     Config: ClassVar[type] = NoConfig
     name: ClassVar[str] = "method"
+    streams: ClassVar[tuple[str, ...]] = ("labelled",)
+    """Data streams the method consumes each step: ``labelled`` (always) and ``unlabelled``
+    (semi-supervised: the trainer then loads ``data.unlabelled`` images only and fills
+    ``Batch.unlabelled`` from its own checkpointed sampler)."""
+
+    def unlabelled_batch_size(self) -> int:
+        """Unlabelled images per step and rank (default ``train.batch_size``)."""
+        return int(self.ctx.cfg.train.batch_size)
 
     def __init__(self, ctx: TrainContext, mcfg: Any) -> None:
         self.ctx = ctx

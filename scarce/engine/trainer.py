@@ -34,6 +34,7 @@ from scarce.losses import get_loss
 from scarce.methods import method_spec
 from scarce.engine.method import Batch, Method, TrainContext
 from scarce.engine.optim import make_ema, make_lr_scheduler
+from scarce.engine.streams import Stream
 from scarce.utils.io import atomic_torch_save, atomic_write_text, torch_load
 from scarce.utils.seed import resolve_device, rng_state, seed_everything, set_rng_state
 
@@ -133,9 +134,9 @@ class Trainer:
         seed_everything(cfg.train.seed)
         self.spec = method_spec(cfg)
         method_cls, mcfg = self.spec.cls, self.spec.config
-        # Sampler generator is shared by all ranks (same global batch order); the method's
+        # Stream generators are shared by all ranks (same global batch order); the method's
         # generator differs per rank so augmentation draws differ between shards.
-        self.sampler_gen = torch.Generator().manual_seed(cfg.train.seed)
+        self.labelled = Stream(len(data.train), cfg.train.seed, cfg.train.batch_size, self.rank, self.world_size)
         method_gen = torch.Generator().manual_seed(cfg.train.seed * 1000 + 17 + self.rank)
         self.data = self._to_device(data)
         self.loss_name = resolve_loss_name(cfg, data)
@@ -150,8 +151,15 @@ class Trainer:
         self.per_iteration = str(cfg.train.schedule).lower() != "plateau"
         # generic over methods: every method's segmenter is ``method.segmenter``
         self.ema = make_ema(self.method.segmenter, cfg.train.ema) if cfg.train.ema else None
-        self._perm = torch.empty(0, dtype=torch.long)
-        self._pos = 0
+        self.unlabelled: Stream | None = None
+        if "unlabelled" in method_cls.streams:
+            if self.data.unlabelled is None or len(self.data.unlabelled) == 0:
+                from scarce.data.types import DataError
+
+                raise DataError(f"method {method_cls.name!r} trains on unlabelled images but the run data has none; "
+                                f"load them with prepare_run_data(..., with_unlabelled=True) (scarce train does)")
+            self.unlabelled = Stream(len(self.data.unlabelled), cfg.train.seed * 1000 + 29,
+                                     self.method.unlabelled_batch_size(), self.rank, self.world_size)
         self.step = 0
         self.best_score = -math.inf
         self.best_step = -1
@@ -175,7 +183,10 @@ class Trainer:
         def mv(s):
             return dataclasses.replace(s, images=s.images.to(self.device), masks=s.masks.to(self.device))
 
-        return dataclasses.replace(data, train=mv(data.train), val=mv(data.val))
+        unl = data.unlabelled
+        if unl is not None:
+            unl = dataclasses.replace(unl, images=unl.images.to(self.device))
+        return dataclasses.replace(data, train=mv(data.train), val=mv(data.val), unlabelled=unl)
 
     @property
     def is_main(self) -> bool:
@@ -205,27 +216,23 @@ class Trainer:
 
     # ------------------------------------------------------------------ batching
     def next_batch(self) -> Batch:
-        """Epoch-wise shuffling of the training set with the shared sampler generator; the
-        global batch (batch_size × world_size) is sharded across ranks."""
-        n = len(self.data.train)
-        bs = self.cfg.train.batch_size
-        need = bs * self.world_size
-        idx: list[torch.Tensor] = []
-        while need > 0:
-            if self._pos >= len(self._perm):
-                self._perm = torch.randperm(n, generator=self.sampler_gen)
-                self._pos = 0
-            take = self._perm[self._pos:self._pos + need]
-            self._pos += len(take)
-            need -= len(take)
-            idx.append(take)
-        glob = torch.cat(idx)
-        mine = glob[self.rank * bs:(self.rank + 1) * bs]
+        """The next labelled batch (epoch-wise shuffling of the training set by the labelled
+        :class:`Stream`; the global batch is sharded across ranks) and, for a method that
+        consumes unlabelled images, the next unlabelled batch from its own stream."""
+        mine = self.labelled.next_indices()
         dev_idx = mine.to(self.data.train.images.device)
         images = self.data.train.images[dev_idx]
         if self.cfg.train.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        return Batch(images, self.data.train.masks[dev_idx], mine)
+        batch = Batch(images, self.data.train.masks[dev_idx], mine)
+        if self.unlabelled is not None:
+            assert self.data.unlabelled is not None
+            u_idx = self.unlabelled.next_indices()
+            u = self.data.unlabelled.images[u_idx.to(self.data.unlabelled.images.device)]
+            if self.cfg.train.channels_last:
+                u = u.contiguous(memory_format=torch.channels_last)
+            batch.unlabelled, batch.unlabelled_index = u, u_idx
+        return batch
 
     # ------------------------------------------------------------------ checkpoints
     def _gather_generators(self) -> list[torch.Tensor]:
@@ -244,10 +251,12 @@ class Trainer:
             "method": self.method.state_dict(),
             "schedulers": [s.state_dict() for s in self.schedulers],
             **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
-            "sampler_gen": self.sampler_gen.get_state(),
+            # the labelled stream under the keys it always had (older last.pt files resume)
+            "sampler_gen": self.labelled.generator.get_state(),
             "method_gens": self._gather_generators(),
-            "perm": self._perm,
-            "pos": self._pos,
+            "perm": self.labelled.perm,
+            "pos": self.labelled.pos,
+            **({"streams": {"unlabelled": self.unlabelled.state_dict()}} if self.unlabelled is not None else {}),
             "rng": rng_state(),
             "best_score": self.best_score,
             "best_step": self.best_step,
@@ -263,11 +272,11 @@ class Trainer:
             s.load_state_dict(sd)
         if self.ema is not None and "ema" in state:  # a resumed run has the same config (run lock)
             self.ema.load_state_dict(state["ema"])
-        self.sampler_gen.set_state(state["sampler_gen"])
+        self.labelled.load_state_dict({"generator": state["sampler_gen"], "perm": state["perm"], "pos": state["pos"]})
+        if self.unlabelled is not None:
+            self.unlabelled.load_state_dict(state["streams"]["unlabelled"])
         gens = state["method_gens"]
         self.ctx.generator.set_state(gens[self.rank] if self.rank < len(gens) else gens[0])
-        self._perm = state["perm"]
-        self._pos = int(state["pos"])
         set_rng_state(state["rng"])
         self.best_score = float(state["best_score"])
         self.best_step = int(state["best_step"])

@@ -22,6 +22,7 @@ _BUILTIN = {
     "supervised": ("supervised",),
     "gan": ("e2eaug", "separate", "gan_aug"),
     "weak": ("pce_gd", "grid_gd", "dense_gd", "grid_tr"),
+    "ssl": (),
 }
 _loaded = False
 
