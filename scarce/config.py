@@ -118,6 +118,11 @@ class OptimConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     encoder_lr_mult: float = 1.0
     """Learning rate of a pretrained encoder's parameters = ``lr`` × this (segmenter only)."""
+    base: str = "adam"
+    """``name=sam``/``asam``: the optimiser that takes the step at θ with the gradient from θ + ε
+    (adam | adamw | rmsprop | sgd, with this section's lr, momentum, betas, weight decay)."""
+    rho: float = 0.05
+    """``sam``/``asam``: radius ρ of the weight perturbation (Foret et al.: 0.05; ASAM: 0.5–2)."""
 
 
 @dataclass

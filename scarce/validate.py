@@ -140,6 +140,11 @@ def validate_config(cfg: RunConfig, training: bool = True) -> None:
         from scarce.registry import look_up
 
         look_up(str(o.name).lower(), tuple(OPTIMIZERS.names()), "optimizer (train.optim.name)")
+        two_pass = str(o.name).lower() in ("sam", "asam")
+        if two_pass:
+            look_up(str(o.base).lower(), tuple(n for n in OPTIMIZERS.names() if n not in ("sam", "asam")),
+                    "base optimizer (train.optim.base)")
+            _need_num("train.optim.rho", o.rho, 0.0, None, 0.05, low_open=True)
         if t.loss != "auto":
             from scarce.losses import LOSSES
 
@@ -150,7 +155,13 @@ def validate_config(cfg: RunConfig, training: bool = True) -> None:
         resolve_device(t.device)
         from scarce.methods import method_spec
 
-        method_spec(cfg)  # unknown method / method key / type → did-you-mean
+        spec = method_spec(cfg)  # unknown method / method key / type → did-you-mean
+        if two_pass and not spec.cls.closure_step:
+            from scarce.methods import load_builtin_methods
+
+            ok = [n for n in load_builtin_methods().names() if load_builtin_methods().get(n).closure_step]
+            raise ConfigError(f"train.optim.name={o.name!r} evaluates the loss twice per step; method {spec.name!r} "
+                              f"computes it once. Methods that support it: {', '.join(ok)}")
     # --- model vs size (builds the network once; cached)
     stride = model_stride(cfg.model)
     if d.size % stride:

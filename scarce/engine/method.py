@@ -9,10 +9,11 @@ more networks than the segmenter, :meth:`Method.modules` / :meth:`Method.optimiz
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterable
+from typing import Any, Callable, ClassVar, Iterable, Iterator
 
 import torch
 from torch import nn
@@ -62,6 +63,9 @@ class TrainContext:
         self.loss_fn = loss_fn
         self.rank = rank
         self.world_size = world_size
+        self.modules: Callable[[], dict[str, nn.Module]] = dict
+        """The method's networks (set by the trainer to ``method.modules``): ``step`` keeps their
+        BatchNorm running statistics fixed during a closure's re-evaluation (SAM's second pass)."""
 
     @property
     def info(self) -> DatasetInfo:
@@ -135,10 +139,16 @@ class TrainContext:
         params = [p for g in optimizer.param_groups for p in g["params"]]
         if callable(loss):
             forward = loss
+            calls = [0]
 
             def closure() -> torch.Tensor:
                 optimizer.zero_grad(set_to_none=True)
-                value = forward()
+                calls[0] += 1
+                if calls[0] == 1:
+                    value = forward()
+                else:  # a re-evaluation (θ + ε): batch statistics, but running statistics unchanged
+                    with frozen_batchnorm(self.modules().values()):
+                        value = forward()
                 value.backward()
                 self.sync_gradients(params)
                 return value
@@ -150,11 +160,38 @@ class TrainContext:
             else:
                 optimizer.step()
             return first.detach()
+        if getattr(optimizer, "needs_closure", False):
+            from scarce.config import ConfigError
+
+            raise ConfigError(f"train.optim.name={self.cfg.train.optim.name!r} evaluates the loss twice per step, "
+                              f"but method {self.cfg.method.get('name')!r} computes it once; use another optimizer "
+                              f"(e.g. train.optim.name=adam) or a method that passes a closure to ctx.step")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.sync_gradients(params)
         optimizer.step()
         return loss.detach()
+
+
+@contextlib.contextmanager
+def frozen_batchnorm(modules: Iterable[nn.Module]) -> Iterator[None]:
+    """BatchNorm layers keep normalising with batch statistics but do not update their running
+    statistics (momentum 0; ``num_batches_tracked`` restored): a second forward pass of the same
+    step (SAM at θ + ε) must not count the batch twice."""
+    saved = []
+    for m in modules:
+        for bn in m.modules():
+            if isinstance(bn, nn.modules.batchnorm._BatchNorm):
+                tracked = None if bn.num_batches_tracked is None else bn.num_batches_tracked.clone()
+                saved.append((bn, bn.momentum, tracked))
+                bn.momentum = 0.0
+    try:
+        yield
+    finally:
+        for bn, momentum, tracked in saved:
+            bn.momentum = momentum
+            if tracked is not None:
+                bn.num_batches_tracked.copy_(tracked)
 
 
 def _intensity_setting(mcfg: Any) -> tuple[str, Any] | None:
@@ -180,6 +217,9 @@ class Method(abc.ABC):
 
     Config: ClassVar[type] = NoConfig
     name: ClassVar[str] = "method"
+    closure_step: ClassVar[bool] = False
+    """True when the method's steps pass a closure to ``ctx.step`` (two-pass optimisers such as
+    ``train.optim.name=sam`` need it; :func:`scarce.validate.validate_config` checks)."""
     streams: ClassVar[tuple[str, ...]] = ("labelled",)
     """Data streams the method consumes each step: ``labelled`` (always) and ``unlabelled``
     (semi-supervised: the trainer then loads ``data.unlabelled`` images only and fills

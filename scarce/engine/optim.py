@@ -42,6 +42,88 @@ def _sgd(params: ParamsLike, o: OptimConfig) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
 
 
+class SAM(torch.optim.Optimizer):
+    """Sharpness-aware minimisation (Foret et al., ICLR 2021) and its adaptive variant ASAM
+    (Kwon et al., ICML 2021) around any base optimiser.
+
+    One step needs two gradients, so it is driven by a closure (``ctx.step(closure, opt)``):
+    with the gradient g at θ already computed (the first evaluation), ε = ρ·g/‖g‖ (ASAM:
+    ε = ρ·T²g/‖Tg‖ with T = |θ|, elementwise), θ ← θ + ε, the closure is evaluated again (its
+    gradient g′ at θ + ε; ``ctx.step`` keeps BatchNorm running statistics fixed during that pass),
+    θ ← θ − ε, and the base optimiser steps at θ with g′. ``param_groups`` are the base's, so lr
+    schedules act on it; state_dict holds the base's state.
+    """
+
+    needs_closure = True
+
+    def __init__(self, base: torch.optim.Optimizer, rho: float = 0.05, adaptive: bool = False) -> None:
+        if rho <= 0:
+            raise ValueError(f"SAM needs rho > 0, got {rho}")
+        self.base, self.rho, self.adaptive = base, float(rho), bool(adaptive)
+        self.param_groups = base.param_groups  # shared: schedulers and the base see one lr
+        self.defaults = base.defaults
+        self.state = base.state
+        self._e: dict[torch.nn.Parameter, torch.Tensor] = {}
+
+    @torch.no_grad()
+    def _perturb(self) -> None:
+        params = [p for g in self.param_groups for p in g["params"] if p.grad is not None]
+        scaled = [(p.abs() * p.grad if self.adaptive else p.grad) for p in params]
+        norm = torch.norm(torch.stack([s.norm(2) for s in scaled]), 2) if scaled else torch.tensor(0.0)
+        scale = self.rho / (norm + 1e-12)
+        self._e = {}
+        for p, s in zip(params, scaled):
+            e = (p.abs() * s if self.adaptive else s) * scale
+            p.add_(e)
+            self._e[p] = e
+
+    @torch.no_grad()
+    def _restore(self) -> None:
+        for p, e in self._e.items():
+            p.sub_(e)
+        self._e = {}
+
+    def step(self, closure: Any = None) -> Any:  # type: ignore[override]
+        if closure is None:
+            raise RuntimeError("SAM takes two gradient evaluations per step: call ctx.step(closure, optimizer) "
+                               "with a closure that computes the loss")
+        self._perturb()
+        try:
+            with torch.enable_grad():
+                loss = closure()
+        finally:
+            self._restore()
+        self.base.step()
+        return loss
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.base.zero_grad(set_to_none=set_to_none)
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.base.state_dict()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.base.load_state_dict(state_dict)
+        self.param_groups = self.base.param_groups
+        self.state = self.base.state
+
+
+def _sam(params: ParamsLike, o: OptimConfig, adaptive: bool) -> torch.optim.Optimizer:
+    base_name = look_up(str(o.base).lower(), tuple(n for n in OPTIMIZERS.names() if n not in ("sam", "asam")),
+                        "base optimizer (train.optim.base)")
+    return SAM(OPTIMIZERS.get(base_name)(params, o), rho=o.rho, adaptive=adaptive)
+
+
+@OPTIMIZERS.register("sam")
+def _sam_plain(params: ParamsLike, o: OptimConfig) -> torch.optim.Optimizer:
+    return _sam(params, o, adaptive=False)
+
+
+@OPTIMIZERS.register("asam")
+def _asam(params: ParamsLike, o: OptimConfig) -> torch.optim.Optimizer:
+    return _sam(params, o, adaptive=True)
+
+
 def make_optimizer(params: Iterable[torch.nn.Parameter] | Iterable[dict[str, Any]], optim: OptimConfig
                    ) -> torch.optim.Optimizer:
     """The ``optim.name`` optimiser (:data:`OPTIMIZERS`); ``params`` are parameters or torch

@@ -146,6 +146,7 @@ class Trainer:
         )
         torch.manual_seed(cfg.train.seed)  # identical model init on every rank and every run
         self.method: Method = method_cls(self.ctx, mcfg)
+        self.ctx.modules = self.method.modules
         self.scheduled = list(self.method.scheduled_optimizers())
         self.schedulers = [make_lr_scheduler(opt, cfg.train) for opt in self.scheduled]
         self.per_iteration = str(cfg.train.schedule).lower() != "plateau"

@@ -22,7 +22,7 @@ _BUILTIN = {
     "supervised": ("supervised",),
     "gan": ("e2eaug", "separate", "gan_aug"),
     "weak": ("pce_gd", "grid_gd", "dense_gd", "grid_tr"),
-    "ssl": (),
+    "ssl": ("mean_teacher", "fixmatch"),
 }
 _loaded = False
 

@@ -28,6 +28,7 @@ class SupervisedConfig:
 @register_method("supervised")
 class Supervised(Method):
     Config = SupervisedConfig
+    closure_step = True
 
     def training_step(self, batch: Batch, step: int) -> dict[str, torch.Tensor]:
         images, masks = batch.images, batch.masks
@@ -35,6 +36,6 @@ class Supervised(Method):
             images, masks = apply_augment(self.mcfg.augment, images, masks, self.ctx.generator)
         images = self.augment_intensity(images)  # method.intensity; masks untouched
         self.model.train()
-        loss = self.ctx.loss_fn(self.model(images), masks)
-        self.ctx.step(loss, self.optimizer)
-        return {"loss": loss.detach()}
+        # a closure, so a two-pass optimiser (train.optim.name=sam|asam) can re-evaluate it
+        loss = self.ctx.step(lambda: self.ctx.loss_fn(self.model(images), masks), self.optimizer)
+        return {"loss": loss}
