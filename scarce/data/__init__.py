@@ -25,6 +25,7 @@ _LAZY = {
     "load_image": "load", "image_input": "load", "preprocess_intensity": "intensity",
     "import_dataset": "importers", "import_nnunet": "importers",
     "import_decathlon_json": "importers", "export_nnunet": "importers", "IMPORTERS": "importers",
+    "import_multidomain": "multidomain", "is_multidomain": "multidomain",
 }
 
 __all__ = ["DataError", "DatasetInfo", "RunData", "SegData", *_LAZY]

@@ -17,7 +17,7 @@ import shutil
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -25,6 +25,8 @@ from PIL import Image
 from scarce.data._fs import atomic_dir
 from scarce.data.folder import (IMAGE_EXTS, VOLUME_EXTS, _ext, mask_to_labels, read_image_pil,
                                 read_mask_raw, scan_folder)
+from scarce.data.multidomain import (IMPORT_ENTRIES, import_multidomain, is_multidomain,
+                                      reject_options)
 from scarce.data.types import DataError
 from scarce.registry import Registry
 from scarce.utils.io import atomic_write_json
@@ -126,6 +128,13 @@ def write_plan(plan: Plan, dest: str | Path, overwrite: bool = False) -> Path:
                             f"{it.image}; remove one")
         seen[it.stem] = it.image
     binary = plan.num_classes == 2
+    target = Path(dest).expanduser()
+    if overwrite and target.is_dir():  # replaced as a whole: only when it holds an earlier import
+        foreign = sorted(e.name for e in target.iterdir() if e.name not in IMPORT_ENTRIES)
+        if foreign:
+            raise DataError(f"{target} holds files an import does not write ({', '.join(foreign[:3])}); "
+                            f"overwrite only replaces an earlier import (images/, masks/, split.csv): "
+                            f"move them or choose another folder")
     with atomic_dir(dest, overwrite=overwrite) as tmp:
         (tmp / "images").mkdir()
         (tmp / "masks").mkdir()
@@ -323,13 +332,22 @@ def _generic(src: Path, num_classes: int | None = None) -> Plan:
 
 
 def import_dataset(name: str, src: str | Path, dest: str | Path, overwrite: bool = False,
-                   num_classes: int | None = None) -> Path:
+                   num_classes: int | None = None, **options: Any) -> Path:
     """Convert the download at ``src`` (layout ``name``: isic, busi, montgomery, kvasir, ph2, cvc,
     drishti, generic — or a registered dataset name mapping to one) into ``dest``.
 
+    Multi-domain layouts (:mod:`scarce.data.multidomain`): ``fundus_dofe`` / ``prostate_saml``
+    write one dataset folder per domain inside ``dest``; ``fundus_domain<N>`` / ``prostate_<site>``
+    write that domain into ``dest``; ``options`` (prostate: ``empty_fraction``,
+    ``test_fraction``, ``seed``) go to them.
+
     Returns ``dest``. Raises DataError for a missing source, no pairs found, bad masks, or an
-    existing non-empty ``dest`` (unless ``overwrite``).
+    existing non-empty ``dest`` (unless ``overwrite``, which replaces only an earlier import).
     """
+    if is_multidomain(str(name)):
+        import_multidomain(str(name), src, dest, overwrite, **options)
+        return Path(dest).expanduser()
+    reject_options(options, name)
     key = ALIASES.get(str(name).lower(), str(name).lower())
     fn = IMPORTERS.get(key)
     src = Path(src).expanduser()

@@ -133,14 +133,26 @@ _add(DatasetInfo(
                 "(6 in-vivo TTTS procedures).",
     citation="Bano et al., Deep placental vessel segmentation for fetoscopic mosaicking, MICCAI 2020.",
     url="https://www.ucl.ac.uk/interventional-surgical-sciences/fetoscopy-placenta-data"))
-_add(DatasetInfo(
-    name="fundus", task="fundus", metric="dice", classes=("background", "disc", "cup"),
-    loss="ce_dice",
-    description="Multi-domain optic disc/cup fundus benchmark (4 domains: Drishti-GS, RIM-ONE-r3, "
-                "REFUGE train, REFUGE val); label ids 0 background, 1 disc (rim), 2 cup.",
-    citation="Wang et al., DoFE: domain-oriented feature embedding for generalizable fundus image "
-             "segmentation on unseen datasets, IEEE TMI 2020.",
-    url="https://github.com/emma-sjwang/Dofe"))
+# Multi-domain fundus benchmark of DoFE / MiDSS (`scarce data import fundus_dofe SRC DEST`): one
+# folder per domain, official train/test split, label ids 0 background, 1 rim, 2 cup.
+_FUNDUS = ("fundus_domain1", "fundus_domain2", "fundus_domain3", "fundus_domain4")
+for _name, _what, _cite in (
+        ("fundus_domain1", "Drishti-GS: 101 ROIs, 50 train / 51 test",
+         "Sivaswamy et al., Drishti-GS, ISBI 2014"),
+        ("fundus_domain2", "RIM-ONE-r3: 159 ROIs, 99 train / 60 test",
+         "Fumero et al., RIM-ONE: an open retinal image database for optic nerve evaluation, CBMS 2011"),
+        ("fundus_domain3", "REFUGE training set: 400 ROIs, 320 train / 80 test",
+         "Orlando et al., REFUGE challenge, Med. Image Anal. 2020"),
+        ("fundus_domain4", "REFUGE validation set: 400 ROIs, 320 train / 80 test",
+         "Orlando et al., REFUGE challenge, Med. Image Anal. 2020")):
+    _add(DatasetInfo(
+        name=_name, task="fundus", metric="dice", classes=("background", "rim", "cup"),
+        loss="ce_dice", train_split="train", test_split="test", ood=_others(_name, _FUNDUS),
+        description=f"DoFE/MiDSS fundus Domain{_name[-1]}, {_what} (optic-disc crops); label ids 0 "
+                    f"background, 1 optic-disc rim (disc outside the cup), 2 cup.",
+        citation=f"Wang et al., DoFE: domain-oriented feature embedding for generalizable fundus "
+                 f"image segmentation on unseen datasets, IEEE TMI 2020; {_cite}.",
+        url="https://github.com/emma-sjwang/Dofe"))
 _add(DatasetInfo(
     name="fundus_drishti", task="fundus", metric="dice", classes=("background", "rim", "cup"),
     loss="ce_dice", train_split="train", test_split="test",
@@ -149,13 +161,32 @@ _add(DatasetInfo(
     citation="Sivaswamy et al., Drishti-GS: Retinal image dataset for optic nerve head (ONH) "
              "segmentation, ISBI 2014. doi:10.1109/ISBI.2014.6867807",
     url="https://cvit.iiit.ac.in/projects/mip/drishti-gs/mip-dataset2/Home.php"))
-_add(DatasetInfo(
-    name="prostate", task="prostate", metric="dice",
-    description="Multi-site prostate MRI (6 sites: RUNMC, BMC, I2CVB, UCL, BIDMC, HK) as 2D slices; "
-                "binary prostate masks.",
-    citation="Liu et al., MS-Net: multi-site network for improving prostate segmentation with "
-             "heterogeneous MRI data, IEEE TMI 2020; Liu et al., SAML, MICCAI 2020.",
-    url="https://liuquande.github.io/SAML/"))
+# Multi-site prostate MRI of SAML (`scarce data import prostate_saml SRC DEST`): one folder per
+# site, 2D slices of T2-weighted volumes, binary masks, split.csv by case.
+_PROSTATE = ("prostate_runmc", "prostate_bmc", "prostate_i2cvb", "prostate_ucl", "prostate_bidmc",
+             "prostate_hk")
+for _name, _what, _cite in (
+        ("prostate_runmc", "site A, RUNMC: 30 cases from NCI-ISBI 2013",
+         "Bloch et al., NCI-ISBI 2013 challenge, TCIA 2015"),
+        ("prostate_bmc", "site B, BMC: 30 cases from NCI-ISBI 2013",
+         "Bloch et al., NCI-ISBI 2013 challenge, TCIA 2015"),
+        ("prostate_i2cvb", "site C, I2CVB: 19 cases",
+         "Lemaitre et al., Comput. Biol. Med. 2015"),
+        ("prostate_ucl", "site D, UCL: 13 cases from PROMISE12",
+         "Litjens et al., PROMISE12, Med. Image Anal. 2014"),
+        ("prostate_bidmc", "site E, BIDMC: 12 cases from PROMISE12",
+         "Litjens et al., PROMISE12, Med. Image Anal. 2014"),
+        ("prostate_hk", "site F, HK: 12 cases from PROMISE12",
+         "Litjens et al., PROMISE12, Med. Image Anal. 2014")):
+    _add(DatasetInfo(
+        name=_name, task="prostate", metric="dice", channels=1, train_split="train",
+        test_split="test", ood=_others(_name, _PROSTATE),
+        description=f"SAML multi-site prostate MRI, {_what}; axial 2D slices (8-bit), binary "
+                    f"prostate masks; split.csv by case (import option, default 20 % test).",
+        citation=f"Liu, Dou, Heng, Shape-aware meta-learning for generalizing prostate MRI "
+                 f"segmentation to unseen domains (SAML), MICCAI 2020; {_cite}.",
+        url="https://liuquande.github.io/SAML/"))
+del _name, _what, _cite
 
 # ---------------------------------------------------------------- built-in synthetic data
 _add(DatasetInfo(
