@@ -6,7 +6,8 @@ A grid YAML::
     out: runs/foundation            # raw run folders (keep out of git)
     report: docs/results/foundation # tables + plots (small files, commit them)
     workers: 2                      # parallel worker processes
-    threads: 1                      # torch threads per worker
+    threads: 1                      # torch threads per worker (Ray: CPUs each run asks for)
+    gpus: 0                         # GPUs each run asks Ray for (--gpus-per-run overrides)
     base: {preset: cpu, train: {iterations: 600}}   # any RunConfig keys
     datasets: [isic2017, kvasir_seg, {name: montgomery, budgets: [40, 100]}]
     methods:
@@ -22,24 +23,38 @@ last checkpoint, so re-running the same command continues an interrupted grid. A
 copied in from another grid counts when its config is the same up to runtime keys and spelled-out
 defaults; its config.yaml is then rewritten in this grid's spelling (label, out, defaults) so the
 report names it like the grid's other rows.
+
+Two backends run the unfinished runs, with the same skip/resume rules, folders and per-run
+failure reports: ``local`` (default) — ``workers`` processes on this machine, ``threads`` torch
+threads each; ``ray`` — one Ray task per run on a Ray cluster (started here, or an existing one
+by address), each asking for ``threads`` CPUs (a run's own ``train.threads`` when set) and
+``gpus`` GPUs (grid key or ``gpus_per_run``; default 0). Ray workers run in this process's
+working folder at the same absolute path, so a cluster needs a file system shared by every node
+(data, grid ``out``, caches) and scarce installed in the same environment on every node.
 """
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import multiprocessing as mp
 import os
 import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 from scarce.config import (ConfigError, deep_merge, from_dict, load_yaml, parse_overrides, resolve_dict, RunConfig,
                            save_config, to_dict)
 from scarce.utils.io import atomic_write_text
 
-GRID_KEYS = {"name", "out", "report", "workers", "threads", "base", "datasets", "methods", "models",
+GRID_KEYS = {"name", "out", "report", "workers", "threads", "gpus", "base", "datasets", "methods", "models",
              "budgets", "seeds", "metric", "plots"}
+BACKENDS = ("local", "ray")
+RAY_INSTALL_HINT = 'pip install -e ".[ray]"'
+RAY_MAX_RETRIES = 3
+"""Ray re-runs a run whose worker process died (node lost, killed for memory) up to this many
+times; a rerun resumes from the run's last checkpoint, so nothing is trained twice."""
 
 
 @dataclass
@@ -171,28 +186,111 @@ def _run_one(config: dict[str, Any], threads: int) -> tuple[str, str]:
         return cfg.out, msg
 
 
+def _run_timed(config: dict[str, Any], threads: int) -> tuple[str, str, float]:
+    """:func:`_run_one` and its wall time in seconds (the grid's ETA is made of these)."""
+    t = time.time()
+    out, status = _run_one(config, threads)
+    return out, status, time.time() - t
+
+
+def _run_ray_task(config: dict[str, Any], threads: int, cwd: str) -> tuple[str, str, float]:
+    """Body of one run's Ray task: train it in the driver's working folder ``cwd`` (absolute), so
+    the grid's relative paths (``out``, dataset folders, caches) mean on the worker what they
+    mean where the grid was started — the same folders when the file system is shared."""
+    if not os.path.isdir(cwd):
+        import socket
+
+        return (str(config.get("out")), f"working folder {cwd!r} does not exist on node {socket.gethostname()!r}: "
+                "the Ray backend needs a file system shared by every node at the same path", 0.0)
+    os.chdir(cwd)
+    return _run_timed(config, threads)
+
+
 def run_grid(grid: str | os.PathLike[str] | Mapping[str, Any], sets: Sequence[str] | None = None,
              workers: int | None = None, report: bool = True, dry_run: bool = False,
-             log=print) -> dict[str, Any]:
+             log=print, *, backend: str = "local", address: str | None = None,
+             gpus_per_run: float | None = None, progress: bool = True) -> dict[str, Any]:
     """Run (or resume) every unfinished run of a grid, then write the report. One process per
     grid: a second ``run_grid`` on the same ``out`` folder is refused while this one runs
     (:class:`scarce.utils.lock.FolderLockedError` naming it), and each run also holds its own
-    run folder's lock while it trains."""
+    run folder's lock while it trains.
+
+    ``backend``: ``local`` (``workers`` processes here) or ``ray`` (one task per run on the Ray
+    cluster at ``address`` — e.g. ``auto`` for the one this machine belongs to — or, without an
+    address, an already initialised Ray or a local one started for this call). ``gpus_per_run``
+    (Ray only) overrides the grid's ``gpus``. ``progress``: the grid's progress line on stderr
+    (:class:`scarce.utils.progress.GridProgress`)."""
     g = load_grid(grid, sets)
+    resources = _check_backend(g, backend, address, gpus_per_run)
+    if backend == "ray" and not dry_run:
+        _import_ray()  # one clear line at once when it is missing
     specs = expand_grid(g)  # validates every run's config before anything is created
     if dry_run:
-        return _run_grid(g, specs, workers, report, dry_run, log)
+        return _run_grid(g, specs, workers, report, dry_run, log, backend, None, resources, progress)
     from scarce.utils.lock import GRID_LOCK_NAME, lock_folder
 
     out_root = Path(g.get("out", f"runs/{g.get('name', 'grid')}"))
     hint = ("wait for it to finish (or stop it); re-running the same command afterwards resumes the grid, "
             "or give this grid another folder (--set out=DIR)")
-    with lock_folder(out_root, GRID_LOCK_NAME, what="grid folder", hint=hint):
-        return _run_grid(g, specs, workers, report, dry_run, log)
+    with contextlib.ExitStack() as stack:
+        cluster = None
+        if backend == "ray":
+            _check_ray_devices(specs, resources)
+            if any(not (s.run_dir / "metrics.json").exists() for s in specs):  # else no Ray is needed
+                # connected (and its capacity checked) before the grid folder is touched
+                cluster = stack.enter_context(_ray_cluster(address, specs, resources, log, str(g.get("name", ""))))
+        stack.enter_context(lock_folder(out_root, GRID_LOCK_NAME, what="grid folder", hint=hint))
+        return _run_grid(g, specs, workers, report, dry_run, log, backend, cluster, resources, progress)
+
+
+def _check_backend(g: Mapping[str, Any], backend: str, address: str | None,
+                   gpus_per_run: float | None) -> tuple[int, float]:
+    """The backend's options, checked before anything runs; returns the Ray task's
+    (threads, GPUs) request of a run that does not set its own ``train.threads``."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown grid backend {backend!r}: use {' | '.join(BACKENDS)}")
+    if backend != "ray" and (address is not None or gpus_per_run is not None):
+        raise ConfigError("--address and --gpus-per-run are options of the Ray backend: add --backend ray")
+    gpus = gpus_per_run if gpus_per_run is not None else g.get("gpus", 0)
+    if isinstance(gpus, bool) or not isinstance(gpus, (int, float)) or not 0 <= gpus < 1e6:
+        raise ConfigError(f"grid key 'gpus' must be a number >= 0 (GPUs per run on the Ray backend, e.g. 1 or 0.5), "
+                          f"got {gpus!r}")
+    threads = g.get("threads", 0) or 0
+    if backend == "ray" and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 0):
+        raise ConfigError(f"grid key 'threads' must be an integer >= 0 (torch threads per run), got {threads!r}")
+    return max(1, int(threads)) if backend == "ray" else 1, float(gpus)
+
+
+def _ray_request(config: Mapping[str, Any], resources: tuple[int, float]) -> tuple[int, float]:
+    """A run's Ray resource request: its torch threads as CPUs (``train.threads`` when set, else
+    the grid's ``threads``, default 1) and the grid's GPUs per run."""
+    own = int((config.get("train") or {}).get("threads") or 0)
+    return (own if own > 0 else resources[0]), resources[1]
+
+
+def _check_ray_devices(specs: list[RunSpec], resources: tuple[int, float]) -> None:
+    """A run that must train on CUDA but gets no GPU from Ray would either fail on a CPU-only
+    node or share an unreserved GPU with every other run: refuse before starting."""
+    if resources[1] > 0:
+        return
+    for s in specs:
+        device = str((s.config.get("train") or {}).get("device", "auto"))
+        if device.startswith("cuda"):
+            raise ConfigError(f"run {str(s.run_dir)!r} trains on train.device={device} but the Ray backend gives each "
+                              "run 0 GPUs: pass --gpus-per-run 1 (or set the grid key gpus: 1)")
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError as e:
+        raise ConfigError(f"the Ray backend needs the ray package, which is not installed: {RAY_INSTALL_HINT}") from e
+    return ray
 
 
 def _run_grid(g: dict[str, Any], specs: list[RunSpec], workers: int | None, report: bool, dry_run: bool,
-              log: Any) -> dict[str, Any]:
+              log: Any, backend: str = "local", cluster: "_RayCluster | None" = None,
+              resources: tuple[int, float] = (1, 0.0), progress: bool = True) -> dict[str, Any]:
     """:func:`run_grid` once its configs are valid (and, unless ``dry_run``, the grid is locked)."""
     _check_unchanged(specs)
     todo = [s for s in specs if not (s.run_dir / "metrics.json").exists()]
@@ -205,29 +303,168 @@ def _run_grid(g: dict[str, Any], specs: list[RunSpec], workers: int | None, repo
         for s in todo:
             log(f"  would run {s.run_dir}")
         return {"total": len(specs), "todo": len(todo)}
-    n_workers = int(workers or g.get("workers", 1))
-    threads = int(g.get("threads", 0) or max(1, (os.cpu_count() or 2) // max(1, n_workers)))
-    failed: list[tuple[str, str]] = []
-    t0 = time.time()
-    if n_workers <= 1:
-        for i, s in enumerate(todo, 1):
-            out, status = _run_one(s.config, threads)
-            log(f"[{i}/{len(todo)}] {out}: {status} ({time.time() - t0:.0f}s)")
-            if status != "ok":
-                failed.append((out, status))
+    if backend == "ray":
+        failed = _run_todo_ray(g, specs, todo, cluster, resources, log, progress)
     else:
-        ctx = mp.get_context("spawn")
-        with cf.ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx) as ex:
-            futs = [ex.submit(_run_one, s.config, threads) for s in todo]
-            for i, f in enumerate(cf.as_completed(futs), 1):
-                out, status = f.result()
-                log(f"[{i}/{len(todo)}] {out}: {status} ({time.time() - t0:.0f}s)")
-                if status != "ok":
-                    failed.append((out, status))
+        failed = _run_todo_local(g, specs, todo, workers, log, progress)
     result: dict[str, Any] = {"total": len(specs), "ran": len(todo), "failed": failed}
     if report:
         result["report"] = write_grid_report(g)
     return result
+
+
+def _grid_progress(g: Mapping[str, Any], specs: list[RunSpec], todo: list[RunSpec], slots: int,
+                   enabled: bool) -> Any:
+    from scarce.utils.progress import GridProgress
+
+    return GridProgress(str(g.get("name", "")), len(specs), len(specs) - len(todo), len(todo), slots,
+                        enabled=enabled)
+
+
+def _run_todo_local(g: Mapping[str, Any], specs: list[RunSpec], todo: list[RunSpec], workers: int | None,
+                    log: Any, progress: bool) -> list[tuple[str, str]]:
+    """The local backend: ``workers`` processes on this machine (in this process when 1)."""
+    n_workers = int(workers or g.get("workers", 1))
+    threads = int(g.get("threads", 0) or max(1, (os.cpu_count() or 2) // max(1, n_workers)))
+    failed: list[tuple[str, str]] = []
+    t0 = time.time()
+    bar = _grid_progress(g, specs, todo, max(1, n_workers), progress)
+    bar.start()
+
+    def ended(i: int, out: str, status: str, seconds: float) -> None:
+        bar.log(log, f"[{i}/{len(todo)}] {out}: {status} ({time.time() - t0:.0f}s)")
+        if status != "ok":
+            failed.append((out, status))
+        bar.run_ended(status == "ok", seconds)
+
+    try:
+        if n_workers <= 1:
+            for i, s in enumerate(todo, 1):
+                ended(i, *_run_timed(s.config, threads))
+        else:
+            ctx = mp.get_context("spawn")
+            with cf.ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx) as ex:
+                futs = [ex.submit(_run_timed, s.config, threads) for s in todo]
+                for i, f in enumerate(cf.as_completed(futs), 1):
+                    ended(i, *f.result())
+    finally:
+        bar.close()
+    return failed
+
+
+@dataclass
+class _RayCluster:
+    ray: Any
+    slots: int
+    """How many runs the cluster trains at once (the progress line's "running", its ETA)."""
+
+
+@contextlib.contextmanager
+def _ray_cluster(address: str | None, specs: list[RunSpec], resources: tuple[int, float], log: Any,
+                 name: str) -> Iterator[_RayCluster]:
+    """Ray for one grid: an initialised Ray (a notebook, a test) is used and left as is; else
+    ``ray.init(address)`` (None: $RAY_ADDRESS, the cluster this machine runs, else a new local
+    one), shut down (or disconnected) at the end. Refuses a run request no node can hold."""
+    import logging
+
+    ray = _import_ray()
+    connected_here = not ray.is_initialized()
+    if connected_here:
+        try:
+            ray.init(address=address, logging_level=logging.WARNING)
+        except ConnectionError as e:
+            raise ConfigError(f"cannot reach the Ray cluster at {address or os.environ.get('RAY_ADDRESS')!r} ({e}): "
+                              "check the address (and, where the cluster uses token authentication, "
+                              "RAY_AUTH_MODE=token with its token), start one with `ray start --head`, "
+                              "or drop --address to start a local one") from e
+    try:
+        yield _RayCluster(ray, _ray_slots(ray, specs, resources, log, name))
+    finally:
+        if connected_here:
+            ray.shutdown()  # stops a cluster started here; only disconnects from an existing one
+
+
+def _run_todo_ray(g: Mapping[str, Any], specs: list[RunSpec], todo: list[RunSpec], cluster: _RayCluster | None,
+                  resources: tuple[int, float], log: Any, progress: bool) -> list[tuple[str, str]]:
+    """The Ray backend: one task per run, each with its CPU/GPU request; results as the local
+    backend reports them (a task whose worker died is reported like a run that raised)."""
+    if not todo:
+        return []
+    assert cluster is not None, "run_grid connects to Ray when a run is left to do"
+    ray = cluster.ray
+    env = {k: v for k, v in os.environ.items() if k.startswith("SCARCE_")}
+    cwd = os.path.abspath(os.getcwd())
+    task = ray.remote(_run_ray_task)
+    refs: dict[Any, RunSpec] = {}
+    for s in todo:
+        cpus, gpus = _ray_request(s.config, resources)
+        # 0 GPUs: hide the node's GPUs so `train.device=auto` trains on the CPU it reserved
+        run_env = dict(env, **({"CUDA_VISIBLE_DEVICES": ""} if gpus == 0 else {}))
+        ref = task.options(num_cpus=cpus, num_gpus=gpus, max_retries=RAY_MAX_RETRIES,
+                           runtime_env={"env_vars": run_env} if run_env else None,
+                           name=f"scarce:{s.run_dir}").remote(s.config, cpus, cwd)
+        refs[ref] = s
+    failed: list[tuple[str, str]] = []
+    t0 = time.time()
+    bar = _grid_progress(g, specs, todo, cluster.slots, progress)
+    bar.start()
+    pending = list(refs)
+    try:
+        i = 0
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            for ref in ready:
+                i += 1
+                out, status, seconds = _ray_result(ray, ref, refs[ref])
+                bar.log(log, f"[{i}/{len(todo)}] {out}: {status} ({time.time() - t0:.0f}s)")
+                if status != "ok":
+                    failed.append((out, status))
+                bar.run_ended(status == "ok", seconds)
+    finally:
+        bar.close()
+        for ref in pending:  # interrupted: stop the runs still queued or training (they resume later)
+            ray.cancel(ref)
+    return failed
+
+
+def _ray_result(ray: Any, ref: Any, spec: RunSpec) -> tuple[str, str, float]:
+    """A finished task's ``(out, status, seconds)``; a task that raised outside the run (its
+    worker died, the node was lost, it could not be unpickled) becomes a failed run with its
+    ``FAILED.txt``, as a run that raised in the local backend."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayError as e:
+        first = (str(e).strip().splitlines() or [""])[0]
+        msg = f"{type(e).__name__}: {first}"
+        out = str(spec.config.get("out", spec.run_dir))
+        try:
+            atomic_write_text(Path(out) / "FAILED.txt", msg + "\n\n" + str(e))
+        except OSError:
+            pass  # the report line still names the run
+        return out, msg, 0.0
+
+
+def _ray_slots(ray: Any, specs: list[RunSpec], resources: tuple[int, float], log: Any, name: str) -> int:
+    """How many runs the cluster trains at once: per alive node, how many run requests fit its
+    CPUs and GPUs. A request no node can hold never starts: refused when this process started
+    the cluster (no other node can join it), a warning on an existing cluster (an autoscaler
+    may add such a node)."""
+    cpus, gpus = max((_ray_request(s.config, resources) for s in specs), default=(resources[0], resources[1]))
+    local_only = bool(getattr(getattr(ray._private.worker, "_global_node", None), "head", False))
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    fit = lambda r: min(int(r.get("CPU", 0) // cpus), int(r.get("GPU", 0) // gpus) if gpus else 1 << 30)
+    slots = sum(fit(r) for r in nodes)
+    total_cpu = sum(r.get("CPU", 0) for r in nodes)
+    total_gpu = sum(r.get("GPU", 0) for r in nodes)
+    log(f"grid {name}: Ray cluster of {len(nodes)} node(s), {total_cpu:g} CPUs, {total_gpu:g} GPUs; "
+        f"each run asks for {cpus} CPU(s) and {gpus:g} GPU(s): {slots} at a time")
+    if slots == 0:
+        msg = (f"no node of the Ray cluster has {cpus} CPU(s) and {gpus:g} GPU(s) for one run: lower the grid's "
+               "threads / --gpus-per-run, or add a node that has them")
+        if local_only:
+            raise ConfigError(msg)
+        log(f"scarce: warning: {msg}; the runs wait until one joins")
+    return max(1, slots)
 
 
 def write_grid_report(g: Mapping[str, Any]) -> str:

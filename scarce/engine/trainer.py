@@ -96,16 +96,28 @@ class _Progress:
             self.bar = tqdm(total=cfg.iterations, initial=trainer.step, desc=f"{trainer.method.name}", leave=False,
                             dynamic_ncols=True, disable=None)
         self.plain = trainer.is_main and cfg.progress and (self.bar is None or self.bar.disable)
+        self.t0, self.step0, self.last_val = time.time(), trainer.step, math.nan
+
+    def eta(self) -> float | None:
+        """Seconds left at this session's pace (steps since start or resume); None before one."""
+        t = self.trainer
+        done = t.step - self.step0
+        return (time.time() - self.t0) / done * (t.cfg.train.iterations - t.step) if done > 0 else None
 
     def step(self, out: dict[str, Any], best: float) -> None:
         if self.bar is not None:
             self.bar.update(1)
-            if "loss" in out:
-                self.bar.set_postfix(loss=f"{float(out['loss']):.3f}", best=f"{best:.3f}")
+            if "loss" in out:  # tqdm's own [elapsed<remaining] is the ETA
+                self.bar.set_postfix(loss=f"{float(out['loss']):.3f}", val=f"{self.last_val:.3f}", best=f"{best:.3f}")
 
     def validation(self, row: dict[str, Any]) -> None:
+        score = row.get("val_" + self.trainer.data.info.metric)
+        if isinstance(score, (int, float)):
+            self.last_val = float(score)
         if self.plain:
-            print(self.trainer._progress_line(row), file=sys.stderr, flush=True)
+            from scarce.utils.progress import format_duration
+
+            print(f"{self.trainer._progress_line(row)}  ETA {format_duration(self.eta())}", file=sys.stderr, flush=True)
 
     def close(self, stopped_early: bool) -> None:
         if self.bar is not None:
