@@ -48,10 +48,19 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--data-root", metavar="DIR")
     x = dsub.add_parser("import", help="convert an official download layout into the scarce folder format")
     x.add_argument("name", help="dataset kind: a registered name (isic2017, busi, montgomery, kvasir_seg, ph2, "
-                   "cvc_clinicdb, fundus_drishti, ...), 'generic', 'nnunet' or 'decathlon'")
+                   "cvc_clinicdb, fundus_drishti, fundus_domain1, prostate_bidmc, ...), 'generic', 'nnunet', "
+                   "'decathlon', or a multi-domain download: 'fundus_dofe', 'prostate_saml' (one folder per domain in DEST)")
     x.add_argument("src", help="the downloaded dataset folder (for 'decathlon': the datalist JSON)")
-    x.add_argument("dest", help="output folder (images/, masks/, split.csv); must not exist")
+    x.add_argument("dest", help="output folder (images/, masks/, split.csv); must be new or empty")
     x.add_argument("--base-dir", help="decathlon only: folder the datalist paths are relative to")
+    x.add_argument("--overwrite", action="store_true",
+                   help="write into a non-empty DEST, replacing an earlier import of the same dataset "
+                        "(a dataset folder holding other files is refused)")
+    x.add_argument("--empty-fraction", type=float, metavar="F",
+                   help="prostate_saml: share of each volume's slices without prostate to keep (default 0)")
+    x.add_argument("--test-fraction", type=float, metavar="F",
+                   help="prostate_saml: share of each site's cases in the test split (default 0.2)")
+    x.add_argument("--seed", type=int, help="prostate_saml: seed of the case split and empty slices (default 0)")
     x = dsub.add_parser("export-nnunet", help="write a scarce folder as an nnU-Net raw dataset")
     x.add_argument("src")
     x.add_argument("dest", help="nnU-Net raw folder (Dataset<ID>_<NAME> is created inside)")
@@ -136,17 +145,34 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("grid", help="grid YAML (see configs/)")
     x.add_argument("--set", "-s", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override a grid key, e.g. --set seeds=[0] --set base.train.iterations=50")
-    x.add_argument("--workers", type=int, help="parallel worker processes (default: the grid's 'workers')")
+    x.add_argument("--workers", type=int, help="parallel worker processes (default: the grid's 'workers'; local backend)")
+    x.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="local: worker processes on this machine (default); ray: one Ray task per run, asking for "
+                        "the grid's 'threads' CPUs and 'gpus' GPUs (needs pip install -e \".[ray]\" and, on a "
+                        "cluster, a file system shared by every node at the same path)")
+    x.add_argument("--address", help="Ray cluster to run on, e.g. auto (the one `ray start` joined this machine to) "
+                                     "or HOST:6379 (default: $RAY_ADDRESS, else a local Ray started for this grid)")
+    x.add_argument("--gpus-per-run", type=float, metavar="N",
+                   help="GPUs each run asks Ray for, e.g. 1 or 0.5 (default: the grid's 'gpus', else 0)")
     x.add_argument("--dry-run", action="store_true", help="list the runs that would run")
     x.add_argument("--no-report", action="store_true")
     x = sub.add_parser("report", help="aggregate run folders into tables and plots")
-    x.add_argument("runs", help="folder holding run folders (searched recursively)")
-    x.add_argument("out", help="report folder: new, empty or an earlier report (e.g. RUNS/report); never RUNS itself")
+    x.add_argument("runs", nargs="+", metavar="RUNS",
+                   help="folder(s) holding run folders (searched recursively); without -o the last one is OUT "
+                        "(scarce report RUNS OUT)")
+    x.add_argument("--out", "-o", help="report folder: new, empty or an earlier report (e.g. RUNS/report); never RUNS itself")
     x.add_argument("--overwrite", action="store_true", help="allow a non-empty OUT that is not a report (its other files are kept)")
     x.add_argument("--metric", help="dice | jaccard | jaccard_t (default: each dataset's primary metric)")
     x.add_argument("--newest", action="store_true",
                    help="when several runs fill one table cell (dataset, row, budget, seed), keep the newest "
                         "(by metrics.json time) instead of stopping with an error")
+    x.add_argument("--html", action="store_true",
+                   help="also write OUT/index.html: tables with 95%% intervals and significance tests, figures and a "
+                        "per-image browser (static, works offline)")
+    x.add_argument("--reference", metavar="ROW", help="--html: the row the tests compare every other row with "
+                   "(default: the plain supervised row)")
+    x.add_argument("--browser-images", type=int, default=48, metavar="N",
+                   help="--html: at most N images per test set in the per-image browser (0: no browser; default 48)")
     x = sub.add_parser("robustness", help="intensity-shift stress test of every finished run under RUNS, then "
                        "tables + plots (mean ± std over seeds); resumes")
     x.add_argument("runs", nargs="+", help="folders holding run folders (searched recursively, e.g. a grid's out)")
@@ -303,7 +329,8 @@ def _dispatch(a: argparse.Namespace) -> int:
     if a.cmd == "experiment":
         from scarce.experiments import run_grid
 
-        res = run_grid(a.grid, a.sets, workers=a.workers, report=not a.no_report, dry_run=a.dry_run)
+        res = run_grid(a.grid, a.sets, workers=a.workers, report=not a.no_report, dry_run=a.dry_run,
+                       backend=a.backend, address=a.address, gpus_per_run=a.gpus_per_run)
         if res.get("failed"):
             print(f"{len(res['failed'])} run(s) failed (see FAILED.txt in their folders):", file=sys.stderr)
             for out, msg in res["failed"]:
@@ -313,11 +340,30 @@ def _dispatch(a: argparse.Namespace) -> int:
             print(f"report: {res['report']}/results.md")
         return 0
     if a.cmd == "report":
+        from scarce.config import ConfigError
         from scarce.reports.report import check_report_folder, write_report
 
-        check_report_folder(a.runs, a.out, overwrite=a.overwrite)
-        write_report(a.runs, a.out, metric=a.metric, newest=a.newest, require_runs=True)
-        print(f"report: {a.out}/results.md")
+        runs, out = (a.runs, a.out) if a.out else (a.runs[:-1], a.runs[-1])
+        if not runs:
+            raise ConfigError("scarce report needs a report folder: scarce report RUNS... -o OUT (or RUNS OUT)")
+        if a.reference and not a.html:
+            raise ConfigError("--reference needs --html (the tests against a reference row are in the HTML report)")
+        check_report_folder(runs, out, overwrite=a.overwrite)
+        if a.html:
+            from scarce.reports.html import write_html_report
+
+            def predict(run_dir: Path, dest: Path) -> None:  # runs saved without predictions
+                from scarce.api import evaluate_run
+
+                evaluate_run(str(run_dir), out=str(dest), sets=["eval.save_predictions=true", "eval.overlays=0"])
+
+            index = write_html_report(runs, out, metric=a.metric, reference=a.reference, newest=a.newest,
+                                      browser_images=a.browser_images, predict=predict,
+                                      log=lambda m: print(m, file=sys.stderr))
+            print(f"report: {out}/results.md\nhtml report: {index}")
+            return 0
+        write_report(runs, out, metric=a.metric, newest=a.newest, require_runs=True)
+        print(f"report: {out}/results.md")
         return 0
     if a.cmd == "robustness":
         from scarce.robustness import run_robustness
@@ -394,12 +440,22 @@ def _data(a: argparse.Namespace) -> int:
         print(json.dumps(D.show_dataset(a.name, a.data_root), indent=2, default=str))
         return 0
     if a.data_cmd == "import":
+        opts = {k: v for k, v in (("empty_fraction", a.empty_fraction), ("test_fraction", a.test_fraction),
+                                  ("seed", a.seed)) if v is not None}
+        if a.name in ("nnunet", "decathlon"):
+            from scarce.data.multidomain import reject_options
+
+            reject_options(opts, a.name)
         if a.name == "nnunet":
-            out = D.import_nnunet(a.src, a.dest)
+            out = D.import_nnunet(a.src, a.dest, overwrite=a.overwrite)
         elif a.name == "decathlon":
-            out = D.import_decathlon_json(a.src, a.dest, base_dir=a.base_dir)
+            out = D.import_decathlon_json(a.src, a.dest, base_dir=a.base_dir, overwrite=a.overwrite)
+        elif D.is_multidomain(a.name):
+            outs = D.import_multidomain(a.name, a.src, a.dest, overwrite=a.overwrite, **opts)
+            print("imported into " + ", ".join(str(o) for o in outs))
+            return 0
         else:
-            out = D.import_dataset(a.name, a.src, a.dest)
+            out = D.import_dataset(a.name, a.src, a.dest, overwrite=a.overwrite, **opts)
         print(f"imported into {out}")
         return 0
     if a.data_cmd == "export-nnunet":

@@ -162,6 +162,9 @@ def validate_config(cfg: RunConfig, training: bool = True) -> None:
             ok = [n for n in load_builtin_methods().names() if load_builtin_methods().get(n).closure_step]
             raise ConfigError(f"train.optim.name={o.name!r} evaluates the loss twice per step; method {spec.name!r} "
                               f"computes it once. Methods that support it: {', '.join(ok)}")
+        check_run = getattr(spec.cls, "check_run_config", None)  # a method's own rules (ctbct: data.size)
+        if check_run is not None:
+            check_run(cfg, spec.config)
     # --- model vs size (builds the network once; cached)
     stride = model_stride(cfg.model)
     if d.size % stride:

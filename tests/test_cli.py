@@ -149,9 +149,10 @@ def test_methods_command_lists_the_registry(capsys):
 
     assert main(["methods"]) == 0
     out = capsys.readouterr().out
-    listed = [ln.split()[0] for ln in out.splitlines()[1:] if ln.strip() and not ln.startswith("scarce ")]
-    assert listed == load_builtin_methods().names()
-    assert "e2eaug      gan" in out and "grid_tr     weak" in out
+    rows = [ln.split()[:2] for ln in out.splitlines()[1:] if ln.strip() and not ln.startswith("scarce ")]
+    assert [r[0] for r in rows] == load_builtin_methods().names()
+    family = dict(rows)
+    assert family["e2eaug"] == "gan" and family["grid_tr"] == "weak" and family["supervised"] == "supervised"
     assert main(["methods", "grid_tr"]) == 0
     out = capsys.readouterr().out
     assert "method.lam" in out and "method.scribbles" in out

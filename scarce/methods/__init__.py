@@ -22,7 +22,7 @@ _BUILTIN = {
     "supervised": ("supervised",),
     "gan": ("e2eaug", "separate", "gan_aug"),
     "weak": ("pce_gd", "grid_gd", "dense_gd", "grid_tr"),
-    "ssl": ("mean_teacher", "fixmatch"),
+    "ssl": ("mean_teacher", "fixmatch", "ctbct", "dct", "dim"),
 }
 _loaded = False
 

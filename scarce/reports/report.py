@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 from scarce.evaluation.metrics import METRICS
 from scarce.reports.extras import architecture_section, axis_section, known_axes, trimap_section
 from scarce.reports.plots import bar_plot, curves_plot, sample_efficiency_plot
-from scarce.reports.tables import (collect_runs, duplicate_runs, keep_newest, metric_names, results_table, summarize,
+from scarce.reports.tables import (collect_roots, duplicate_runs, keep_newest, metric_names, results_table, summarize,
                                    to_markdown)
 from scarce.utils.io import atomic_write_text
 
@@ -73,7 +73,8 @@ def is_report_folder(folder: Path) -> bool:
         return False
 
 
-def check_report_folder(runs_root: str | Path, out_dir: str | Path, overwrite: bool = False) -> Path:
+def check_report_folder(runs_root: str | Path | Sequence[str | Path], out_dir: str | Path,
+                        overwrite: bool = False) -> Path:
     """``scarce report`` destination check, before anything is read: ``out_dir`` may not be or
     contain ``runs_root`` (ever); it may lie inside it (a grid's own ``<out>/report`` layout: a
     report folder holds no run, so the scan never counts it), and must be new, empty or an earlier
@@ -81,10 +82,14 @@ def check_report_folder(runs_root: str | Path, out_dir: str | Path, overwrite: b
     from scarce.utils.paths import check_output_folder
 
     return check_output_folder(out_dir, overwrite=overwrite, what="report folder", previous=is_report_folder,
-                               containers=[runs_root])
+                               containers=_roots(runs_root))
 
 
-def write_report(runs_root: str | Path, out_dir: str | Path, metric: str | None = None,
+def _roots(runs_root: str | Path | Sequence[str | Path]) -> list[str | Path]:
+    return [runs_root] if isinstance(runs_root, (str, Path)) else list(runs_root)
+
+
+def write_report(runs_root: str | Path | Sequence[str | Path], out_dir: str | Path, metric: str | None = None,
                  curves: bool = False, newest: bool = False, require_runs: bool = False) -> Path:
     """Build the report of every finished run under ``runs_root`` into ``out_dir``.
 
@@ -96,17 +101,21 @@ def write_report(runs_root: str | Path, out_dir: str | Path, metric: str | None 
     the newest of each (by ``metrics.json`` time) and warns with the ones left out.
     ``require_runs=True`` (``scarce report``) raises ``ConfigError`` when ``runs_root`` does not
     exist or holds no finished run, instead of writing an empty report (grids keep that).
+    Several ``runs_root`` folders are read as one (:func:`~scarce.reports.tables.collect_roots`).
     """
     from scarce.config import ConfigError
 
     out = Path(out_dir)
-    if require_runs and not Path(runs_root).is_dir():
-        what = "is a file, not a folder" if Path(runs_root).exists() else "does not exist"
-        raise ConfigError(f"runs folder {str(runs_root)!r} {what}; pass the folder holding your run folders "
-                          "(e.g. runs/ or a grid's out folder)")
-    df = collect_runs(runs_root)
+    roots = _roots(runs_root)
+    for root in roots if require_runs else []:
+        if not Path(root).is_dir():
+            what = "is a file, not a folder" if Path(root).exists() else "does not exist"
+            raise ConfigError(f"runs folder {str(root)!r} {what}; pass the folder holding your run folders "
+                              "(e.g. runs/ or a grid's out folder)")
+    df, runs_root = collect_roots(roots)
+    where = ", ".join(repr(str(r)) for r in roots)
     if require_runs and df.empty:
-        raise ConfigError(f"no finished run under {str(runs_root)!r} (a finished run folder holds config.yaml and "
+        raise ConfigError(f"no finished run under {where} (a finished run folder holds config.yaml and "
                           "metrics.json); nothing written")
     dups = duplicate_runs(df)
     if dups and newest:
@@ -120,11 +129,11 @@ def write_report(runs_root: str | Path, out_dir: str | Path, metric: str | None 
                  for (ds, row, b, s), runs in dups]
         more = f"; and {len(cells) - 5} more cells" if len(cells) > 5 else ""
         raise ConfigError(f"several finished runs for the same table cell ({'; '.join(cells[:5])}{more}); keep one run "
-                          f"per cell under {str(runs_root)!r} (move the others away) or pass --newest to use the "
+                          f"per cell under {where} (move the others away) or pass --newest to use the "
                           "newest of each (by metrics.json time)")
     lines = ["# Results", ""]
     if df.empty:
-        lines += [f"No finished runs (config.yaml + metrics.json) under `{runs_root}`.", ""]
+        lines += [f"No finished runs (config.yaml + metrics.json) under `{', '.join(map(str, roots))}`.", ""]
         atomic_write_text(out / "results.csv", "dataset,row,budget,test_set,n_seeds\n")
         atomic_write_text(out / "results.md", "\n".join(lines))
         return out / "results.md"
@@ -132,7 +141,7 @@ def write_report(runs_root: str | Path, out_dir: str | Path, metric: str | None 
     datasets = sorted(df["dataset"].unique().tolist())
     n_runs = df["run"].nunique()
     lines += [
-        f"{n_runs} runs from `{Path(runs_root).as_posix()}`; datasets: {', '.join(datasets)}.",
+        f"{n_runs} runs from {', '.join(f'`{Path(r).as_posix()}`' for r in roots)}; datasets: {', '.join(datasets)}.",
         "",
         "Cells: mean ± std over seeds (sample std; a single seed shows the mean only) of each "
         "run's mean per-image score at original mask resolution. Columns: `<test set> @ <labelled "

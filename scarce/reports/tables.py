@@ -265,6 +265,29 @@ def keep_newest(df: "pd.DataFrame", runs_root: str | Path) -> tuple["pd.DataFram
     return df[~df["run"].isin(dropped)].reset_index(drop=True), sorted(dropped)
 
 
+def collect_roots(roots: Sequence[str | Path]) -> tuple["pd.DataFrame", Path]:
+    """:func:`collect_runs` over one or several folders, and the folder ``run`` is relative to.
+
+    One folder: its runs, relative to it (exactly :func:`collect_runs`). Several (``scarce report
+    RUNS... -o OUT``): their runs concatenated, ``run`` the path as typed (``<root>/<rel>``) and
+    the base ``Path('.')``, so ``base / run`` is a run folder in both cases.
+    """
+    import pandas as pd
+
+    roots = list(roots)
+    if len(roots) == 1:
+        return collect_runs(roots[0]), Path(roots[0])
+    frames = []
+    for root in roots:
+        d = collect_runs(root)
+        if not d.empty:
+            d["run"] = [(Path(root) / r).as_posix() if r != "." else Path(root).as_posix() for r in d["run"]]
+            frames.append(d)
+    if not frames:
+        return pd.DataFrame(columns=KEY_COLUMNS), Path(".")
+    return pd.concat(frames, ignore_index=True), Path(".")
+
+
 def summarize(df: "pd.DataFrame", metrics: Sequence[str] | None = None) -> "pd.DataFrame":
     """Seed statistics per (dataset, row, budget, test_set): ``n_seeds``, ``<m>_mean``, ``<m>_std``.
 
