@@ -226,3 +226,14 @@ def test_registered_ood_set_in_the_pool_uses_its_test_part(tmp_path):
     assert "synthetic_ood:test" in data.tests and "synthetic_ood" not in data.tests
     ood_pool = {s for s, d in zip(data.unlabelled.stems, data.unlabelled.domains) if d == "synthetic_ood"}
     assert ood_pool and ood_pool.isdisjoint(data.tests["synthetic_ood:test"].stems)
+
+
+def test_an_explicit_pool_changes_the_ood_sets_of_labelled_only_runs_too(tmp_path):
+    """A supervised reference row of a multi-domain grid is scored on the same test images."""
+    from scarce.config import load_config
+    from scarce.data.load import prepare_run_data
+
+    cfg = load_config(sets=["data.dataset=synthetic", "data.size=16", "data.budget=10", "data.synthetic_n=40",
+                            f"data.cache_dir={tmp_path}", "data.unlabelled=[synthetic,synthetic_ood]"]).data
+    sup = prepare_run_data(cfg, seed=0)  # a labelled-only method: no pool loaded
+    assert sup.unlabelled is None and "synthetic_ood:test" in sup.tests and "synthetic_ood" not in sup.tests

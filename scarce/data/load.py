@@ -207,7 +207,9 @@ def prepare_run_data(data_cfg: DataConfig, seed: int, with_unlabelled: bool = Fa
 
     train = load(index, info, split.train, info.name, False)
     val = load(index, info, split.val, info.name, True)
-    pool_sets = unlabelled_datasets(data_cfg, info) if with_unlabelled else set()
+    # an explicit data.unlabelled changes the OOD test sets of every run (also the supervised
+    # reference of a multi-domain grid), so all rows of a grid are scored on the same images
+    pool_sets = unlabelled_datasets(data_cfg, info) if (with_unlabelled or data_cfg.unlabelled is not None) else set()
     tests = _load_tests(data_cfg, info, index, split, dc, pool_sets)
     unlabelled = None
     if with_unlabelled:
