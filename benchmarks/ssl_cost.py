@@ -1,0 +1,93 @@
+"""Cost of the semi-supervised methods (issue 14 benchmark, item 4): seconds and peak memory per
+training iteration of every method with an unlabelled stream, against ``supervised``, measured
+side by side in one process (these machines are noisy: read the ratios).
+
+Each method trains on the same tiny in-memory data (tests/tiny.py style: ``--n`` labelled +
+``--n`` unlabelled images at ``--size`` px) with the chosen segmenter, batch ``--batch`` (+ the
+same number of unlabelled images); after ``--warmup`` iterations, ``--iters`` iterations are timed
+through the real Trainer step (no validation). Rounds interleave the methods so that a load
+change hits them alike; the table reports the median per-round ratio to supervised. Peak memory
+= growth of the process's max RSS during the method's first round (a lower bound after the first
+method has grown the heap; the methods run in the order given, supervised first).
+
+    python benchmarks/ssl_cost.py --threads 1 --encoder efficientnet_lite0 --size 128
+    python benchmarks/ssl_cost.py --methods supervised fixmatch dim --optim sam   # SAM's 2× pass
+"""
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def _trainer(name: str, args: argparse.Namespace, root: Path):
+    from scarce.config import load_config
+    from scarce.engine.trainer import Trainer
+    from tests.tiny import tiny_run_data
+
+    sets = [f"out={root / name}", f"data.size={args.size}", f"train.batch_size={args.batch}",
+            f"train.threads={args.threads}", "train.progress=false", "train.tensorboard=false",
+            f"train.iterations={10 ** 6}", f"train.val_every={10 ** 6}", f"train.optim.name={args.optim}",
+            f"method.name={name}"]
+    if args.encoder != "none":
+        sets += [f"model.encoder={args.encoder}", "model.encoder_weights=none"]
+    else:
+        sets += [f"model.width={args.width}"]
+    cfg = load_config(sets=sets)
+    data = tiny_run_data(n_train=args.n, n_val=2, n_test=2, size=args.size, n_unlabelled=args.n)
+    t = Trainer(cfg, data, root / name)
+    t.method.setup()
+    return t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--methods", nargs="+", default=["supervised", "mean_teacher", "fixmatch", "ctbct", "dct", "dim"])
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--n", type=int, default=16)
+    ap.add_argument("--encoder", default="efficientnet_lite0")
+    ap.add_argument("--width", type=int, default=16)
+    ap.add_argument("--optim", default="adam")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--iters", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    root = Path(tempfile.mkdtemp(prefix="ssl_cost_"))
+    trainers, peak = {}, {}
+    for name in args.methods:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        t = trainers[name] = _trainer(name, args, root)
+        for _ in range(args.warmup):
+            t._train_step()
+        peak[name] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    per_round: dict[str, list[float]] = {n: [] for n in args.methods}
+    for _ in range(args.rounds):
+        for name, t in trainers.items():
+            t0 = time.perf_counter()
+            for _ in range(args.iters):
+                t._train_step()
+            per_round[name].append((time.perf_counter() - t0) / args.iters)
+    ref = per_round.get("supervised")
+    print(f"# torch {torch.__version__}, threads {args.threads}, {args.size} px, batch {args.batch} (+{args.batch} "
+          f"unlabelled), encoder {args.encoder}, optim {args.optim}; median of {args.rounds} interleaved rounds of "
+          f"{args.iters} iterations")
+    print(f"{'method':<14}{'s/iter':>9}{'× sup':>8}{'peak MiB (1st round)':>22}")
+    for name in args.methods:
+        s = statistics.median(per_round[name])
+        ratio = statistics.median([a / b for a, b in zip(per_round[name], ref)]) if ref else float("nan")
+        print(f"{name:<14}{s:>9.3f}{ratio:>8.2f}{peak[name]:>22.0f}")
+
+
+if __name__ == "__main__":
+    main()
