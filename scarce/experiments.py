@@ -91,6 +91,16 @@ def load_grid(grid: str | os.PathLike[str] | Mapping[str, Any], sets: Sequence[s
     return g
 
 
+def _dataset_folder(ds_name: str) -> str:
+    """The grid sub-folder of a dataset entry: its name, or for an absolute path or one that
+    climbs out (``..``) the folder's own name — ``out / "/data/x"`` would otherwise put the runs
+    inside the user's dataset folder, outside the grid."""
+    p = Path(ds_name).expanduser()
+    if p.is_absolute() or ".." in p.parts or str(ds_name).startswith("~"):
+        return p.resolve().name or "dataset"
+    return ds_name
+
+
 def expand_grid(g: Mapping[str, Any]) -> list[RunSpec]:
     """All runs of a grid, each with its fully resolved config dict (validated by
     :func:`scarce.validate.validate_config`: a bad value fails before any folder is created)."""
@@ -115,7 +125,7 @@ def expand_grid(g: Mapping[str, Any]) -> list[RunSpec]:
                 model_label = str(model_over.pop("label", model_over.get("name", "unet")))
                 for b in budgets:
                     for s in seeds:
-                        run_dir = out_root / ds_name / f"{label}-{model_label}" / f"b{b}" / f"s{s}"
+                        run_dir = out_root / _dataset_folder(ds_name) / f"{label}-{model_label}" / f"b{b}" / f"s{s}"
                         d = deep_merge(base, ds_base)
                         d = deep_merge(d, m)
                         d = deep_merge(d, {"model": model_over, "data": {"dataset": ds_name, "budget": int(b)},

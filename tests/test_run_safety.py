@@ -303,3 +303,17 @@ def test_config_left_by_a_run_killed_before_its_first_checkpoint_does_not_block(
     assert res["steps"] == 2
     assert yaml.safe_load((out / "config.yaml").read_text())["train"]["batch_size"] == 4
 
+
+
+def test_grid_runs_of_an_absolute_dataset_path_stay_inside_the_grid(tmp_path, synthetic_folder):
+    """A dataset given as an absolute (or ``..``) path used to put its run folders inside the
+    user's dataset folder; they belong under the grid's ``out``."""
+    from scarce.experiments import expand_grid
+
+    out = tmp_path / "grid"
+    grid = {"out": str(out), "datasets": [str(synthetic_folder.resolve())], "methods": [{"label": "sup", "method": {"name": "supervised"}}],
+            "seeds": [0], "budgets": [10], "base": {"data": {"size": 32}}}
+    (spec,) = expand_grid(grid)
+    assert spec.run_dir.resolve().is_relative_to(out.resolve())
+    assert not spec.run_dir.resolve().is_relative_to(synthetic_folder.resolve())
+    assert spec.run_dir.parts[len(out.parts)] == synthetic_folder.resolve().name
