@@ -264,6 +264,28 @@ def is_eval_output(folder: Path) -> bool:
             and not (folder / "config.yaml").exists())
 
 
+def _evaluation_target(run_dir: str | os.PathLike[str], config: str | None, sets: list[str] | None,
+                       data_root: str | None, test_sets: list[str] | None, out: str | None, default_sub: str,
+                       what: str) -> tuple[RunConfig, Path]:
+    """The run's config with the evaluation overrides, and the folder the evaluation writes
+    (``out`` or ``<run>/<default_sub>``), checked writable before any data is loaded: a
+    read-only run folder fails in a second with one line."""
+    from scarce.utils.io import ensure_writable
+
+    cfg = load_run_config(run_dir, config, sets)
+    if data_root:
+        cfg.data.root = data_root
+    if test_sets:
+        cfg.data.test_sets = list(test_sets)
+    out_dir = Path(out) if out else Path(run_dir) / default_sub
+    try:
+        ensure_writable(out_dir)
+    except OSError as e:
+        fix = "choose another --out DIR" if out else "use --out DIR to write it elsewhere"
+        raise ConfigError(f"cannot write {what} into {str(out_dir)!r} ({e.strerror}); {fix}") from None
+    return cfg, out_dir
+
+
 def evaluate_run(run_dir: str | os.PathLike[str], test_sets: list[str] | None = None,
                  data_root: str | None = None, out: str | None = None,
                  config: str | None = None, sets: list[str] | None = None,
@@ -279,19 +301,7 @@ def evaluate_run(run_dir: str | os.PathLike[str], test_sets: list[str] | None = 
         check_output_folder(out, containers=[run_dir], overwrite=overwrite, what="evaluation folder",
                             previous=is_eval_output)
 
-    from scarce.utils.io import ensure_writable
-
-    cfg = load_run_config(run_dir, config, sets)
-    if data_root:
-        cfg.data.root = data_root
-    if test_sets:
-        cfg.data.test_sets = list(test_sets)
-    out_dir = Path(out) if out else Path(run_dir) / "eval"
-    try:  # before loading data or computing anything: a read-only run folder fails in a second
-        ensure_writable(out_dir)
-    except OSError as e:
-        fix = "choose another --out DIR" if out else "use --out DIR to write it elsewhere"
-        raise ConfigError(f"cannot write the evaluation into {str(out_dir)!r} ({e.strerror}); {fix}") from None
+    cfg, out_dir = _evaluation_target(run_dir, config, sets, data_root, test_sets, out, "eval", "the evaluation")
     tests = load_test_sets(cfg.data, seed=cfg.train.seed)
     num_classes = next(iter(tests.values())).num_classes
     channels = int(next(iter(tests.values())).images.shape[1])
@@ -388,7 +398,6 @@ def evaluate_shifts(run_dir: str | os.PathLike[str], shifts: str | list[str] | N
 
     from scarce.data.load import load_test_sets
     from scarce.evaluation.shifts import check_severities, evaluate_shifted_sets, resolve_shifts, write_shift_outputs
-    from scarce.utils.io import ensure_writable
     from scarce.utils.paths import check_output_folder
 
     names = resolve_shifts(shifts)
@@ -396,17 +405,8 @@ def evaluate_shifts(run_dir: str | os.PathLike[str], shifts: str | list[str] | N
     if out:
         check_output_folder(out, containers=[run_dir], overwrite=overwrite, what="shift evaluation folder",
                             previous=is_shift_output)
-    cfg = load_run_config(run_dir, config, sets)
-    if data_root:
-        cfg.data.root = data_root
-    if test_sets:
-        cfg.data.test_sets = list(test_sets)
-    out_dir = Path(out) if out else Path(run_dir) / SHIFTS_DIR
-    try:  # before loading data or computing anything
-        ensure_writable(out_dir)
-    except OSError as e:
-        fix = "choose another --out DIR" if out else "use --out DIR to write it elsewhere"
-        raise ConfigError(f"cannot write the shift evaluation into {str(out_dir)!r} ({e.strerror}); {fix}") from None
+    cfg, out_dir = _evaluation_target(run_dir, config, sets, data_root, test_sets, out, SHIFTS_DIR,
+                                      "the shift evaluation")
     meta = _shift_meta(run_dir, cfg, names, sev)
     if cfg.train.threads > 0:
         import torch
