@@ -91,7 +91,7 @@ def _trainer(args: argparse.Namespace, method: dict, tmp: str):
     sets = [f"data.size={args.size}", f"model.name={args.model}", f"model.width={args.width}",
             f"train.batch_size={args.batch}", "train.progress=false", "train.tensorboard=false",
             f"train.device={args.device}", f"train.iterations={10**6}"]
-    cfg = load_config(sets=sets)
+    cfg = load_config(sets=sets, preset="cpu")   # the measured recipe (not the product default)
     cfg.method = method
     trainer = Trainer(cfg, _synthetic_run_data(max(8, args.batch * 2), args.size), tmp)
     trainer.method.setup()

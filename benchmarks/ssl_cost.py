@@ -41,7 +41,7 @@ def _trainer(name: str, args: argparse.Namespace, root: Path):
         sets += [f"model.encoder={args.encoder}", "model.encoder_weights=none"]
     else:
         sets += [f"model.width={args.width}"]
-    cfg = load_config(sets=sets)
+    cfg = load_config(sets=sets, preset="cpu")   # the measured recipe (not the product default)
     data = tiny_run_data(n_train=args.n, n_val=2, n_test=2, size=args.size, n_unlabelled=args.n)
     t = Trainer(cfg, data, root / name)
     t.method.setup()

@@ -17,7 +17,8 @@ EPILOG = "Docs: README.md. Data root: --data-root or the SCARCE_DATA_ROOT enviro
 
 def _cfg_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", "-c", metavar="FILE", help="YAML config (RunConfig keys; see README)")
-    p.add_argument("--preset", metavar="NAME", help="config preset: cpu (default) or paper")
+    p.add_argument("--preset", metavar="NAME", help="config preset: quality (default: pretrained-encoder U-Net), cpu (fast, from scratch) "
+                   "or paper; $SCARCE_PRESET changes the default")
     p.add_argument("--set", "-s", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set train.iterations=200 (repeatable)")
     p.add_argument("--data-root", metavar="DIR", help="folder holding the datasets (default $SCARCE_DATA_ROOT)")

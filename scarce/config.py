@@ -1,7 +1,9 @@
 """Hyperparameters are data: dataclass configs, YAML files and ``--set a.b=v`` overrides.
 
 Resolution order (later wins): dataclass defaults → preset (``scarce/configs/presets/NAME.yaml``)
-→ user YAML (``--config``) → ``--set`` overrides. The resolved config is saved as
+→ user YAML (``--config``) → ``--set`` overrides. The preset is the first of ``--preset``, a
+``preset`` key in the overrides or the YAML, ``$SCARCE_PRESET``, and :data:`DEFAULT_PRESET`
+(``quality``: the pretrained-encoder U-Net, the model a user with 40 labels should get). The resolved config is saved as
 ``config.yaml`` in every run folder and is all that is needed to repeat the run.
 
 Method-specific hyperparameters live in the method's own dataclass (``Method.Config``) beside
@@ -27,6 +29,12 @@ from scarce.registry import look_up
 T = TypeVar("T")
 
 ENV_DATA_ROOT = "SCARCE_DATA_ROOT"
+ENV_PRESET = "SCARCE_PRESET"
+"""Environment variable naming the default preset (e.g. ``cpu`` for fast grids and the tests)."""
+DEFAULT_PRESET = "quality"
+"""The preset when nothing names one: ImageNet-pretrained EfficientNet-Lite0 U-Net, 800
+iterations (issue 12: chosen on validation; the from-scratch ``cpu`` preset stays for tests and
+large paper-faithful grids)."""
 
 
 @dataclass(frozen=True)
@@ -185,7 +193,7 @@ class EvalConfig:
 
 @dataclass
 class RunConfig:
-    preset: str = "cpu"
+    preset: str = DEFAULT_PRESET
     out: str = "runs/default"
     label: str = ""
     """Display name of the run's row in tables (default: method name + augmentation)."""
@@ -339,6 +347,20 @@ def preset_names() -> list[str]:
     return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml"))
 
 
+def default_preset() -> str:
+    """``$SCARCE_PRESET`` if set (checked: an unknown name is a :class:`ConfigError` naming the
+    variable), else :data:`DEFAULT_PRESET`."""
+    name = os.environ.get(ENV_PRESET, "").strip()
+    if not name:
+        return DEFAULT_PRESET
+    if name not in preset_names():
+        close = difflib.get_close_matches(name, preset_names(), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ConfigError(f"unknown preset {name!r} in ${ENV_PRESET}; {hint}choose one of "
+                          f"{', '.join(preset_names())} or unset {ENV_PRESET}")
+    return name
+
+
 def load_preset(name: str) -> dict[str, Any]:
     look_up(name, preset_names(), "preset")
     text = (resources.files("scarce") / "configs" / "presets" / f"{name}.yaml").read_text()
@@ -353,7 +375,7 @@ def resolve_dict(
     """Merge defaults, preset, config file/dict and overrides into one plain dict."""
     user = dict(config) if isinstance(config, Mapping) else (load_yaml(config) if config else {})
     over = parse_overrides(sets)
-    name = preset or over.get("preset") or user.get("preset") or RunConfig.preset
+    name = preset or over.get("preset") or user.get("preset") or default_preset()
     merged = deep_merge(to_dict(RunConfig()), load_preset(name))
     merged = deep_merge(merged, user)
     merged = deep_merge(merged, over)

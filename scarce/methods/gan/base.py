@@ -79,13 +79,21 @@ class SyntheticPairMethod(Method):
     def segmenter_step(self, images: torch.Tensor, masks: torch.Tensor, gen_images: torch.Tensor,
                        gen_masks: torch.Tensor) -> dict[str, torch.Tensor]:
         """One segmenter update on the real batch (images N×C×S×S, intensity-augmented if
-        ``method.intensity``) followed by the n generated pairs, in ONE forward pass:
-        :func:`mixed_loss` with λ = ``method.lam``. Returns the logged losses."""
-        logits = self.model(torch.cat([self.augment_intensity(images), gen_images], dim=0))
+        ``method.intensity``) followed by the n generated pairs (augmented too with
+        ``intensity_generated``), in ONE forward pass: :func:`mixed_loss` with λ = ``method.lam``.
+        Returns the logged losses."""
+        logits = self.model(torch.cat([self.augment_intensity(images), self.augment_generated(gen_images)], dim=0))
         n = images.shape[0]
         loss = mixed_loss(self.ctx.loss_fn, logits[:n], masks, logits[n:], gen_masks, self.mcfg.lam)
         self.ctx.step(loss.total, self.optimizer)
         return loss.logs()
+
+    def augment_generated(self, gen_images: torch.Tensor) -> torch.Tensor:
+        """Generated images n×C×S×S through ``method.intensity`` when ``intensity_generated``
+        (one draw per sample, after the real images' draws), else unchanged (nothing drawn)."""
+        if not getattr(self.mcfg, "intensity_generated", False):
+            return gen_images
+        return self.augment_intensity(gen_images)
 
     @abc.abstractmethod
     def gallery(self, path: Path) -> None:

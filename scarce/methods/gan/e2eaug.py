@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -138,12 +138,16 @@ class E2EAugObjective:
         return self.generator_loss(self.generate(g, a, onehot), onehot, images)
 
     def train_losses(self, w: Params, g: Params, a: Params, images: torch.Tensor, masks: torch.Tensor,
-                     aug_masks: torch.Tensor, virtual: bool = True) -> MixedLoss:
+                     aug_masks: torch.Tensor, virtual: bool = True,
+                     transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> MixedLoss:
         """Stage II: L_seg(D_tr; W) + λ·L_seg((f(M̂; G, A), M̂); W) (one segmenter pass on both),
-        with its two terms (:func:`~scarce.methods.gan.base.mixed_loss`)."""
+        with its two terms (:func:`~scarce.methods.gan.base.mixed_loss`). ``transform`` maps the
+        generated images before the segmenter (the real step's intensity augmentation)."""
         fake = self.generate(g, a, one_hot_masks(aug_masks, self.k, images.dtype))
         if self.detach_generated:
             fake = fake.detach()
+        if transform is not None:
+            fake = transform(fake)
         logits = self.segment(w, torch.cat([images, fake], dim=0), virtual)
         n = images.shape[0]
         return mixed_loss(self.loss_fn, logits[:n], masks, logits[n:], aug_masks, self.lam)
@@ -306,8 +310,10 @@ class E2EAug(MaskToImageMethod):
             self._record_alpha(step + 1)
         # Stage II (real): the objective's train loss with the live W (real BatchNorm buffers) and
         # G, A fixed; real pairs first (intensity-augmented if set), then the ⌈f·n⌉ generated ones
+        # (augmented too with intensity_generated)
         loss = obj.train_losses(obj.seg_weights(), obj.fixed(obj.gen_weights()), obj.fixed(obj.arch()),
-                                self.augment_intensity(images), masks, aug_masks, virtual=False)
+                                self.augment_intensity(images), masks, aug_masks, virtual=False,
+                                transform=self.augment_generated)
         self.ctx.step(loss.total, self.optimizer)
         return {**loss.logs(), **self._gan_losses, **self._last}
 
