@@ -101,3 +101,39 @@ def test_intensity_augmentation_reaches_the_generated_images(tmp_path):
         assert torch.equal(on[:4], off[:4]), name                # the real half: same draws
         assert not torch.allclose(on[4:], off[4:]), name         # generated half augmented only when on
         assert float(on[4:].mean()) < 0.65 * float(off[4:].mean()), name   # ×0.5–0.6 brightness
+
+
+def test_match_appearance_gives_each_image_a_real_images_statistics():
+    """match_appearance: every output channel has the mean/std of the reference image drawn for
+    it (hand-checkable: constant-free images, no clamping), one draw per image from the generator."""
+    from scarce.methods.gan.base import match_appearance
+
+    g = torch.Generator().manual_seed(0)
+    imgs = 0.5 + 0.05 * torch.randn(5, 3, 16, 16, generator=g)             # narrow, like G's output
+    ref = torch.stack([0.2 + 0.1 * i + 0.02 * (i + 1) * torch.randn(3, 16, 16, generator=g) for i in range(4)])
+    out = match_appearance(imgs, ref, torch.Generator().manual_seed(1))
+    idx = torch.randint(4, (5,), generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(out.mean(dim=(2, 3)), ref[idx].mean(dim=(2, 3)), atol=1e-5)
+    assert torch.allclose(out.std(dim=(2, 3)), ref[idx].std(dim=(2, 3)), atol=1e-5)
+    # structure kept: per channel, the output is an increasing affine map of the input
+    assert torch.allclose(torch.corrcoef(torch.stack([out[0, 0].flatten(), imgs[0, 0].flatten()]))[0, 1],
+                          torch.tensor(1.0), atol=1e-5)
+
+
+def test_generated_appearance_match_real_widens_generated_images(tmp_path):
+    """With ``generated_appearance: match_real`` the generated half of the segmenter's batch takes
+    the real batch images' statistics (so the real half is unchanged); a typo is one error."""
+    import pytest
+
+    common = {"name": "separate", "pretrain_iters": 0, "gallery": 0, "aug_fraction": 1.0}
+    off = _segmenter_inputs(tmp_path, common)
+    on = _segmenter_inputs(tmp_path, {**common, "generated_appearance": "match_real"})
+    assert torch.equal(on[:4], off[:4]) and not torch.allclose(on[4:], off[4:])
+    def close_to_a_real_image(x: torch.Tensor) -> bool:   # its mean and std (up to the [0, 1] clamp)
+        mean, std = x.mean(dim=(1, 2, 3)), x.flatten(1).std(dim=1)
+        return all(((mean[:4] - mean[i]).abs() < 0.03).logical_and((std[:4] / std[i] - 1).abs() < 0.25).any()
+                   for i in range(4, x.shape[0]))
+
+    assert close_to_a_real_image(on) and not close_to_a_real_image(off)   # untrained G: std 0.04 vs 0.2
+    with pytest.raises(ValueError, match="Did you mean 'match_real'"):
+        _segmenter_inputs(tmp_path, {**common, "generated_appearance": "match_rel"})

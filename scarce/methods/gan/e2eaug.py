@@ -313,7 +313,7 @@ class E2EAug(MaskToImageMethod):
         # (augmented too with intensity_generated)
         loss = obj.train_losses(obj.seg_weights(), obj.fixed(obj.gen_weights()), obj.fixed(obj.arch()),
                                 self.augment_intensity(images), masks, aug_masks, virtual=False,
-                                transform=self.augment_generated)
+                                transform=lambda fake: self.augment_generated(fake, images))
         self.ctx.step(loss.total, self.optimizer)
         return {**loss.logs(), **self._gan_losses, **self._last}
 

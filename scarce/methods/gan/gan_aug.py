@@ -74,6 +74,14 @@ class GanAugConfig:
     mean Dice over 24 simulated shifts: see README "E2EAug out of distribution"). ``false``
     reproduces runs made before this field existed. E2EAug's hypergradient unrolls the
     un-augmented objective (the augmentation is a fixed random transform after the generator)."""
+    generated_appearance: str = "none"
+    """none | match_real: rescale each generated image, per channel, to the mean and standard
+    deviation of a real image of the same batch (drawn from the run's generator) before the
+    segmenter sees it (and before ``intensity_generated``). Why: a mask→image GAN trained with an
+    L1 term paints the conditional MEAN appearance — brightness is not predictable from a mask —
+    so its images span a narrower brightness range than the real ones (montgomery E2EAug run:
+    per-image mean std 0.050 generated vs 0.118 real, ``benchmarks/e2eaug_generated_stats.py``);
+    matching restores the real images' spread while keeping the generated structure."""
     aug_fraction: float = 0.5
     """Generated pairs per iteration = ⌈f·B⌉ (as e2eaug/separate's CPU default)."""
     nz: int = 64

@@ -59,6 +59,14 @@ class GANConfig:
     mean Dice over 24 simulated shifts: see README "E2EAug out of distribution"). ``false``
     reproduces runs made before this field existed. E2EAug's hypergradient unrolls the
     un-augmented objective (the augmentation is a fixed random transform after the generator)."""
+    generated_appearance: str = "none"
+    """none | match_real: rescale each generated image, per channel, to the mean and standard
+    deviation of a real image of the same batch (drawn from the run's generator) before the
+    segmenter sees it (and before ``intensity_generated``). Why: a mask→image GAN trained with an
+    L1 term paints the conditional MEAN appearance — brightness is not predictable from a mask —
+    so its images span a narrower brightness range than the real ones (montgomery E2EAug run:
+    per-image mean std 0.050 generated vs 0.118 real, ``benchmarks/e2eaug_generated_stats.py``);
+    matching restores the real images' spread while keeping the generated structure."""
     mask_ops: list[str] = field(default_factory=lambda: ["rotate", "flip", "translate"])
     """Basic mask augmentations applied in random order (paper); one op = Figure 5 ablation."""
     mask_random_order: bool = True
