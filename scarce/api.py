@@ -132,7 +132,8 @@ def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool) -> dict[str, Any]
     from scarce.methods import method_spec
 
     needs_pool = "unlabelled" in method_spec(cfg).cls.streams
-    data = prepare_run_data(cfg.data, seed=cfg.train.seed, with_unlabelled=needs_pool)  # validates all inputs first
+    data = prepare_run_data(cfg.data, seed=cfg.train.seed, with_unlabelled=needs_pool,  # validates all inputs first
+                            monitor=cfg.eval.monitor)
     if (run_dir / RESULT_FILE).exists() and resume:
         import json
 
@@ -425,6 +426,50 @@ def evaluate_shifts(run_dir: str | os.PathLike[str], shifts: str | list[str] | N
                         title=f"Run `{Path(run_dir).as_posix()}` (best checkpoint; eval.tta={cfg.eval.tta}, "
                               f"threshold {cfg.eval.threshold:g}).")
     return rows
+
+
+def tsne_runs(runs: list[str | os.PathLike[str]], out: str | os.PathLike[str], perplexity: float = 30.0,
+              seed: int = 0, sets: list[str] | None = None, data_root: str | None = None,
+              overwrite: bool = False) -> dict[str, Any]:
+    """``scarce tsne``: t-SNE of each finished run's pooled deepest encoder features over every
+    image of its test sets (ID test part + OOD sets / domains), one panel per run, coloured by
+    test set (:mod:`scarce.reports.tsne`). Writes ``tsne.csv`` (run, test_set, stem, x, y) and
+    ``tsne.png`` into ``out`` (new, empty or an earlier t-SNE output unless ``overwrite``; never
+    a run folder), all at once (nothing partial). ``sets`` override keys of every run's config
+    (``train.threads=1`` limits torch's CPU threads); runs are read-only. Panels are titled by
+    run label, or by run folder when labels repeat. Returns ``{csv, png, points}``."""
+    from scarce.data.load import load_test_sets
+    from scarce.reports.tables import row_label
+    from scarce.reports.tsne import is_tsne_output, tsne_panel, write_tsne
+    from scarce.utils.paths import check_output_folder, staged_output
+
+    if not runs:
+        raise ConfigError("scarce tsne needs at least one run folder")
+    if not perplexity > 0:
+        raise ConfigError(f"--perplexity must be > 0 (t-SNE's neighbourhood size, e.g. 30), got {perplexity}")
+    check_output_folder(out, containers=runs, overwrite=overwrite, what="t-SNE folder", previous=is_tsne_output)
+    cfgs = [load_run_config(r, sets=sets) for r in runs]  # every run's config and overrides before any work
+    labels = [row_label(to_dict(c)) for c in cfgs]
+    titles = labels if len(set(labels)) == len(labels) else [Path(r).as_posix() for r in runs]
+    panels = []
+    for run, cfg, title in zip(runs, cfgs, titles):
+        if data_root:
+            cfg.data.root = data_root
+        if cfg.train.threads > 0:
+            import torch
+
+            torch.set_num_threads(int(cfg.train.threads))
+        tests = load_test_sets(cfg.data, seed=cfg.train.seed)
+        first = next(iter(tests.values()))
+        model = load_segmenter(run, cfg, in_channels=int(first.images.shape[1]), num_classes=first.num_classes)
+        try:
+            panels.append((title, tsne_panel(model, tests, seed=seed, perplexity=perplexity)))
+        except ValueError as e:  # too few test images, or a network without a known feature hook
+            raise ConfigError(f"t-SNE of {Path(run).as_posix()!r}: {e}") from None
+    with staged_output(out) as tmp:
+        write_tsne(panels, tmp)
+    return {"csv": str(Path(out) / "tsne.csv"), "png": str(Path(out) / "tsne.png"),
+            "points": sum(len(p["x"]) for _, p in panels)}
 
 
 def _dataset_metric(cfg: RunConfig) -> str:

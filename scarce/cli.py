@@ -192,6 +192,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="when several runs fill one cell (dataset, row, budget, seed), keep the newest")
     x.add_argument("--overwrite", action="store_true",
                    help="allow a non-empty OUT that is not a robustness report (its other files are kept)")
+    x = sub.add_parser("tsne", help="t-SNE of finished runs' pooled deep features on their test sets, coloured by "
+                       "domain (one panel per run, e.g. base vs dim)")
+    x.add_argument("runs", nargs="+", metavar="RUN", help="finished run folders (one panel each)")
+    x.add_argument("--out", "-o", required=True,
+                   help="output folder for tsne.png + tsne.csv: new, empty or an earlier t-SNE output; never a RUN")
+    x.add_argument("--perplexity", type=float, default=30.0,
+                   help="t-SNE perplexity (default 30; capped at (images - 1) / 3 for small test sets)")
+    x.add_argument("--set", "-s", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key of every run's config, e.g. --set train.threads=1")
+    x.add_argument("--data-root", metavar="DIR")
+    x.add_argument("--overwrite", action="store_true",
+                   help="allow a non-empty OUT that is not a t-SNE output (its other files are kept)")
     x = sub.add_parser("methods", help="registered training methods: family, what each does, its config keys")
     x.add_argument("name", nargs="?", help="one method: its config keys with defaults and help")
     x = sub.add_parser("demo", help="train and compare methods on built-in synthetic data (minutes on a CPU)")
@@ -379,6 +391,13 @@ def _dispatch(a: argparse.Namespace) -> int:
             for run, msg in res["failed"]:
                 print(f"  {run}: {msg}", file=sys.stderr)
             return 1
+        return 0
+    if a.cmd == "tsne":
+        from scarce.api import tsne_runs
+
+        res = tsne_runs(a.runs, a.out, perplexity=a.perplexity, sets=a.sets, data_root=a.data_root,
+                        overwrite=a.overwrite)
+        print(f"t-SNE: {res['png']}  ({res['points']} points from {len(a.runs)} run(s); coordinates: {res['csv']})")
         return 0
     if a.cmd == "methods":
         return _methods(a.name)

@@ -189,6 +189,13 @@ class EvalConfig:
     """Test-time augmentation: ``none`` | ``flip`` (mean probabilities of the image and its
     horizontal and vertical flips). Used by the evaluation, by validation during training (so the
     checkpoint is chosen as it will be scored; 3× the validation cost) and by ``scarce predict``."""
+    monitor: list[str] = field(default_factory=list)
+    """Test sets scored at every validation step, for per-domain curves over training (log.csv /
+    TensorBoard columns ``monitor/<set>``, the validation metric with ``eval.tta``; drawn by
+    ``scarce report``). Entries as ``data.test_sets`` (names, folders, ``<name>:test``); an
+    unlabelled source (``data.unlabelled``) means its test part. Logged only: never used to choose
+    the checkpoint, step the plateau schedule or stop early (a checkpoint chosen on a test domain
+    makes that domain's test score optimistic). Empty (default) costs nothing."""
 
 
 @dataclass

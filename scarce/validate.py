@@ -117,6 +117,9 @@ def validate_config(cfg: RunConfig, training: bool = True) -> None:
     from scarce.evaluation.evaluate import check_tta
 
     check_tta(e.tta)  # none | flip, did-you-mean
+    if not isinstance(e.monitor, (list, tuple)) or not all(isinstance(s, str) and s.strip() for s in e.monitor):
+        raise ConfigError(f"config key 'eval.monitor' expects a list of test sets (as data.test_sets), e.g. "
+                          f"--set eval.monitor=[cvc_clinicdb,ph2:test], got {e.monitor!r}")
     # --- train
     if training:
         _need_int("train.iterations", t.iterations, 1, 400)

@@ -174,7 +174,7 @@ def dataset_split(info: DatasetInfo, index: FolderIndex, budget: int, seed: int,
 
 
 def prepare_run_data(data_cfg: DataConfig, seed: int, with_unlabelled: bool = False,
-                     cache: DecodeCache | None = None) -> RunData:
+                     cache: DecodeCache | None = None, monitor: Sequence[str] = ()) -> RunData:
     """Resolve the dataset, make the split (``split_seed`` or ``seed``) and load train, val and
     test sets (val/test keep original-resolution masks).
 
@@ -182,7 +182,8 @@ def prepare_run_data(data_cfg: DataConfig, seed: int, with_unlabelled: bool = Fa
     dataset's OOD sets present under the root (all images of each; a missing one only warns).
     Entries may be registered names, folder paths, ``<name>:test`` (that set's test split) or
     the dataset's own name (its ID test split). ``with_unlabelled`` also loads the pool images
-    outside the budget (for semi-supervised methods).
+    outside the budget (for semi-supervised methods). ``monitor`` (``eval.monitor``): test sets
+    for per-domain curves over training (:func:`monitor_sets`).
     """
     root = data_cfg.root
     info, folder = resolve_dataset(data_cfg.dataset, root, data_cfg.num_classes,
@@ -215,8 +216,23 @@ def prepare_run_data(data_cfg: DataConfig, seed: int, with_unlabelled: bool = Fa
     if with_unlabelled:
         unlabelled = load_unlabelled(data_cfg, info, index, split, dc, split_seed)
     _check_foreground(info, size, train, [val], tests.get(info.name))
+    watched = monitor_sets(data_cfg, monitor, info, index, split, dc, pool_sets, tests) if monitor else {}
     return RunData(info=info, train=train, val=val, tests=tests, split=split,
-                   unlabelled=unlabelled)
+                   unlabelled=unlabelled, monitor=watched)
+
+
+def monitor_sets(data_cfg: DataConfig, entries: Sequence[str], info: DatasetInfo, index: FolderIndex,
+                 split: Split, dc: DecodeCache, pool_sets: set[str], tests: dict[str, SegData]
+                 ) -> dict[str, SegData]:
+    """The ``eval.monitor`` sets, resolved as explicit ``data.test_sets`` entries (a missing one
+    raises), except that a bare unlabelled source means its test part, as its default OOD set
+    does: its other images are training data. Names are the test sets' names in ``metrics.json``;
+    a set that is also a test set is shared, not held twice."""
+    import dataclasses
+
+    wanted = [f"{e}:test" if e in pool_sets else e for e in map(str, entries)]
+    loaded = _load_tests(dataclasses.replace(data_cfg, test_sets=wanted), info, index, split, dc, pool_sets)
+    return {name: tests.get(name, d) for name, d in loaded.items()}
 
 
 def _unlabelled_entries(data_cfg: DataConfig, info: DatasetInfo) -> tuple[list[str], int | None]:
@@ -421,7 +437,9 @@ def load_test_sets(data_cfg: DataConfig, seed: int,
     index = scan_folder(folder)
     split_seed = data_cfg.split_seed if data_cfg.split_seed is not None else seed
     split = dataset_split(info, index, data_cfg.budget, split_seed, data_cfg.val_fraction)
-    return _load_tests(data_cfg, info, index, split, cache or get_cache(data_cfg.cache_dir))
+    # the same pool rule as prepare_run_data: an unlabelled source's default OOD set is its test part
+    pool_sets = unlabelled_datasets(data_cfg, info) if data_cfg.unlabelled is not None else set()
+    return _load_tests(data_cfg, info, index, split, cache or get_cache(data_cfg.cache_dir), pool_sets)
 
 
 def show_dataset(name: str, root: str | Path | None = None) -> dict:

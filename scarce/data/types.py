@@ -113,3 +113,6 @@ class RunData:
     split: Any  # scarce.data.splits.Split
     unlabelled: ImageSet | None = None
     """The unlabelled pool (only for methods that use one, e.g. the semi-supervised family)."""
+    monitor: dict[str, SegData] = field(default_factory=dict)
+    """Test sets scored at every validation for per-domain curves only (``eval.monitor``); never
+    for checkpoint selection. Empty = nothing extra is scored."""

@@ -2,7 +2,8 @@
 
 Iteration-based: every ``val_every`` iterations it validates the segmenter on the labelled
 validation split (the dataset's primary metric), keeps the best checkpoint (by validation,
-never by test), writes ``last.pt`` atomically and optionally stops early. The learning rate
+never by test), writes ``last.pt`` atomically and optionally stops early; ``eval.monitor`` test
+sets are scored beside it for per-domain curves (logged only, never selected on). The learning rate
 follows ``train.schedule``: ReduceLROnPlateau stepped on each validation score (``plateau``, the
 default) or a per-iteration curve (``cosine`` | ``onecycle`` | ``poly``, with ``train.warmup``)
 stepped after every training step. ``train.ema`` keeps an exponential moving average of the
@@ -164,6 +165,11 @@ class Trainer:
         self.per_iteration = str(cfg.train.schedule).lower() != "plateau"
         # generic over methods: every method's segmenter is ``method.segmenter``
         self.ema = make_ema(self.method.segmenter, cfg.train.ema) if cfg.train.ema else None
+        if cfg.eval.monitor and not self.data.monitor:
+            from scarce.data.types import DataError
+
+            raise DataError(f"eval.monitor={list(cfg.eval.monitor)} but the run data holds no monitored test set; load "
+                            f"them with prepare_run_data(..., monitor=cfg.eval.monitor) (scarce train does)")
         self.unlabelled: Stream | None = None
         if "unlabelled" in method_cls.streams:
             if self.data.unlabelled is None or len(self.data.unlabelled) == 0:
@@ -445,8 +451,22 @@ class Trainer:
         elif selectable:
             self.bad_validations += 1
         row.update(self.method.on_validation(self.step, score))
+        row.update(self._monitor())
         self.history.append({"step": self.step, "score": score})
         return row
+
+    def _monitor(self) -> dict[str, float]:
+        """``monitor/<set>`` log columns: the validation metric (with ``eval.tta``) of the eval
+        model on each ``eval.monitor`` test set, for per-domain curves over training. Computed
+        after selection and never fed back: choosing a checkpoint, the plateau step or early
+        stopping on a test domain would make that domain's test score optimistic. Inference only
+        (no RNG drawn, eval mode restored), so a run trains bit-identically with or without it."""
+        if not self.is_main or not self.data.monitor:
+            return {}
+        from scarce.evaluation.evaluate import validate
+
+        metric, tta = self.data.info.metric, self.cfg.eval.tta
+        return {f"monitor/{name}": validate(self.eval_model, d, metric, tta=tta) for name, d in self.data.monitor.items()}
 
     def _finish(self, stopped_early: bool) -> None:
         """Flush and close the logs; a completed (or early-stopped) run calls the method's

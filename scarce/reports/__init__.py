@@ -19,6 +19,8 @@ _NAMES = {
     "write_html_report": "html", "collect_roots": "tables",
     "t_interval": "stats", "holm": "stats", "paired_seed_test": "stats", "per_image_test": "stats",
     "comparison_table": "stats",
+    "mean_over_sets": "tables", "monitor_section": "domains", "monitor_plot": "domains",
+    "tsne_panel": "tsne", "write_tsne": "tsne", "pooled_features": "tsne",
 }
 
 __all__ = sorted(_NAMES)

@@ -17,7 +17,10 @@ Output (``out_dir``):
 * Only when the runs hold the data (:mod:`scarce.reports.extras`): ``<dataset>_<metric>_by_<axis>``
   .md/.csv/.png (scribble length / λ axis), ``<dataset>_<test set>_trimap.md``/``.png``
   (``eval.trimap_widths``), ``<dataset>_<row>_alpha.png``, ``<dataset>_<row>_gallery.png`` and
-  ``<dataset>_derived_architecture.md`` (run folders with ``architecture.json``, e.g. E2EAug).
+  ``<dataset>_derived_architecture.md`` (run folders with ``architecture.json``, e.g. E2EAug),
+  ``<dataset>_monitor_curves.png`` (runs trained with ``eval.monitor``: :mod:`scarce.reports.domains`).
+* A dataset scored on several test sets (ID + OOD sets / domains) gets a ``mean over test sets``
+  column per budget in its tables (:func:`~scarce.reports.tables.mean_over_sets`).
 """
 from __future__ import annotations
 
@@ -27,9 +30,10 @@ from typing import TYPE_CHECKING, Sequence
 
 from scarce.evaluation.metrics import METRICS
 from scarce.reports.extras import architecture_section, axis_section, known_axes, trimap_section
+from scarce.reports.domains import monitor_section
 from scarce.reports.plots import bar_plot, curves_plot, sample_efficiency_plot
-from scarce.reports.tables import (collect_roots, duplicate_runs, keep_newest, metric_names, results_table, summarize,
-                                   to_markdown)
+from scarce.reports.tables import (MEAN_OVER_SETS, collect_roots, duplicate_runs, keep_newest, metric_names,
+                                   results_table, summarize, to_markdown)
 from scarce.utils.io import atomic_write_text
 
 if TYPE_CHECKING:
@@ -155,11 +159,14 @@ def write_report(runs_root: str | Path | Sequence[str | Path], out_dir: str | Pa
         shown = [m] + (["jaccard_t"] if m == "jaccard" and metric is None and "jaccard_t_mean" in sub else [])
         for k, mk in enumerate(shown):
             stem = f"{_slug(ds)}_{mk}"
-            results_table(sub, mk, out_md=out / f"{stem}.md", out_csv=out / f"{stem}.csv")
+            table = results_table(sub, mk, out_md=out / f"{stem}.md", out_csv=out / f"{stem}.csv", mean_column=True)
             title = {"dice": "Dice", "jaccard": "Jaccard", "jaccard_t": "thresholded Jaccard (ISIC 2018)"}.get(mk, mk)
             lines += [f"## {ds} — {title}" if k == 0 else f"### {ds} — {title}", ""]
             lines.append((out / f"{stem}.md").read_text().rstrip("\n"))
             lines.append("")
+            if k == 0 and any(str(c).startswith(MEAN_OVER_SETS) for c in table.columns):
+                lines += [f"`{MEAN_OVER_SETS}`: each run's mean over the test sets of its budget (ID test part and "
+                          "OOD sets / domains), then mean ± std over seeds.", ""]
             if k == 0:
                 if sub["budget"].nunique(dropna=True) > 1:
                     png = f"{stem}_sample_efficiency.png"
@@ -174,6 +181,7 @@ def write_report(runs_root: str | Path | Sequence[str | Path], out_dir: str | Pa
             lines += axis_section(sub, ds, m, axis, out)
         lines += trimap_section(sub, ds, out)
         lines += architecture_section(sub, runs_root, ds, out)
+        lines += monitor_section(sub, runs_root, ds, out)
     if curves:
         runs_with_logs = [r for r in sorted(df["run"].unique()) if (Path(runs_root) / r / "log.csv").is_file()]
         if runs_with_logs:

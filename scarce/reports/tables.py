@@ -332,17 +332,46 @@ def column_label(test_set: str, budget: Any) -> str:
     return f"{test_set} @ {budget}"
 
 
+MEAN_OVER_SETS = "mean over test sets"
+"""Results-table column (``mean over test sets @ <budget>``) of :func:`mean_over_sets`."""
+
+
+def mean_over_sets(df: "pd.DataFrame", metric: str, sets: Sequence[str]) -> "pd.DataFrame":
+    """Per (dataset, row, budget): mean and sample std over seeds (``<metric>_mean``/``_std``,
+    ``n_seeds``) of each run's mean of ``<metric>_mean`` over the test sets ``sets`` (ID test part
+    + OOD sets / domains: the multi-domain protocol's "mean over domains"). A run without a score
+    on one of ``sets`` is left out, so every mean covers the same domains. Duplicate runs of one
+    seed keep the last by run path, as :func:`summarize`."""
+    import pandas as pd
+
+    keys = ["dataset", "row", "budget"]
+    col = f"{metric}_mean"
+    d = df[df["test_set"].isin(list(sets))].drop_duplicates(subset=[*keys, "test_set", "seed"], keep="last")
+    out = []
+    if col in d:
+        per_run = d.groupby([*keys, "seed"], dropna=False)[col].agg(["mean", "count"]).reset_index()
+        per_run = per_run[per_run["count"] == len(set(sets))]
+        for key, g in per_run.groupby(keys, sort=True, dropna=False):
+            vals = g["mean"]
+            out.append({**dict(zip(keys, key)), "n_seeds": int(len(vals)), f"{metric}_mean": float(vals.mean()),
+                        f"{metric}_std": float(vals.std(ddof=1)) if len(vals) > 1 else float("nan")})
+    return pd.DataFrame.from_records(out, columns=[*keys, "n_seeds", f"{metric}_mean", f"{metric}_std"])
+
+
 def results_table(df: "pd.DataFrame", metric: str, out_md: str | Path | None = None,
                   out_csv: str | Path | None = None, decimals: int = 3,
                   rows: Sequence[str] | None = None, test_sets: Sequence[str] | None = None,
-                  budgets: Iterable[int] | None = None, dataset: str | None = None) -> "pd.DataFrame":
+                  budgets: Iterable[int] | None = None, dataset: str | None = None,
+                  mean_column: bool = False) -> "pd.DataFrame":
     """Paper-style table of ``metric``: rows = method-backbone labels, columns = test sets per budget.
 
     ``df`` is :func:`collect_runs` output. Cells are ``mean ± std`` over seeds with ``decimals``
     places (string DataFrame, index ``row``, columns ``<test set> @ <budget>``, budgets
     ascending, ID test set first). ``out_md`` gets a Markdown table with the best mean of each
     column in **bold** (all ties at the shown precision); ``out_csv`` the same cells, unbolded.
-    ``rows``/``test_sets``/``budgets``/``dataset`` select and order subsets.
+    ``rows``/``test_sets``/``budgets``/``dataset`` select and order subsets. ``mean_column``:
+    after the test sets of a budget that has several, a ``mean over test sets @ <budget>`` column
+    (:func:`mean_over_sets`; ``scarce report`` turns it on).
     """
     import pandas as pd
 
@@ -361,8 +390,12 @@ def results_table(df: "pd.DataFrame", metric: str, out_md: str | Path | None = N
     cells: dict[str, dict[str, str]] = {}
     best: dict[str, set[str]] = {}
     for b in budget_order:
-        for t in sets:
-            sub = summary[(summary["budget"] == b) & (summary["test_set"] == t)]
+        present = [t for t in sets if ((summary["budget"] == b) & (summary["test_set"] == t)).any()]
+        groups = [(t, summary[(summary["budget"] == b) & (summary["test_set"] == t)]) for t in present]
+        if mean_column and len(present) > 1:
+            means = mean_over_sets(df[df["budget"] == b], metric, present)
+            groups.append((MEAN_OVER_SETS, means))
+        for t, sub in groups:
             if sub.empty:
                 continue
             col = column_label(t, b)
