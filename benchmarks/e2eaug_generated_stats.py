@@ -7,6 +7,8 @@ intensity statistics — per-image mean (brightness) and standard deviation (con
   real+int the training images through the run's ``method.intensity`` (one draw each, 8 draws),
   gen      the generated images,
   gen+int  the generated images through the same intensity augmentation (``intensity_generated``),
+  gen+match the generated images matched to a real image's mean/std (``generated_appearance:
+           match_real``), then through the intensity augmentation,
   test     the dataset's test images.
 What matters for robustness is the SPREAD of these statistics across the images the segmenter
 trains on: a narrow spread means the segmenter never sees brighter/darker/lower-contrast images.
@@ -54,7 +56,9 @@ def main() -> None:
     m.generator.eval()
     g = torch.Generator().manual_seed(0)
     real, masks = data.train.images, data.train.masks
-    gens, reals_i, gens_i = [], [], []
+    from scarce.methods.gan.base import match_appearance
+
+    gens, reals_i, gens_i, gens_m = [], [], [], []
     name, icfg = m._intensity if m._intensity else ("nnunet", None)
     with torch.no_grad():
         for _ in range(a.draws):
@@ -63,9 +67,10 @@ def main() -> None:
             gens.append(fake)
             reals_i.append(apply_intensity(name, real, g, icfg))
             gens_i.append(apply_intensity(name, fake, g, icfg))
+            gens_m.append(apply_intensity(name, match_appearance(fake, real, g), g, icfg))
     test = next(iter(data.tests.values())).images
     rows = {"real": real, "real+int": torch.cat(reals_i), "gen": torch.cat(gens), "gen+int": torch.cat(gens_i),
-            "test": test}
+            "gen+match": torch.cat(gens_m), "test": test}
     print(f"run {a.run}: {len(real)} training images, {a.draws} draws")
     print("| images | n | brightness mean | brightness spread (std over images) | contrast mean | contrast spread |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")

@@ -128,6 +128,10 @@ def test_demo_quick_and_help(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert "synthetic_ood" in r.stdout
     assert (tmp_path / "demo" / "report" / "results.md").exists()
+    # the product's segmenter is in the main job: a row on the ImageNet-pretrained Lite0 U-Net
+    cfg = yaml.safe_load((tmp_path / "demo" / "runs" / "synthetic" / "combine-lite0-unet" / "b40" / "s0"
+                          / "config.yaml").read_text())
+    assert cfg["model"]["encoder"] == "efficientnet_lite0" and "combine-lite0-unet" in r.stdout
     h = subprocess.run([sys.executable, "-m", "scarce.cli", "--help"], capture_output=True, text=True)
     for cmd in ("data", "train", "evaluate", "predict", "experiment", "report", "demo"):
         assert cmd in h.stdout
