@@ -353,13 +353,30 @@ def _run_todo_local(g: Mapping[str, Any], specs: list[RunSpec], todo: list[RunSp
                 ended(i, *_run_timed(s.config, threads))
         else:
             ctx = mp.get_context("spawn")
-            with cf.ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx) as ex:
+            with cf.ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx, initializer=_exit_with_parent,
+                                        initargs=(os.getpid(),)) as ex:
                 futs = [ex.submit(_run_timed, s.config, threads) for s in todo]
                 for i, f in enumerate(cf.as_completed(futs), 1):
                     ended(i, *f.result())
     finally:
         bar.close()
     return failed
+
+
+def _exit_with_parent(parent: int, poll: float = 1.0) -> None:
+    """Pool-worker initializer: a daemon thread ends this worker once the grid process that
+    spawned it is gone. Why: a ``scarce experiment`` killed with SIGTERM/SIGKILL (not Ctrl-C,
+    which reaches the whole process group) left its spawned workers alive, still training and
+    taking the queued runs — a second, invisible grid. The run being trained stops where a kill
+    would stop it: its last checkpoint resumes exactly, its folder lock is released by the OS."""
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="scarce-exit-with-parent", daemon=True).start()
 
 
 @dataclass
