@@ -44,7 +44,7 @@ from scarce.engine.method import Batch, TrainContext
 from scarce.methods import register_method
 from scarce.methods.gan.base import SyntheticPairMethod
 from scarce.methods.gan.pretrain import (
-    GANRecipe, PretrainedGAN, adv_loss, disc_loss, pretrain_cached, update, write_gallery,
+    GANRecipe, PretrainedGAN, SyntheticImageFields, adv_loss, disc_loss, pretrain_cached, update, write_gallery,
 )
 from scarce.models.pair_gan import PairDiscriminator, PairGenerator, real_mask, soft_mask
 
@@ -54,34 +54,9 @@ PRETRAIN_FIELDS = ("nz", "ngf", "ndf", "max_mult", "norm", "gan_lr", "gan_betas"
 
 
 @dataclass
-class GanAugConfig:
+class GanAugConfig(SyntheticImageFields):
     """Pair-GAN baseline hyperparameters (CPU preset defaults)."""
 
-    lam: float = axis_field(1.0, LAMBDA_AXIS)
-    """λ: weight of the segmentation loss on generated pairs. A report axis."""
-    intensity: str = "none"
-    """Intensity augmentation of the real training images: none | nnunet (nnU-Net's brightness,
-    contrast, gamma, noise, blur, low-resolution transforms; :mod:`scarce.augment.intensity`).
-    Images only, one draw per sample from the run's generator: the real half of each batch, and
-    the generated half too unless ``intensity_generated: false``."""
-    intensity_params: dict[str, Any] = field(default_factory=dict)
-    """:class:`scarce.augment.intensity.IntensityConfig` overrides, e.g. ``{gamma_prob: 0}``."""
-    intensity_generated: bool = True
-    """Also apply ``intensity`` to the generated images the segmenter trains on (a fresh draw per
-    generated sample, in the real segmenter update; issue 12). Why: a GAN trained on 40 images paints
-    images in the training set's own intensity distribution, so without this half of every batch
-    is un-augmented and the segmenter's robustness to intensity shifts drops (montgomery, 9 labels,
-    mean Dice over 24 simulated shifts: see README "E2EAug out of distribution"). ``false``
-    reproduces runs made before this field existed. E2EAug's hypergradient unrolls the
-    un-augmented objective (the augmentation is a fixed random transform after the generator)."""
-    generated_appearance: str = "none"
-    """none | match_real: rescale each generated image, per channel, to the mean and standard
-    deviation of a real image of the same batch (drawn from the run's generator) before the
-    segmenter sees it (and before ``intensity_generated``). Why: a mask→image GAN trained with an
-    L1 term paints the conditional MEAN appearance — brightness is not predictable from a mask —
-    so its images span a narrower brightness range than the real ones (montgomery E2EAug run:
-    per-image mean std 0.050 generated vs 0.118 real, ``benchmarks/e2eaug_generated_stats.py``);
-    matching restores the real images' spread while keeping the generated structure."""
     aug_fraction: float = 0.5
     """Generated pairs per iteration = ⌈f·B⌉ (as e2eaug/separate's CPU default)."""
     nz: int = 64

@@ -39,8 +39,9 @@ PRETRAIN_FIELDS = ("generator", "gen_ngf", "gen_depth", "gen_max_mult", "gen_nor
 
 
 @dataclass
-class GANConfig:
-    """Hyperparameters of the mask→image cGAN and of the mask augmentation (shared fields)."""
+class SyntheticImageFields:
+    """Fields every synthetic-pair method shares (e2eaug, separate, gan_aug): λ and how the real
+    and generated images are augmented before the segmenter sees them."""
 
     lam: float = axis_field(1.0, LAMBDA_AXIS)
     """λ: weight of the segmentation loss on generated pairs (paper default 1). A report axis."""
@@ -65,8 +66,14 @@ class GANConfig:
     segmenter sees it (and before ``intensity_generated``). Why: a mask→image GAN trained with an
     L1 term paints the conditional MEAN appearance — brightness is not predictable from a mask —
     so its images span a narrower brightness range than the real ones (montgomery E2EAug run:
-    per-image mean std 0.050 generated vs 0.118 real, ``benchmarks/e2eaug_generated_stats.py``);
+    per-image mean std 0.058 generated vs 0.118 real, ``benchmarks/e2eaug_generated_stats.py``);
     matching restores the real images' spread while keeping the generated structure."""
+
+
+@dataclass
+class GANConfig(SyntheticImageFields):
+    """Hyperparameters of the mask→image cGAN and of the mask augmentation (shared fields)."""
+
     mask_ops: list[str] = field(default_factory=lambda: ["rotate", "flip", "translate"])
     """Basic mask augmentations applied in random order (paper); one op = Figure 5 ablation."""
     mask_random_order: bool = True
