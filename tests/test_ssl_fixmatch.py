@@ -60,6 +60,51 @@ def test_multiclass_pixels_below_threshold_contribute_nothing():
     assert fm.confident_ce(changed, labels, conf, 0.95).item() == pytest.approx(loss.item(), rel=1e-6)
 
 
+def test_confident_dice_by_hand_binary():
+    """Binary, 4 pixels, τ = 0.9: pixels 0 (label 1) and 2 (label 0) are confident. Student
+    probabilities p = σ(z) = [σ(0.5), ·, σ(1), ·]; per class over the confident pixels:
+    background (1 − p): y = [0, 1] → 1 − (2·(1 − σ(1)) + s) / ((1 − σ(.5))² + (1 − σ(1))² + 1 + s);
+    foreground p: y = [1, 0] → 1 − (2·σ(.5) + s) / (σ(.5)² + σ(1)² + 1 + s); loss = their mean."""
+    z = torch.tensor([3.0, 0.1, -4.0, -0.2]).view(1, 1, 1, 4)
+    labels, conf = pseudo_labels(class_probs(z))
+    student = torch.tensor([0.5, -1.0, 1.0, 2.0]).view(1, 1, 1, 4).requires_grad_()
+    a, b, s = torch.sigmoid(torch.tensor(0.5)).item(), torch.sigmoid(torch.tensor(1.0)).item(), 1e-5
+    bg = 1 - (2 * (1 - b) + s) / ((1 - a) ** 2 + (1 - b) ** 2 + 1 + s)
+    fg = 1 - (2 * a + s) / (a ** 2 + b ** 2 + 1 + s)
+    loss = fm.confident_dice(student, labels, conf, 0.9)
+    assert loss.item() == pytest.approx((bg + fg) / 2, rel=1e-6)
+    loss.backward()
+    assert student.grad[0, 0, 0, 1] == 0 and student.grad[0, 0, 0, 3] == 0  # unconfident: no gradient
+    assert fm.confident_dice(student, labels, conf, 0.999).item() == 0.0  # nothing confident: 0, not NaN
+    # a perfect confident prediction costs ~0; the CE variant of the same pixels does not weigh classes
+    perfect = torch.tensor([20.0, 0.0, -20.0, 0.0]).view(1, 1, 1, 4)
+    assert fm.confident_dice(perfect, labels, conf, 0.9).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_confident_dice_weighs_a_small_foreground_like_the_background():
+    """Why the medical recipe uses Dice: 1 foreground pixel among 99 background ones, all confident.
+    Predicting all background costs CE only the one pixel's share (≈ 1 % of the worst case) but
+    costs Dice half its maximum (the foreground class scores 0)."""
+    labels = torch.zeros(1, 10, 10, dtype=torch.long)
+    labels[0, 0, 0] = 1
+    conf = torch.ones(1, 10, 10)
+    all_bg = torch.full((1, 1, 10, 10), -6.0)
+    assert fm.confident_dice(all_bg, labels, conf, 0.95).item() > 0.49
+    assert fm.confident_ce(all_bg, labels, conf, 0.95).item() < 0.07
+
+
+def test_unsup_loss_dice_drives_the_strong_and_fp_streams(tmp_path, monkeypatch):
+    calls = []
+    real = fm.confident_dice
+    monkeypatch.setattr(fm, "confident_dice", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(fm, "confident_ce", lambda *a, **k: pytest.fail("ce used with unsup_loss=dice"))
+    t = _trainer(tmp_path, threshold=0.0, unsup_loss="dice")
+    out = t.method.training_step(t.next_batch(), 0)
+    assert len(calls) == 3 and out["loss_s"] > 0 and out["loss_fp"] > 0  # 2 strong views + FP
+    with pytest.raises(ConfigError, match="method.unsup_loss"):
+        _trainer(tmp_path / "bad", unsup_loss="focal")
+
+
 # ------------------------------------------------------------------ one step, instrumented
 
 

@@ -16,6 +16,8 @@ One step (L labelled, M unlabelled images):
    (a pixel inside a box carries the source sample's image, label and confidence);
 4. unsupervised loss: per-pixel (B)CE of each strong view's logits against its pseudo-labels,
    pixels with confidence < ``threshold`` contribute 0, averaged over *all* pixels (FixMatch);
+   or (``unsup_loss=dice``, UniMatch's medical recipe) soft Dice per class over the confident
+   pixels of the batch, averaged over the classes;
    two strong views are averaged (UniMatch's dual stream); with ``feature_perturbation`` the
    weak view is predicted again with channel dropout on the encoder features
    (:class:`FeatureDropout`) and trained towards the same pseudo-labels: loss_u = ½ strong + ½ FP
@@ -38,6 +40,7 @@ from torch import nn
 from scarce.augment.mix import box_masks, cutmix_boxes
 from scarce.engine.method import Batch
 from scarce.methods import register_method
+from scarce.losses import class_probs
 from scarce.methods.ssl.common import SemiSupervisedMethod, SSLConfig, pseudo_labels
 
 
@@ -64,6 +67,12 @@ class FixMatchConfig(SSLConfig):
     features, trained towards the weak view's pseudo-labels; False = no FP stream."""
     fp_dropout: float = 0.5
     """Channel-dropout probability of the FP stream (UniMatch's ``nn.Dropout2d(0.5)``)."""
+    unsup_loss: str = "ce"
+    """Loss of the strong and FP streams against the confident pseudo-labels: ``ce`` = per-pixel
+    (B)CE averaged over all pixels (FixMatch; UniMatch on natural images); ``dice`` = soft Dice
+    per class over the batch's confident pixels, averaged over the classes incl. background
+    (UniMatch's medical recipe: it weighs a small foreground as much as the background, where
+    CE lets confident background pseudo-labels swamp it)."""
 
 
 # ------------------------------------------------------------------------------------------------
@@ -198,6 +207,31 @@ def confident_ce(logits: torch.Tensor, labels: torch.Tensor, conf: torch.Tensor,
     return (pixel_ce(logits, labels) * mask).mean()
 
 
+def confident_dice(logits: torch.Tensor, labels: torch.Tensor, conf: torch.Tensor, threshold: float,
+                   smooth: float = 1e-5) -> torch.Tensor:
+    """UniMatch's medical unsupervised loss: for each class k (background included), soft Dice
+    1 − (2·Σ p_k·y_k + s) / (Σ p_k² + Σ y_k² + s) over the pixels of the whole batch whose
+    confidence ≥ ``threshold``, averaged over the K classes. logits N×C×H×W (binary: one logit,
+    probabilities [1 − σ, σ]), labels and conf N×H×W. No confident pixel → 0 (not NaN)."""
+    probs = class_probs(logits)
+    k = probs.shape[1]
+    keep = (conf >= threshold).to(probs.dtype).unsqueeze(1)  # N×1×H×W
+    onehot = F.one_hot(labels.long(), k).permute(0, 3, 1, 2).to(probs.dtype)
+    dims = (0, 2, 3)
+    inter = (probs * onehot * keep).sum(dims)
+    denom = (probs * probs * keep).sum(dims) + (onehot * keep).sum(dims)
+    return (1 - (2 * inter + smooth) / (denom + smooth)).mean()
+
+
+UNSUP_LOSSES = ("ce", "dice")
+
+
+def confident_loss(name: str, logits: torch.Tensor, labels: torch.Tensor, conf: torch.Tensor,
+                   threshold: float) -> torch.Tensor:
+    """``method.unsup_loss`` by name: :func:`confident_ce` or :func:`confident_dice`."""
+    return confident_dice(logits, labels, conf, threshold) if name == "dice" else confident_ce(logits, labels, conf, threshold)
+
+
 @register_method("fixmatch")
 class FixMatch(SemiSupervisedMethod):
     """FixMatch with UniMatch's dual strong views and feature perturbation (module docstring)."""
@@ -214,6 +248,9 @@ class FixMatch(SemiSupervisedMethod):
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not (lo <= v < hi if hi_open else lo <= v <= hi):
                 raise ConfigError(f"config key 'method.{key}' must be a number in [{lo:g}, {hi:g}{')' if hi_open else ']'}, "
                                   f"got {v!r} (e.g. --set method.{key}={getattr(FixMatchConfig, key)})")
+        if mcfg.unsup_loss not in UNSUP_LOSSES:
+            raise ConfigError(f"config key 'method.unsup_loss' must be one of {', '.join(UNSUP_LOSSES)}, "
+                              f"got {mcfg.unsup_loss!r} (e.g. --set method.unsup_loss=dice)")
         super().__init__(ctx, mcfg)
 
     def _strong(self, u_w: torch.Tensor, labels: torch.Tensor, conf: torch.Tensor, src: torch.Tensor,
@@ -259,13 +296,13 @@ class FixMatch(SemiSupervisedMethod):
             labels, conf, mixed = first["labels"], first["conf"], first["mixed"]
             loss_x = self.ctx.loss_fn(pred_x, y)
             pred_s = self.model(torch.cat([img for img, _, _ in mixed])).chunk(n_views)
-            loss_s = torch.stack([confident_ce(p, lab, c, mc.threshold)
+            loss_s = torch.stack([confident_loss(mc.unsup_loss, p, lab, c, mc.threshold)
                                   for p, (_, lab, c) in zip(pred_s, mixed)]).mean()
             parts = {"loss_x": loss_x, "loss_s": loss_s}
             if mc.feature_perturbation:
                 with FeatureDropout(self.model, mc.fp_dropout, g, masks=fp_masks):
                     pred_fp = self.model(u_w)
-                parts["loss_fp"] = confident_ce(pred_fp, labels, conf, mc.threshold)
+                parts["loss_fp"] = confident_loss(mc.unsup_loss, pred_fp, labels, conf, mc.threshold)
                 loss_u = 0.5 * loss_s + 0.5 * parts["loss_fp"]
             else:
                 loss_u = loss_s
