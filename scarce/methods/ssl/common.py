@@ -35,10 +35,14 @@ gray-image analogue of FixMatch/UniMatch's colour jitter + blur)."""
 class SSLConfig:
     """Shared hyperparameters of the semi-supervised family."""
 
-    augment: str = "flip"
-    """Weak view: none | rotate | flip | translate | combine (labelled: image+mask; unlabelled: image)."""
-    intensity: str = "none"
-    """nnU-Net intensity augmentation of the labelled images (as ``supervised``)."""
+    augment: str = "combine"
+    """Weak view: none | rotate | flip | translate | combine (labelled: image+mask; unlabelled: image).
+    Default ``combine`` with ``intensity=nnunet``: the labelled branch trains like the best
+    supervised recipe (kvasir_seg, 40 labels, seed 0, best validation Dice: mean teacher 0.669 with
+    ``flip`` alone vs 0.75 with Combine + intensity; supervised Combine + intensity 0.705), so a
+    semi-supervised gain is measured over that recipe, not over a weaker one."""
+    intensity: str = "nnunet"
+    """nnU-Net intensity augmentation of the labelled images (as ``supervised``; ``none`` = off)."""
     intensity_params: dict[str, Any] = field(default_factory=dict)
     unlabelled_batch: int = 0
     """Unlabelled images per step; 0 = ``train.batch_size``."""
