@@ -93,12 +93,21 @@ def test_confident_dice_weighs_a_small_foreground_like_the_background():
     assert fm.confident_ce(all_bg, labels, conf, 0.95).item() < 0.07
 
 
+def test_defaults_are_plain_fixmatch_with_the_medical_loss(tmp_path, monkeypatch):
+    """Validation chose them (kvasir_seg): one strong view, no FP stream, Dice on pseudo-labels."""
+    t = _trainer(tmp_path, threshold=0.0)
+    spy = _Spy(t.method.model, monkeypatch)
+    out = t.method.training_step(t.next_batch(), 0)
+    assert [x.shape[0] for x in spy.inputs] == [8, 4] and "loss_fp" not in out  # labelled+weak, 1 strong
+    assert t.method.mcfg.unsup_loss == "dice" and len(spy.ce) == 1
+
+
 def test_unsup_loss_dice_drives_the_strong_and_fp_streams(tmp_path, monkeypatch):
     calls = []
     real = fm.confident_dice
     monkeypatch.setattr(fm, "confident_dice", lambda *a, **k: calls.append(1) or real(*a, **k))
     monkeypatch.setattr(fm, "confident_ce", lambda *a, **k: pytest.fail("ce used with unsup_loss=dice"))
-    t = _trainer(tmp_path, threshold=0.0, unsup_loss="dice")
+    t = _trainer(tmp_path, threshold=0.0, unsup_loss="dice", dual_strong=True, feature_perturbation=True)
     out = t.method.training_step(t.next_batch(), 0)
     assert len(calls) == 3 and out["loss_s"] > 0 and out["loss_fp"] > 0  # 2 strong views + FP
     with pytest.raises(ConfigError, match="method.unsup_loss"):
@@ -134,7 +143,8 @@ def test_cutmix_moves_image_pseudo_label_and_confidence_alike(tmp_path, monkeypa
     its pseudo-label AND its confidence, and outside the sample's own."""
     # flip-only weak view: Combine's translations pad with zeros, and two padded borders would
     # look alike, hiding part of a box from the image comparison below
-    t = _trainer(tmp_path, num_classes=3, cutmix_prob=1.0, threshold=0.0, feature_perturbation=False, augment="flip")
+    t = _trainer(tmp_path, num_classes=3, cutmix_prob=1.0, threshold=0.0, feature_perturbation=False, augment="flip",
+                 dual_strong=True)
     method = t.method
     method.strong_view = lambda images, **kw: images.clone()
     spy = _Spy(method.model, monkeypatch)
@@ -169,7 +179,7 @@ def test_each_unimatch_stream_has_its_share_of_the_loss(tmp_path, monkeypatch):
     The FP pass runs last, so loss_x and the strong losses are identical with it on or off."""
     out = {}
     for fp in (True, False):
-        t = _trainer(tmp_path / str(fp), threshold=0.0, feature_perturbation=fp)
+        t = _trainer(tmp_path / str(fp), threshold=0.0, feature_perturbation=fp, dual_strong=True)
         spy = _Spy(t.method.model, monkeypatch)
         out[fp] = (t.method.training_step(t.next_batch(), 0), spy)
         monkeypatch.undo()
@@ -284,7 +294,8 @@ def test_trains_on_tiny_data_without_unlabelled_masks(tmp_path, model, num_class
     assert not hasattr(data.unlabelled, "masks")
 
     def trainer(out):
-        cfg = tiny_config(out, {"name": "fixmatch", "threshold": 0.5}, iterations=4)
+        cfg = tiny_config(out, {"name": "fixmatch", "threshold": 0.5, "dual_strong": True, "feature_perturbation": True},
+                          iterations=4)  # every UniMatch stream
         cfg.model.name = model
         cfg.model.width = 8  # (torch 2.13 CPU: a width-4 ResNet crashes in channels_last backward)
         return Trainer(cfg, data, out)
@@ -305,7 +316,8 @@ def test_trains_on_tiny_data_without_unlabelled_masks(tmp_path, model, num_class
 def test_sam_re_evaluates_the_same_step(tmp_path, monkeypatch):
     """train.optim.name=sam calls the closure twice: the second evaluation replays the views,
     boxes, pseudo-labels and dropout masks of the first (only the weights moved)."""
-    cfg = tiny_config(tmp_path, {"name": "fixmatch", "threshold": 0.0}, iterations=2)
+    cfg = tiny_config(tmp_path, {"name": "fixmatch", "threshold": 0.0, "dual_strong": True, "feature_perturbation": True},
+                      iterations=2)
     cfg.train.optim.name = "sam"
     t = Trainer(cfg, tiny_run_data(n_unlabelled=6), tmp_path)
     spy = _Spy(t.method.model, monkeypatch)
