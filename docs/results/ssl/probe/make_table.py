@@ -11,9 +11,9 @@ RUNS = [
     ("mean_teacher, flip (old default)", "runs/ssl/accept_flip_ce/kvasir_seg/mean_teacher-unet/b40/s0"),
     ("mean_teacher, Combine + intensity (new default)", "runs/ssl/probe_grid/kvasir_seg/mean_teacher-combine-int-unet/b40/s0"),
     ("fixmatch, flip, unsup_loss=ce (old default)", "runs/ssl/accept_flip_ce/kvasir_seg/fixmatch-unet/b40/s0"),
-    ("fixmatch, Combine + intensity, unsup_loss=dice (new default)", "runs/ssl/probe/kvasir_seg/fixmatch-dice-combine-int/s0"),
-    ("fixmatch, new default + λ_u ramp-up over 40 %", "runs/ssl/probe/kvasir_seg/fixmatch-dice-combine-int-ramp/s0"),
-    ("fixmatch plain (1 strong view, no FP), Combine + intensity, dice", "runs/ssl/probe_grid/kvasir_seg/fixmatch-plain-dice-combine-int-unet/b40/s0"),
+    ("fixmatch + UniMatch dual strong views and FP, Combine + intensity, unsup_loss=dice", "runs/ssl/probe/kvasir_seg/fixmatch-dice-combine-int/s0"),
+    ("fixmatch + UniMatch additions, dice, Combine + intensity, λ_u ramp-up over 40 %", "runs/ssl/probe/kvasir_seg/fixmatch-dice-combine-int-ramp/s0"),
+    ("fixmatch plain (1 strong view, no FP), Combine + intensity, dice (new default)", "runs/ssl/probe_grid/kvasir_seg/fixmatch-plain-dice-combine-int-unet/b40/s0"),
 ]
 print("| row | best val Dice (step) | val Dice at step 800 | kvasir_seg test Dice | cvc_clinicdb Dice |")
 print("| --- | :---: | :---: | :---: | :---: |")
