@@ -39,7 +39,7 @@ class SSLConfig:
     """Weak view: none | rotate | flip | translate | combine (labelled: image+mask; unlabelled: image).
     Default ``combine`` with ``intensity=nnunet``: the labelled branch trains like the best
     supervised recipe (kvasir_seg, 40 labels, seed 0, best validation Dice: mean teacher 0.669 with
-    ``flip`` alone vs 0.75 with Combine + intensity; supervised Combine + intensity 0.705), so a
+    ``flip`` alone vs 0.762 with Combine + intensity; supervised Combine + intensity 0.705), so a
     semi-supervised gain is measured over that recipe, not over a weaker one."""
     intensity: str = "nnunet"
     """nnU-Net intensity augmentation of the labelled images (as ``supervised``; ``none`` = off)."""

@@ -239,7 +239,7 @@ def confident_loss(name: str, logits: torch.Tensor, labels: torch.Tensor, conf: 
 
 @register_method("fixmatch")
 class FixMatch(SemiSupervisedMethod):
-    """FixMatch with UniMatch's dual strong views and feature perturbation (module docstring)."""
+    """FixMatch, with UniMatch's dual strong views and feature perturbation as options (module docstring)."""
 
     Config = FixMatchConfig
     closure_step = True
