@@ -124,6 +124,20 @@ def test_evaluate_sets_writes_metrics(tmp_path):
     assert len(summary) == 2 and summary[0].startswith("id") and "jaccard 1.000" in summary[0]
 
 
+def test_domain_test_part_folder_has_no_colon(tmp_path):
+    """``cvc_clinicdb:test`` (multi-domain protocol) keeps its name in metrics.json but is written
+    to ``cvc_clinicdb_test/`` (``:`` is invalid on Windows, ``host:`` to scp), and the report's
+    per-image reader finds it there."""
+    from scarce.reports.stats import per_image_scores
+
+    res = evaluate_sets(Oracle(2), {"kv": make_data(), "cvc:test": make_data()}, 2, tmp_path / "eval", overlays=0)
+    assert list(res) == ["kv", "cvc:test"]
+    assert (tmp_path / "eval" / "cvc_test" / "per_image.csv").is_file()
+    assert not any(":" in p.name for p in (tmp_path / "eval").rglob("*"))
+    scores = per_image_scores(tmp_path, "cvc:test", "dice")
+    assert scores is not None and len(scores) == 4 and set(scores.values()) == {1.0}
+
+
 def test_validate():
     data = make_data()
     assert validate(Oracle(2), data, "dice") == pytest.approx(1.0)

@@ -331,6 +331,13 @@ def format_summary(metrics: Mapping[str, Mapping[str, Any]], primary_metric: str
     return lines
 
 
+def set_folder(name: str) -> str:
+    """Folder name of test set ``name`` under an evaluation folder: ``<name>:test`` (a dataset's
+    test part, the multi-domain protocol) becomes ``<name>_test`` because ``:`` is not allowed in
+    Windows paths and means ``host:`` to scp/rsync. Keys in metrics.json keep the set's name."""
+    return str(name).replace(":", "_")
+
+
 def evaluate_sets(model: torch.nn.Module, tests: Mapping[str, SegData], num_classes: int,
                   out_dir: str | Path | None, primary_metric: str = "dice", threshold: float = 0.5,
                   save_predictions: bool = True, overlays: int = 6, iou_threshold: float = 0.65,
@@ -341,7 +348,7 @@ def evaluate_sets(model: torch.nn.Module, tests: Mapping[str, SegData], num_clas
 
     Returns ``{set: {dice_mean, dice_std, jaccard_mean, jaccard_std, jaccard_t_mean, ...,
     n}}`` in the order of ``tests`` (std over images, ddof 0; NaN → null in JSON). With
-    ``out_dir`` writes ``out_dir/<set>/…`` per set, ``out_dir/metrics.json`` and
+    ``out_dir`` writes ``out_dir/<set>/…`` per set (:func:`set_folder`), ``out_dir/metrics.json`` and
     ``out_dir/summary.txt`` (:func:`format_summary` lines, primary metric first).
 
     ``trimap_widths`` (e.g. ``[2, 4, 8, 16]``; empty = off) adds ``trimap: {width: mIoU}`` to
@@ -355,7 +362,7 @@ def evaluate_sets(model: torch.nn.Module, tests: Mapping[str, SegData], num_clas
     out = Path(out_dir) if out_dir is not None else None
     results: dict[str, dict[str, Any]] = {}
     for name, data in tests.items():
-        rows, trimap = _evaluate_set(model, data, num_classes, None if out is None else out / name, threshold,
+        rows, trimap = _evaluate_set(model, data, num_classes, None if out is None else out / set_folder(name), threshold,
                                      save_predictions, overlays, iou_threshold, device, batch_size, class_names,
                                      trimap_widths, tta=tta)
         results[name] = _json_safe(aggregate(rows))

@@ -251,8 +251,10 @@ def browser_sets(df: "pd.DataFrame", dataset: str, metric: str, base: Path, out:
         tests, data_error = {}, f"test images not available ({type(e).__name__}: {e})"
     rendered: dict[str, Path | None] = {}
 
+    from scarce.evaluation.evaluate import set_folder  # lazy: torch only when pages are built
+
     def pred_dir(run: str, t: str) -> Path | None:
-        own = base / run / "eval" / t / "predictions"
+        own = base / run / "eval" / set_folder(t) / "predictions"
         if own.is_dir() and any(own.iterdir()):
             return own
         if predict is None or scratch is None:
@@ -269,7 +271,7 @@ def browser_sets(df: "pd.DataFrame", dataset: str, metric: str, base: Path, out:
                     log(f"  could not predict {(base / run).as_posix()}: {e}")
                 rendered[run] = None
         d = rendered[run]
-        return d / t / "predictions" if d is not None and (d / t / "predictions").is_dir() else None
+        return d / set_folder(t) / "predictions" if d is not None and (d / set_folder(t) / "predictions").is_dir() else None
 
     for t in ordered_test_sets(sub):
         entry: dict[str, Any] = {"id": f"{_slug(dataset)}__{_slug(t)}", "dataset": dataset, "test_set": t,

@@ -129,7 +129,9 @@ def per_image_scores(run_dir: str | Path, test_set: str, metric: str) -> dict[st
     every evaluation), or None when the file or the column is missing."""
     import pandas as pd
 
-    p = Path(run_dir) / "eval" / test_set / "per_image.csv"
+    from scarce.evaluation.evaluate import set_folder
+
+    p = Path(run_dir) / "eval" / set_folder(test_set) / "per_image.csv"
     if not p.is_file():
         return None
     try:
