@@ -1,7 +1,9 @@
 """Hyperparameters are data: dataclass configs, YAML files and ``--set a.b=v`` overrides.
 
 Resolution order (later wins): dataclass defaults → preset (``scarce/configs/presets/NAME.yaml``)
-→ user YAML (``--config``) → ``--set`` overrides. The preset is the first of ``--preset``, a
+→ user YAML (``--config``) → ``--set`` overrides. A preset's ``method_defaults: {method name:
+{field: value}}`` sets fields of that method when it is the one chosen (the ``quality`` preset
+trains ``supervised`` with Combine + intensity augmentation), below the user's own method keys. The preset is the first of ``--preset``, a
 ``preset`` key in the overrides or the YAML, ``$SCARCE_PRESET``, and :data:`DEFAULT_PRESET`
 (``quality``: the pretrained-encoder U-Net, the model a user with 40 labels should get). The resolved config is saved as
 ``config.yaml`` in every run folder and is all that is needed to repeat the run.
@@ -383,10 +385,18 @@ def resolve_dict(
     user = dict(config) if isinstance(config, Mapping) else (load_yaml(config) if config else {})
     over = parse_overrides(sets)
     name = preset or over.get("preset") or user.get("preset") or default_preset()
-    merged = deep_merge(to_dict(RunConfig()), load_preset(name))
+    preset_d = load_preset(name)
+    method_defaults = preset_d.pop("method_defaults", None) or {}
+    merged = deep_merge(to_dict(RunConfig()), preset_d)
     merged = deep_merge(merged, user)
     merged = deep_merge(merged, over)
     merged["preset"] = name
+    method = merged.get("method")
+    if isinstance(method, dict) and method.get("name") in method_defaults:
+        # the preset's recipe for this method, below anything the user wrote: written into the
+        # method section, so the saved config.yaml records it and repeats the run without the preset
+        merged["method"] = {"name": method["name"], **method_defaults[method["name"]],
+                            **{k: v for k, v in method.items() if k != "name"}}
     return merged
 
 

@@ -117,3 +117,26 @@ def test_config_differences_fills_method_defaults():
     assert config_differences(saved, other) == ["method"]
     other["method"] = {"name": "separate"}
     assert config_differences(saved, other) == ["method"]
+
+
+def test_quality_preset_method_defaults(tmp_path):
+    """The quality preset trains ``supervised`` with Combine + intensity augmentation (what its
+    validation chose); the user's own method keys win; other methods and presets are untouched;
+    the saved config records the recipe, so it repeats the run under any preset."""
+    from scarce.methods import method_spec
+
+    q = load_config(preset="quality")
+    assert q.method == {"name": "supervised", "augment": "combine", "intensity": "nnunet"}
+    spec = method_spec(q)
+    assert (spec.config.augment, spec.config.intensity) == ("combine", "nnunet")
+    assert load_config(preset="quality", sets=["method.augment=none"]).method == {
+        "name": "supervised", "augment": "none", "intensity": "nnunet"}
+    f = tmp_path / "c.yaml"
+    f.write_text("method: {name: supervised, intensity: none}\n")
+    assert load_config(f, preset="quality").method["intensity"] == "none"   # the file beats the preset
+    assert load_config(preset="quality", sets=["method.name=e2eaug"]).method == {"name": "e2eaug"}
+    assert load_config(preset="cpu").method == {"name": "supervised"}       # paper-faithful baseline
+    save_config(q, tmp_path / "config.yaml")
+    again = load_config(tmp_path / "config.yaml", preset="cpu")
+    assert again.method == q.method
+    assert "method_defaults" not in load_yaml(tmp_path / "config.yaml")
