@@ -140,3 +140,20 @@ def test_quality_preset_method_defaults(tmp_path):
     again = load_config(tmp_path / "config.yaml", preset="cpu")
     assert again.method == q.method
     assert "method_defaults" not in load_yaml(tmp_path / "config.yaml")
+
+
+@pytest.mark.parametrize("name", preset_names())
+def test_preset_method_defaults_name_real_fields(name):
+    """A typo in a shipped preset's method_defaults (method or field name) would silently never
+    apply: every entry must parse against its method's Config."""
+    import yaml
+    from importlib import resources
+
+    from scarce.methods import method_spec
+
+    raw = yaml.safe_load((resources.files("scarce") / "configs" / "presets" / f"{name}.yaml").read_text())
+    for method, fields_ in (raw.get("method_defaults") or {}).items():
+        spec = method_spec({"name": method, **fields_})
+        assert spec.as_dict()["name"] == method
+        for k, v in fields_.items():
+            assert getattr(spec.config, k) == v
