@@ -37,6 +37,7 @@ from scarce.evaluation.metrics import METRICS, aggregate, image_metrics
 from scarce.evaluation.trimap import DEFAULT_WIDTHS, miou_from_confusion, trimap_confusions, trimap_miou
 from scarce.losses import class_probs
 from scarce.utils.io import atomic_save_png, atomic_write_bytes, atomic_write_json, atomic_write_text
+from scarce.utils.paths import set_folder
 
 OVERLAY_MAX_SIDE = 512
 
@@ -331,13 +332,6 @@ def format_summary(metrics: Mapping[str, Mapping[str, Any]], primary_metric: str
     return lines
 
 
-def set_folder(name: str) -> str:
-    """Folder name of test set ``name`` under an evaluation folder: ``<name>:test`` (a dataset's
-    test part, the multi-domain protocol) becomes ``<name>_test`` because ``:`` is not allowed in
-    Windows paths and means ``host:`` to scp/rsync. Keys in metrics.json keep the set's name."""
-    return str(name).replace(":", "_")
-
-
 def evaluate_sets(model: torch.nn.Module, tests: Mapping[str, SegData], num_classes: int,
                   out_dir: str | Path | None, primary_metric: str = "dice", threshold: float = 0.5,
                   save_predictions: bool = True, overlays: int = 6, iou_threshold: float = 0.65,
@@ -348,7 +342,7 @@ def evaluate_sets(model: torch.nn.Module, tests: Mapping[str, SegData], num_clas
 
     Returns ``{set: {dice_mean, dice_std, jaccard_mean, jaccard_std, jaccard_t_mean, ...,
     n}}`` in the order of ``tests`` (std over images, ddof 0; NaN → null in JSON). With
-    ``out_dir`` writes ``out_dir/<set>/…`` per set (:func:`set_folder`), ``out_dir/metrics.json`` and
+    ``out_dir`` writes ``out_dir/<set>/…`` per set (:func:`scarce.utils.paths.set_folder`), ``out_dir/metrics.json`` and
     ``out_dir/summary.txt`` (:func:`format_summary` lines, primary metric first).
 
     ``trimap_widths`` (e.g. ``[2, 4, 8, 16]``; empty = off) adds ``trimap: {width: mIoU}`` to

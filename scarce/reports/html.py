@@ -43,6 +43,7 @@ from scarce.reports.report import _roots, primary_metric, write_report
 from scarce.reports.stats import ALPHA, comparison_table, default_reference, per_image_scores
 from scarce.reports.tables import collect_roots, column_label, keep_newest, ordered_test_sets
 from scarce.utils.io import atomic_write_bytes, atomic_write_text
+from scarce.utils.paths import set_folder
 
 if TYPE_CHECKING:
     import numpy as np
@@ -251,8 +252,6 @@ def browser_sets(df: "pd.DataFrame", dataset: str, metric: str, base: Path, out:
         tests, data_error = {}, f"test images not available ({type(e).__name__}: {e})"
     rendered: dict[str, Path | None] = {}
 
-    from scarce.evaluation.evaluate import set_folder  # lazy: torch only when pages are built
-
     def pred_dir(run: str, t: str) -> Path | None:
         own = base / run / "eval" / set_folder(t) / "predictions"
         if own.is_dir() and any(own.iterdir()):
@@ -271,7 +270,8 @@ def browser_sets(df: "pd.DataFrame", dataset: str, metric: str, base: Path, out:
                     log(f"  could not predict {(base / run).as_posix()}: {e}")
                 rendered[run] = None
         d = rendered[run]
-        return d / set_folder(t) / "predictions" if d is not None and (d / set_folder(t) / "predictions").is_dir() else None
+        pred = None if d is None else d / set_folder(t) / "predictions"
+        return pred if pred is not None and pred.is_dir() else None
 
     for t in ordered_test_sets(sub):
         entry: dict[str, Any] = {"id": f"{_slug(dataset)}__{_slug(t)}", "dataset": dataset, "test_set": t,

@@ -29,6 +29,8 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
+from scarce.utils.paths import set_folder
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -128,8 +130,6 @@ def per_image_scores(run_dir: str | Path, test_set: str, metric: str) -> dict[st
     """``{stem: score}`` of ``metric`` from ``<run>/eval/<test set>/per_image.csv`` (written by
     every evaluation), or None when the file or the column is missing."""
     import pandas as pd
-
-    from scarce.evaluation.evaluate import set_folder
 
     p = Path(run_dir) / "eval" / set_folder(test_set) / "per_image.csv"
     if not p.is_file():

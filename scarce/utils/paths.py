@@ -28,6 +28,13 @@ def resolved(path: PathLike) -> Path:
     return Path(path).expanduser().resolve()
 
 
+def set_folder(name: str) -> str:
+    """Folder name of test set ``name`` under an evaluation folder: ``<name>:test`` (a dataset's
+    test part, the multi-domain protocol) becomes ``<name>_test`` because ``:`` is not allowed in
+    Windows paths and means ``host:`` to scp/rsync. Keys in metrics.json keep the set's name."""
+    return str(name).replace(":", "_")
+
+
 def is_within(path: PathLike, folder: PathLike) -> bool:
     """True when ``path`` equals ``folder`` or lies inside it (both resolved)."""
     p, f = resolved(path), resolved(folder)
