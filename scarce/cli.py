@@ -142,11 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--overwrite", action="store_true", help="allow an --out folder holding other files (kept)")
 
     # ---- experiments / reports / demo
-    x = sub.add_parser("experiment", help="run (or resume) an experiment grid and write its report")
-    x.add_argument("grid", help="grid YAML (see configs/)")
+    x = sub.add_parser("experiment", help="run (or resume) experiment grids and write their reports")
+    x.add_argument("grids", nargs="+", metavar="GRID",
+                   help="grid YAML (see configs/); several grids share one pool of workers (the first grid's runs "
+                        "first, each grid's report as soon as its runs have ended)")
     x.add_argument("--set", "-s", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a grid key, e.g. --set seeds=[0] --set base.train.iterations=50")
-    x.add_argument("--workers", type=int, help="parallel worker processes (default: the grid's 'workers'; local backend)")
+                   help="override a grid key (of every grid given), e.g. --set seeds=[0] --set base.train.iterations=50")
+    x.add_argument("--workers", type=int,
+                   help="parallel worker processes (default: the grids' largest 'workers'; local backend)")
     x.add_argument("--backend", choices=("local", "ray"), default="local",
                    help="local: worker processes on this machine (default); ray: one Ray task per run, asking for "
                         "the grid's 'threads' CPUs and 'gpus' GPUs (needs pip install -e \".[ray]\" and, on a "
@@ -340,17 +343,20 @@ def _dispatch(a: argparse.Namespace) -> int:
         print(json.dumps(pretrain_gan_run(cfg, vanilla=a.vanilla, overwrite=a.overwrite), indent=2))
         return 0
     if a.cmd == "experiment":
-        from scarce.experiments import run_grid
+        from scarce.experiments import run_grids
 
-        res = run_grid(a.grid, a.sets, workers=a.workers, report=not a.no_report, dry_run=a.dry_run,
-                       backend=a.backend, address=a.address, gpus_per_run=a.gpus_per_run)
-        if res.get("failed"):
-            print(f"{len(res['failed'])} run(s) failed (see FAILED.txt in their folders):", file=sys.stderr)
-            for out, msg in res["failed"]:
+        results = run_grids(a.grids, a.sets, workers=a.workers, report=not a.no_report, dry_run=a.dry_run,
+                            backend=a.backend, address=a.address, gpus_per_run=a.gpus_per_run)
+        for res in results:
+            if res.get("report") and not res.get("failed"):
+                print(f"report: {res['report']}/results.md")
+        # a run two grids share is listed once
+        failed = list(dict.fromkeys(f for res in results for f in res.get("failed") or []))
+        if failed:
+            print(f"{len(failed)} run(s) failed (see FAILED.txt in their folders):", file=sys.stderr)
+            for out, msg in failed:
                 print(f"  {out}: {msg}", file=sys.stderr)
             return 1
-        if res.get("report"):
-            print(f"report: {res['report']}/results.md")
         return 0
     if a.cmd == "report":
         from scarce.config import ConfigError

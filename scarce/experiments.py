@@ -31,6 +31,9 @@ by address), each asking for ``threads`` CPUs (a run's own ``train.threads`` whe
 ``gpus`` GPUs (grid key or ``gpus_per_run``; default 0). Ray workers run in this process's
 working folder at the same absolute path, so a cluster needs a file system shared by every node
 (data, grid ``out``, caches) and scarce installed in the same environment on every node.
+
+:func:`run_grids` runs several grids in one pool (``scarce experiment A.yaml B.yaml``): no core
+idles at a grid's tail while the next grid waits, and each grid's report follows its own runs.
 """
 from __future__ import annotations
 
@@ -229,28 +232,203 @@ def run_grid(grid: str | os.PathLike[str] | Mapping[str, Any], sets: Sequence[st
     cluster at ``address`` — e.g. ``auto`` for the one this machine belongs to — or, without an
     address, an already initialised Ray or a local one started for this call). ``gpus_per_run``
     (Ray only) overrides the grid's ``gpus``. ``progress``: the grid's progress line on stderr
-    (:class:`scarce.utils.progress.GridProgress`)."""
-    g = load_grid(grid, sets)
-    resources = _check_backend(g, backend, address, gpus_per_run)
+    (:class:`scarce.utils.progress.GridProgress`). Several grids in one pool: :func:`run_grids`."""
+    return run_grids([grid], sets, workers, report, dry_run, log, backend=backend, address=address,
+                     gpus_per_run=gpus_per_run, progress=progress)[0]
+
+
+@dataclass
+class _Grid:
+    """One grid of a :func:`run_grids` call: its keys, runs and Ray request per run."""
+    g: dict[str, Any]
+    specs: list[RunSpec]
+    resources: tuple[int, float]
+
+    @property
+    def name(self) -> str:
+        return str(self.g.get("name", ""))
+
+    @property
+    def out_root(self) -> Path:
+        return Path(self.g.get("out", f"runs/{self.g.get('name', 'grid')}"))
+
+
+@dataclass
+class _Job:
+    """One run to train, and the grids (indices) that list it: a run two grids share trains once."""
+    spec: RunSpec
+    threads: int
+    resources: tuple[int, float]
+    grids: list[int]
+
+
+def run_grids(grids: Sequence[str | os.PathLike[str] | Mapping[str, Any]], sets: Sequence[str] | None = None,
+              workers: int | None = None, report: bool = True, dry_run: bool = False,
+              log=print, *, backend: str = "local", address: str | None = None,
+              gpus_per_run: float | None = None, progress: bool = True) -> list[dict[str, Any]]:
+    """Run several grids in **one** pool of workers, the first grid's runs first, and write each
+    grid's report as soon as its own runs have ended. Why: grids run one after another leave
+    cores idle at every grid's tail (its last, longest runs train while the next grid waits); in
+    one pool the next grid's runs start on the cores that free up. ``sets`` apply to every grid;
+    ``workers`` defaults to the largest ``workers`` of the grids; each run keeps its own grid's
+    ``threads`` (and Ray request). Every grid's configs are checked, and every grid folder is
+    locked, before anything trains; a run folder listed by two grids trains once when their
+    configs agree and is refused when they differ. Returns one :func:`run_grid` result per grid,
+    in order. A report that fails is raised after the pool has finished the other grids' runs."""
+    if not grids:
+        raise ConfigError("no grid given")
+    gs = [load_grid(grid, sets) for grid in grids]
+    resources = [_check_backend(g, backend, address, gpus_per_run) for g in gs]
     if backend == "ray" and not dry_run:
         _import_ray()  # one clear line at once when it is missing
-    specs = expand_grid(g)  # validates every run's config before anything is created
+    loaded = [_Grid(g, expand_grid(g), r) for g, r in zip(gs, resources)]  # validates every config first
+    _check_shared_runs(loaded)
     if dry_run:
-        return _run_grid(g, specs, workers, report, dry_run, log, backend, None, resources, progress)
+        return _run_grids(loaded, workers, report, dry_run, log, backend, None, progress)
     from scarce.utils.lock import GRID_LOCK_NAME, lock_folder
 
-    out_root = Path(g.get("out", f"runs/{g.get('name', 'grid')}"))
     hint = ("wait for it to finish (or stop it); re-running the same command afterwards resumes the grid, "
             "or give this grid another folder (--set out=DIR)")
     with contextlib.ExitStack() as stack:
         cluster = None
         if backend == "ray":
-            _check_ray_devices(specs, resources)
-            if any(not (s.run_dir / "metrics.json").exists() for s in specs):  # else no Ray is needed
-                # connected (and its capacity checked) before the grid folder is touched
-                cluster = stack.enter_context(_ray_cluster(address, specs, resources, log, str(g.get("name", ""))))
-        stack.enter_context(lock_folder(out_root, GRID_LOCK_NAME, what="grid folder", hint=hint))
-        return _run_grid(g, specs, workers, report, dry_run, log, backend, cluster, resources, progress)
+            for gr in loaded:
+                _check_ray_devices(gr.specs, gr.resources)
+            requests = [_ray_request(s.config, gr.resources) for gr in loaded for s in gr.specs
+                        if not (s.run_dir / "metrics.json").exists()]
+            if requests:  # else no Ray is needed
+                # connected (and its capacity checked) before any grid folder is touched
+                cluster = stack.enter_context(_ray_cluster(address, requests, log, _pool_name(loaded)))
+        locked: set[Path] = set()
+        for gr in loaded:
+            if (key := gr.out_root.resolve()) not in locked:
+                locked.add(key)
+                stack.enter_context(lock_folder(gr.out_root, GRID_LOCK_NAME, what="grid folder", hint=hint))
+        return _run_grids(loaded, workers, report, dry_run, log, backend, cluster, progress)
+
+
+def _pool_name(loaded: Sequence[_Grid]) -> str:
+    """The progress line's name: the grid's, or the grids' joined with '+'."""
+    return "+".join(dict.fromkeys(gr.name for gr in loaded))
+
+
+def _check_shared_runs(loaded: Sequence[_Grid]) -> None:
+    """A run folder listed twice (by two grids, or twice in one) is one run: its configs must
+    agree, or one table cell would hold whichever trained first."""
+    from scarce.api import config_differences
+
+    seen: dict[Path, tuple[str, RunSpec]] = {}
+    for gr in loaded:
+        for s in gr.specs:
+            key = s.run_dir.resolve()
+            if key not in seen:
+                seen[key] = (gr.name, s)
+                continue
+            other_grid, other = seen[key]
+            diff = config_differences(other.config, s.config)
+            if diff:
+                where = f"grid {gr.name!r}" if other_grid == gr.name else f"grids {other_grid!r} and {gr.name!r}"
+                raise ConfigError(f"run folder {str(s.run_dir)!r} is listed by {where} with different configs "
+                                  f"({', '.join(diff[:5])} differ): give one of the grids another 'out' folder "
+                                  "or another method label")
+
+
+def _run_grids(loaded: list[_Grid], workers: int | None, report: bool, dry_run: bool, log: Any,
+               backend: str = "local", cluster: "_RayCluster | None" = None,
+               progress: bool = True) -> list[dict[str, Any]]:
+    """:func:`run_grids` once its configs are valid (and, unless ``dry_run``, the grids are locked)."""
+    n_workers = int(workers or max(int(gr.g.get("workers", 1) or 1) for gr in loaded))
+    jobs: dict[Path, _Job] = {}
+    results: list[dict[str, Any]] = []
+    for i, gr in enumerate(loaded):
+        g, specs = gr.g, gr.specs
+        _check_unchanged(specs)
+        todo = [s for s in specs if not (s.run_dir / "metrics.json").exists()]
+        if not dry_run and (adopted := _adopt_finished(specs)):
+            log(f"grid {gr.name}: config.yaml of {adopted} finished runs rewritten in this grid's "
+                "spelling (same runs; label, out, spelled-out defaults)")
+        todo.sort(key=lambda s: (s.budget, s.seed))  # smallest budgets first: the main table fills first
+        log(f"grid {gr.name}: {len(specs)} runs, {len(specs) - len(todo)} finished, {len(todo)} to do")
+        if dry_run:
+            for s in todo:
+                log(f"  would run {s.run_dir}")
+            results.append({"total": len(specs), "todo": len(todo)})
+            continue
+        threads = int(g.get("threads", 0) or max(1, (os.cpu_count() or 2) // max(1, n_workers)))
+        for s in todo:
+            key = s.run_dir.resolve()
+            if key in jobs:
+                jobs[key].grids.append(i)
+            else:
+                jobs[key] = _Job(s, threads, gr.resources, [i])
+        results.append({"total": len(specs), "ran": len(todo), "failed": []})
+    if dry_run:
+        return results
+    remaining = [sum(i in j.grids for j in jobs.values()) for i in range(len(loaded))]
+    report_errors: list[BaseException] = []
+
+    def write(i: int) -> None:
+        try:
+            results[i]["report"] = write_grid_report(loaded[i].g)
+        except Exception as e:  # noqa: BLE001 — the other grids' runs go on; raised at the end
+            log(f"scarce: warning: the report of grid {loaded[i].name} failed ({type(e).__name__}: {e}); "
+                "the remaining runs go on")
+            report_errors.append(e)
+
+    if report:
+        for i in range(len(loaded)):
+            if remaining[i] == 0:
+                write(i)
+    todo = list(jobs.values())
+    total = len({s.run_dir.resolve() for gr in loaded for s in gr.specs})
+    t0 = time.time()
+    slots = cluster.slots if cluster is not None else max(1, n_workers)
+    bar = _grid_progress(_pool_name(loaded), total, total - len(todo), len(todo), slots, progress)
+    count = [0]
+
+    def ended(job: _Job, out: str, status: str, seconds: float) -> None:
+        count[0] += 1
+        bar.log(log, f"[{count[0]}/{len(todo)}] {out}: {status} ({time.time() - t0:.0f}s)")
+        bar.run_ended(status == "ok", seconds)
+        for i in job.grids:
+            if status != "ok":
+                results[i]["failed"].append((out, status))
+            remaining[i] -= 1
+            if report and remaining[i] == 0:
+                write(i)
+
+    bar.start()
+    try:
+        if backend == "ray":
+            _run_todo_ray(todo, cluster, ended)
+        else:
+            _run_todo_local(todo, n_workers, ended)
+    finally:
+        bar.close()
+    if report_errors:
+        raise report_errors[0]
+    return results
+
+
+def _grid_progress(name: str, total: int, done: int, todo: int, slots: int, enabled: bool) -> Any:
+    from scarce.utils.progress import GridProgress
+
+    return GridProgress(name, total, done, todo, slots, enabled=enabled)
+
+
+def _run_todo_local(todo: list[_Job], n_workers: int, ended: Any) -> None:
+    """The local backend: ``n_workers`` processes on this machine (in this process when 1);
+    ``ended(job, out, status, seconds)`` as each run ends."""
+    if n_workers <= 1:
+        for job in todo:
+            ended(job, *_run_timed(job.spec.config, job.threads))
+        return
+    ctx = mp.get_context("spawn")
+    with cf.ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx, initializer=_exit_with_parent,
+                                initargs=(os.getpid(),)) as ex:
+        futs = {ex.submit(_run_timed, job.spec.config, job.threads): job for job in todo}
+        for f in cf.as_completed(futs):
+            ended(futs[f], *f.result())
 
 
 def _check_backend(g: Mapping[str, Any], backend: str, address: str | None,
@@ -298,71 +476,6 @@ def _import_ray() -> Any:
     return ray
 
 
-def _run_grid(g: dict[str, Any], specs: list[RunSpec], workers: int | None, report: bool, dry_run: bool,
-              log: Any, backend: str = "local", cluster: "_RayCluster | None" = None,
-              resources: tuple[int, float] = (1, 0.0), progress: bool = True) -> dict[str, Any]:
-    """:func:`run_grid` once its configs are valid (and, unless ``dry_run``, the grid is locked)."""
-    _check_unchanged(specs)
-    todo = [s for s in specs if not (s.run_dir / "metrics.json").exists()]
-    if not dry_run and (adopted := _adopt_finished(specs)):
-        log(f"grid {g.get('name', '')}: config.yaml of {adopted} finished runs rewritten in this grid's "
-            "spelling (same runs; label, out, spelled-out defaults)")
-    todo.sort(key=lambda s: (s.budget, s.seed))  # smallest budgets first: the main table fills first
-    log(f"grid {g.get('name', '')}: {len(specs)} runs, {len(specs) - len(todo)} finished, {len(todo)} to do")
-    if dry_run:
-        for s in todo:
-            log(f"  would run {s.run_dir}")
-        return {"total": len(specs), "todo": len(todo)}
-    if backend == "ray":
-        failed = _run_todo_ray(g, specs, todo, cluster, resources, log, progress)
-    else:
-        failed = _run_todo_local(g, specs, todo, workers, log, progress)
-    result: dict[str, Any] = {"total": len(specs), "ran": len(todo), "failed": failed}
-    if report:
-        result["report"] = write_grid_report(g)
-    return result
-
-
-def _grid_progress(g: Mapping[str, Any], specs: list[RunSpec], todo: list[RunSpec], slots: int,
-                   enabled: bool) -> Any:
-    from scarce.utils.progress import GridProgress
-
-    return GridProgress(str(g.get("name", "")), len(specs), len(specs) - len(todo), len(todo), slots,
-                        enabled=enabled)
-
-
-def _run_todo_local(g: Mapping[str, Any], specs: list[RunSpec], todo: list[RunSpec], workers: int | None,
-                    log: Any, progress: bool) -> list[tuple[str, str]]:
-    """The local backend: ``workers`` processes on this machine (in this process when 1)."""
-    n_workers = int(workers or g.get("workers", 1))
-    threads = int(g.get("threads", 0) or max(1, (os.cpu_count() or 2) // max(1, n_workers)))
-    failed: list[tuple[str, str]] = []
-    t0 = time.time()
-    bar = _grid_progress(g, specs, todo, max(1, n_workers), progress)
-    bar.start()
-
-    def ended(i: int, out: str, status: str, seconds: float) -> None:
-        bar.log(log, f"[{i}/{len(todo)}] {out}: {status} ({time.time() - t0:.0f}s)")
-        if status != "ok":
-            failed.append((out, status))
-        bar.run_ended(status == "ok", seconds)
-
-    try:
-        if n_workers <= 1:
-            for i, s in enumerate(todo, 1):
-                ended(i, *_run_timed(s.config, threads))
-        else:
-            ctx = mp.get_context("spawn")
-            with cf.ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx, initializer=_exit_with_parent,
-                                        initargs=(os.getpid(),)) as ex:
-                futs = [ex.submit(_run_timed, s.config, threads) for s in todo]
-                for i, f in enumerate(cf.as_completed(futs), 1):
-                    ended(i, *f.result())
-    finally:
-        bar.close()
-    return failed
-
-
 def _exit_with_parent(parent: int, poll: float = 1.0) -> None:
     """Pool-worker initializer: a daemon thread ends this worker once the grid process that
     spawned it is gone. Why: a ``scarce experiment`` killed with SIGTERM/SIGKILL (not Ctrl-C,
@@ -387,7 +500,7 @@ class _RayCluster:
 
 
 @contextlib.contextmanager
-def _ray_cluster(address: str | None, specs: list[RunSpec], resources: tuple[int, float], log: Any,
+def _ray_cluster(address: str | None, requests: list[tuple[int, float]], log: Any,
                  name: str) -> Iterator[_RayCluster]:
     """Ray for one grid: an initialised Ray (a notebook, a test) is used and left as is; else
     ``ray.init(address)`` (None: $RAY_ADDRESS, the cluster this machine runs, else a new local
@@ -405,53 +518,41 @@ def _ray_cluster(address: str | None, specs: list[RunSpec], resources: tuple[int
                               "RAY_AUTH_MODE=token with its token), start one with `ray start --head`, "
                               "or drop --address to start a local one") from e
     try:
-        yield _RayCluster(ray, _ray_slots(ray, specs, resources, log, name))
+        yield _RayCluster(ray, _ray_slots(ray, requests, log, name))
     finally:
         if connected_here:
             ray.shutdown()  # stops a cluster started here; only disconnects from an existing one
 
 
-def _run_todo_ray(g: Mapping[str, Any], specs: list[RunSpec], todo: list[RunSpec], cluster: _RayCluster | None,
-                  resources: tuple[int, float], log: Any, progress: bool) -> list[tuple[str, str]]:
-    """The Ray backend: one task per run, each with its CPU/GPU request; results as the local
-    backend reports them (a task whose worker died is reported like a run that raised)."""
+def _run_todo_ray(todo: list[_Job], cluster: _RayCluster | None, ended: Any) -> None:
+    """The Ray backend: one task per run, each with its CPU/GPU request; ``ended(job, out,
+    status, seconds)`` as each run ends, as the local backend reports them (a task whose worker
+    died is reported like a run that raised)."""
     if not todo:
-        return []
-    assert cluster is not None, "run_grid connects to Ray when a run is left to do"
+        return
+    assert cluster is not None, "run_grids connects to Ray when a run is left to do"
     ray = cluster.ray
     env = {k: v for k, v in os.environ.items() if k.startswith("SCARCE_")}
     cwd = os.path.abspath(os.getcwd())
     task = ray.remote(_run_ray_task)
-    refs: dict[Any, RunSpec] = {}
-    for s in todo:
-        cpus, gpus = _ray_request(s.config, resources)
+    refs: dict[Any, _Job] = {}
+    for job in todo:
+        cpus, gpus = _ray_request(job.spec.config, job.resources)
         # 0 GPUs: hide the node's GPUs so `train.device=auto` trains on the CPU it reserved
         run_env = dict(env, **({"CUDA_VISIBLE_DEVICES": ""} if gpus == 0 else {}))
         ref = task.options(num_cpus=cpus, num_gpus=gpus, max_retries=RAY_MAX_RETRIES,
                            runtime_env={"env_vars": run_env} if run_env else None,
-                           name=f"scarce:{s.run_dir}").remote(s.config, cpus, cwd)
-        refs[ref] = s
-    failed: list[tuple[str, str]] = []
-    t0 = time.time()
-    bar = _grid_progress(g, specs, todo, cluster.slots, progress)
-    bar.start()
+                           name=f"scarce:{job.spec.run_dir}").remote(job.spec.config, cpus, cwd)
+        refs[ref] = job
     pending = list(refs)
     try:
-        i = 0
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
             for ref in ready:
-                i += 1
-                out, status, seconds = _ray_result(ray, ref, refs[ref])
-                bar.log(log, f"[{i}/{len(todo)}] {out}: {status} ({time.time() - t0:.0f}s)")
-                if status != "ok":
-                    failed.append((out, status))
-                bar.run_ended(status == "ok", seconds)
+                ended(refs[ref], *_ray_result(ray, ref, refs[ref].spec))
     finally:
-        bar.close()
         for ref in pending:  # interrupted: stop the runs still queued or training (they resume later)
             ray.cancel(ref)
-    return failed
 
 
 def _ray_result(ray: Any, ref: Any, spec: RunSpec) -> tuple[str, str, float]:
@@ -471,12 +572,14 @@ def _ray_result(ray: Any, ref: Any, spec: RunSpec) -> tuple[str, str, float]:
         return out, msg, 0.0
 
 
-def _ray_slots(ray: Any, specs: list[RunSpec], resources: tuple[int, float], log: Any, name: str) -> int:
+def _ray_slots(ray: Any, requests: list[tuple[int, float]], log: Any, name: str) -> int:
     """How many runs the cluster trains at once: per alive node, how many run requests fit its
     CPUs and GPUs. A request no node can hold never starts: refused when this process started
     the cluster (no other node can join it), a warning on an existing cluster (an autoscaler
     may add such a node)."""
-    cpus, gpus = max((_ray_request(s.config, resources) for s in specs), default=(resources[0], resources[1]))
+    # the largest request of each kind: a pool of grids that ask for different CPUs/GPUs is not overcounted
+    cpus = max((r[0] for r in requests), default=1)
+    gpus = max((r[1] for r in requests), default=0.0)
     local_only = bool(getattr(getattr(ray._private.worker, "_global_node", None), "head", False))
     nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
     fit = lambda r: min(int(r.get("CPU", 0) // cpus), int(r.get("GPU", 0) // gpus) if gpus else 1 << 30)
