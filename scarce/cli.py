@@ -576,7 +576,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as e:  # read-only folder, disk full, a path under a file, permission denied
         print(f"scarce: error: {os_error_message(e)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
+        from scarce.utils.interrupt import Interrupted
+
+        if isinstance(e, Interrupted):  # stopped at a checkpoint: say where and how to go on
+            hint = "; the same command with --resume continues exactly from there" if e.run_dir else ""
+            print(f"scarce: {e}{hint}", file=sys.stderr)
+            return 128 + e.signum
         print("scarce: interrupted (a run resumes with --resume / re-running the grid)", file=sys.stderr)
         return 130
 

@@ -55,6 +55,9 @@ GRID_KEYS = {"name", "out", "report", "workers", "threads", "gpus", "base", "dat
              "budgets", "seeds", "metric", "plots"}
 BACKENDS = ("local", "ray")
 RAY_INSTALL_HINT = 'pip install -e ".[ray]"'
+INTERRUPTED = "interrupted"
+"""Status prefix of a run stopped on SIGINT/SIGTERM at a checkpoint (it resumes; not a failure)."""
+NOT_STARTED = "not started (the grid was asked to stop)"
 RAY_MAX_RETRIES = 3
 """Ray re-runs a run whose worker process died (node lost, killed for memory) up to this many
 times; a rerun resumes from the run's last checkpoint, so nothing is trained twice."""
@@ -184,6 +187,7 @@ def _run_one(config: dict[str, Any], threads: int) -> tuple[str, str]:
     warnings.formatwarning = lambda msg, cat, *args, **kw: f"scarce: warning: {msg}\n"
     torch.set_num_threads(max(1, threads))
     from scarce.api import train_run
+    from scarce.utils.interrupt import Interrupted
     from scarce.utils.lock import FolderLockedError
 
     cfg = from_dict(RunConfig, config)
@@ -191,6 +195,8 @@ def _run_one(config: dict[str, Any], threads: int) -> tuple[str, str]:
         train_run(cfg, resume=True)
         (Path(cfg.out) / "FAILED.txt").unlink(missing_ok=True)  # an earlier failure is stale now
         return cfg.out, "ok"
+    except Interrupted as e:  # stopped on a signal at a checkpoint: not a failure, it resumes
+        return cfg.out, f"{INTERRUPTED} {e.detail}"
     except FolderLockedError as e:  # another process trains this run: leave its folder alone
         return cfg.out, str(e)
     except Exception as e:  # one failed run must not stop the grid
@@ -200,7 +206,12 @@ def _run_one(config: dict[str, Any], threads: int) -> tuple[str, str]:
 
 
 def _run_timed(config: dict[str, Any], threads: int) -> tuple[str, str, float]:
-    """:func:`_run_one` and its wall time in seconds (the grid's ETA is made of these)."""
+    """:func:`_run_one` and its wall time in seconds (the grid's ETA is made of these); no run
+    starts once this process was asked to stop (a queued run a worker already holds)."""
+    from scarce.utils import interrupt
+
+    if interrupt.requested() is not None:
+        return str(config.get("out")), NOT_STARTED, 0.0
     t = time.time()
     out, status = _run_one(config, threads)
     return out, status, time.time() - t
@@ -387,8 +398,12 @@ def _run_grids(loaded: list[_Grid], workers: int | None, report: bool, dry_run: 
     count = [0]
 
     def ended(job: _Job, out: str, status: str, seconds: float) -> None:
+        if status == NOT_STARTED:
+            return
         count[0] += 1
         bar.log(log, f"[{count[0]}/{len(todo)}] {out}: {status} ({time.time() - t0:.0f}s)")
+        if status.startswith(INTERRUPTED):  # resumes from its checkpoint: neither done nor failed
+            return
         bar.run_ended(status == "ok", seconds)
         for i in job.grids:
             if status != "ok":
@@ -398,13 +413,18 @@ def _run_grids(loaded: list[_Grid], workers: int | None, report: bool, dry_run: 
                 write(i)
 
     bar.start()
+    stopped: int | None = None
     try:
         if backend == "ray":
             _run_todo_ray(todo, cluster, ended)
         else:
-            _run_todo_local(todo, n_workers, ended)
+            stopped = _run_todo_local(todo, n_workers, ended)
     finally:
         bar.close()
+    if stopped is not None:
+        from scarce.utils.interrupt import Interrupted
+
+        raise Interrupted(stopped, "the runs in flight stopped at a checkpoint; the same command resumes the grid")
     if report_errors:
         raise report_errors[0]
     return results
@@ -416,19 +436,55 @@ def _grid_progress(name: str, total: int, done: int, todo: int, slots: int, enab
     return GridProgress(name, total, done, todo, slots, enabled=enabled)
 
 
-def _run_todo_local(todo: list[_Job], n_workers: int, ended: Any) -> None:
+def _run_todo_local(todo: list[_Job], n_workers: int, ended: Any) -> int | None:
     """The local backend: ``n_workers`` processes on this machine (in this process when 1);
-    ``ended(job, out, status, seconds)`` as each run ends."""
-    if n_workers <= 1:
-        for job in todo:
-            ended(job, *_run_timed(job.spec.config, job.threads))
+    ``ended(job, out, status, seconds)`` as each run ends. SIGINT/SIGTERM: no further run
+    starts, the runs in flight stop at a checkpoint (the workers get the request too), and the
+    signal's number is returned (None: every run ended)."""
+    from scarce.utils import interrupt
+
+    with interrupt.graceful():
+        if n_workers <= 1:
+            for job in todo:
+                if interrupt.requested() is not None:
+                    break
+                ended(job, *_run_timed(job.spec.config, job.threads))
+            return interrupt.requested()
+        ctx = mp.get_context("spawn")
+        with cf.ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx, initializer=_worker_init,
+                                    initargs=(os.getpid(),)) as ex:
+            futs = {ex.submit(_run_timed, job.spec.config, job.threads): job for job in todo}
+            pending, forwarded = set(futs), False
+            try:
+                while pending:
+                    done, pending = cf.wait(pending, timeout=0.5, return_when=cf.FIRST_COMPLETED)
+                    for f in done:
+                        if not f.cancelled():
+                            ended(futs[f], *f.result())
+                    if not forwarded and interrupt.requested() is not None:
+                        forwarded = True
+                        for f in pending:
+                            f.cancel()  # the queued runs; a worker's run in flight stops at its next step
+                        _forward_stop(ex)
+            except BaseException:
+                ex.shutdown(wait=True, cancel_futures=True)  # a second signal: nothing new starts
+                raise
+        return interrupt.requested()
+
+
+def _forward_stop(ex: cf.ProcessPoolExecutor) -> None:
+    """Pass a stop request on to the pool's workers (a SIGTERM sent to this process alone does
+    not reach them; Ctrl-C does, and :data:`scarce.utils.interrupt.FORWARD` never counts as a
+    second signal there)."""
+    from scarce.utils.interrupt import FORWARD
+
+    if FORWARD is None:
         return
-    ctx = mp.get_context("spawn")
-    with cf.ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx, initializer=_exit_with_parent,
-                                initargs=(os.getpid(),)) as ex:
-        futs = {ex.submit(_run_timed, job.spec.config, job.threads): job for job in todo}
-        for f in cf.as_completed(futs):
-            ended(futs[f], *f.result())
+    for pid in list((getattr(ex, "_processes", None) or {}).keys()):
+        try:
+            os.kill(pid, FORWARD)
+        except OSError:
+            pass  # already gone
 
 
 def _check_backend(g: Mapping[str, Any], backend: str, address: str | None,
@@ -474,6 +530,15 @@ def _import_ray() -> Any:
     except ImportError as e:
         raise ConfigError(f"the Ray backend needs the ray package, which is not installed: {RAY_INSTALL_HINT}") from e
     return ray
+
+
+def _worker_init(parent: int) -> None:
+    """Pool-worker initializer: end with the grid process (:func:`_exit_with_parent`) and take
+    SIGINT/SIGTERM (and a request the grid process forwards) as "stop at a checkpoint"."""
+    from scarce.utils import interrupt
+
+    _exit_with_parent(parent)
+    interrupt.install(worker=True)
 
 
 def _exit_with_parent(parent: int, poll: float = 1.0) -> None:

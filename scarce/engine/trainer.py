@@ -9,7 +9,9 @@ default) or a per-iteration curve (``cosine`` | ``onecycle`` | ``poly``, with ``
 stepped after every training step. ``train.ema`` keeps an exponential moving average of the
 segmenter's weights, updated after every step; validation and ``best.pt`` then use the average.
 ``fit(resume=True)`` restores model/optimizers/schedulers/EMA/RNG/sampler/step from ``last.pt``
-so that an interrupted run ends bit-identical to an uninterrupted one on CPU.
+so that an interrupted run ends bit-identical to an uninterrupted one on CPU. SIGINT (Ctrl-C) or
+SIGTERM during ``fit`` finishes the step in flight, writes ``last.pt`` at that step and raises
+:class:`scarce.utils.interrupt.Interrupted` (single process; under torchrun the usual behaviour).
 
 Under ``torchrun`` (WORLD_SIZE > 1) it initialises a process group (gloo on CPU, nccl on GPU),
 shards every global batch across ranks (distributed sampling), averages gradients in
@@ -36,6 +38,7 @@ from scarce.methods import method_spec
 from scarce.engine.method import Batch, Method, TrainContext
 from scarce.engine.optim import make_ema, make_lr_scheduler
 from scarce.engine.streams import Stream
+from scarce.utils import interrupt
 from scarce.utils.io import atomic_torch_save, atomic_write_text, torch_load
 from scarce.utils.seed import resolve_device, rng_state, seed_everything, set_rng_state
 
@@ -73,6 +76,14 @@ class _Window:
         for k, v in out.items():
             self.sums[k] = self.sums.get(k, 0.0) + float(v)
         self.count += 1
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint between two log rows keeps, so the next row averages the same steps
+        as in an uninterrupted run (time per step is not kept: it restarts with the process)."""
+        return {"sums": dict(self.sums), "count": self.count}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.sums, self.count = {k: float(v) for k, v in state["sums"].items()}, int(state["count"])
 
     def row(self, step: int, lr: float) -> dict[str, Any]:
         """The log row of the window (``step``, mean outputs, ``lr``, ``sec_per_step``); resets it."""
@@ -184,6 +195,7 @@ class Trainer:
         self.best_step = -1
         self.bad_validations = 0
         self.history: list[dict[str, float]] = []
+        self._window = _Window()  # the log row in the making (checkpointed between two rows)
 
     # ------------------------------------------------------------------ setup helpers
     def _init_distributed(self) -> None:
@@ -281,6 +293,7 @@ class Trainer:
             "best_step": self.best_step,
             "bad_validations": self.bad_validations,
             "history": self.history,
+            "log_window": self._window.state_dict(),
             "config": to_dict(self.cfg),
         }
 
@@ -301,6 +314,8 @@ class Trainer:
         self.best_step = int(state["best_step"])
         self.bad_validations = int(state["bad_validations"])
         self.history = list(state["history"])
+        if "log_window" in state:  # absent in checkpoints written before interrupted runs kept it
+            self._window.load_state_dict(state["log_window"])
 
     def save_checkpoint(self) -> None:
         state = self.state_dict()  # collective (all ranks) when distributed
@@ -379,30 +394,49 @@ class Trainer:
         The loop only sequences the parts: :meth:`_start` (resume or method setup, logs),
         :meth:`_train_step`, :meth:`_log_window` every ``log_every`` steps,
         :meth:`_validate_and_select` every ``val_every`` steps (scheduler, best checkpoint,
-        early stop), :meth:`_finish` (close logs, the method's finalize)."""
+        early stop), :meth:`_finish` (close logs, the method's finalize).
+
+        SIGINT/SIGTERM (single process, main thread): the step in flight finishes, ``last.pt``
+        is written at it (the log window too, so the resumed log is the uninterrupted one) and
+        :class:`~scarce.utils.interrupt.Interrupted` is raised; ``fit(resume=True)`` continues
+        bit-identically. A second signal stops at once."""
         cfg = self.cfg.train
-        stopped_early = self._start(resume)
-        limit = cfg.iterations if max_steps is None else min(cfg.iterations, self.step + max_steps)
-        progress = _Progress(self, cfg)
-        window = _Window()
-        while self.step < limit and not stopped_early:
-            out, lr = self._train_step()
-            window.add(out)
-            progress.step(out, self.best_score)
-            is_val = self.step % cfg.val_every == 0 or self.step == cfg.iterations
-            if self.step % cfg.log_every == 0 or is_val:
-                row = window.row(self.step, lr)
-                if is_val:
-                    row.update(self._validate_and_select())
-                self._log(row)
-                if is_val:
-                    progress.validation(row)
-                    self._flush_logs()
-                    self.save_checkpoint()
-                    stopped_early = bool(cfg.early_stop and self.bad_validations >= cfg.early_stop)
-        progress.close(stopped_early)
-        self._finish(stopped_early)
+        with interrupt.graceful(self.world_size <= 1):
+            stopped_early = self._start(resume)
+            limit = cfg.iterations if max_steps is None else min(cfg.iterations, self.step + max_steps)
+            progress = _Progress(self, cfg)
+            window = self._window
+            while self.step < limit and not stopped_early:
+                out, lr = self._train_step()
+                window.add(out)
+                progress.step(out, self.best_score)
+                is_val = self.step % cfg.val_every == 0 or self.step == cfg.iterations
+                if self.step % cfg.log_every == 0 or is_val:
+                    row = window.row(self.step, lr)
+                    if is_val:
+                        row.update(self._validate_and_select())
+                    self._log(row)
+                    if is_val:
+                        progress.validation(row)
+                        self._flush_logs()
+                        self.save_checkpoint()
+                        stopped_early = bool(cfg.early_stop and self.bad_validations >= cfg.early_stop)
+                if (signum := interrupt.requested()) is not None:
+                    self._stop_on_signal(signum, saved=is_val, progress=progress)
+            progress.close(stopped_early)
+            self._finish(stopped_early)
         return FitResult(self.best_score, self.best_step, self.step, stopped_early, list(self.history))
+
+    def _stop_on_signal(self, signum: int, saved: bool, progress: "_Progress") -> None:
+        """A stop was requested during the step just done: checkpoint it (unless the validation
+        of this step just did), close the logs and raise :class:`Interrupted`."""
+        if not saved:
+            self._flush_logs()
+            self.save_checkpoint()
+        progress.close(False)
+        self.close_logs()
+        raise interrupt.Interrupted(signum, f"at step {self.step} of {self.cfg.train.iterations}, checkpoint saved in "
+                                    f"{self.run_dir}", self.step, str(self.run_dir))
 
     def _start(self, resume: bool) -> bool:
         """Restore ``last.pt`` (``resume`` and one exists) or set the method up; open the logs.

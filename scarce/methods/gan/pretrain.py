@@ -29,6 +29,7 @@ from torch import nn
 from scarce.config import LAMBDA_AXIS, RunConfig, axis_field
 from scarce.data.types import RunData, SegData
 from scarce.models.gan import create_discriminator, create_generator, one_hot_masks
+from scarce.utils import interrupt
 from scarce.utils.io import atomic_save_png, atomic_torch_save, torch_load
 
 CACHE_VERSION = 1
@@ -310,6 +311,8 @@ def pretrain_cached(recipe: GANRecipe, cfg: RunConfig, data: RunData, gc: Any, o
 
             it = tqdm(it, desc=recipe.desc, leave=False, dynamic_ncols=True)
         for _ in it:
+            interrupt.check(f"during the GAN's pretraining ({recipe.desc}), which has no checkpoint: it starts over "
+                            "when the run resumes")
             idx = torch.randperm(n, generator=g)[:bs].to(train.images.device)
             ld, lg = recipe.step(gen, disc, opt_g, opt_d, train.images[idx].to(dev), train.masks[idx].to(dev), g)
             losses = {"loss_d": ld, "loss_g": lg}
