@@ -41,6 +41,7 @@ import concurrent.futures as cf
 import contextlib
 import multiprocessing as mp
 import os
+import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -55,6 +56,8 @@ GRID_KEYS = {"name", "out", "report", "workers", "threads", "gpus", "base", "dat
              "budgets", "seeds", "metric", "plots"}
 BACKENDS = ("local", "ray")
 RAY_INSTALL_HINT = 'pip install -e ".[ray]"'
+_IN_RUN = threading.Event()
+"""Set while this process trains a run (a pool worker's watcher waits for it before exiting)."""
 INTERRUPTED = "interrupted"
 """Status prefix of a run stopped on SIGINT/SIGTERM at a checkpoint (it resumes; not a failure)."""
 NOT_STARTED = "not started (the grid was asked to stop)"
@@ -213,7 +216,11 @@ def _run_timed(config: dict[str, Any], threads: int) -> tuple[str, str, float]:
     if interrupt.requested() is not None:
         return str(config.get("out")), NOT_STARTED, 0.0
     t = time.time()
-    out, status = _run_one(config, threads)
+    _IN_RUN.set()
+    try:
+        out, status = _run_one(config, threads)
+    finally:
+        _IN_RUN.clear()
     return out, status, time.time() - t
 
 
@@ -541,17 +548,25 @@ def _worker_init(parent: int) -> None:
     interrupt.install(worker=True)
 
 
-def _exit_with_parent(parent: int, poll: float = 1.0) -> None:
+def _exit_with_parent(parent: int, poll: float = 1.0, grace: float = 120.0) -> None:
     """Pool-worker initializer: a daemon thread ends this worker once the grid process that
     spawned it is gone. Why: a ``scarce experiment`` killed with SIGTERM/SIGKILL (not Ctrl-C,
     which reaches the whole process group) left its spawned workers alive, still training and
-    taking the queued runs — a second, invisible grid. The run being trained stops where a kill
-    would stop it: its last checkpoint resumes exactly, its folder lock is released by the OS."""
-    import threading
+    taking the queued runs — a second, invisible grid. The run being trained is first asked to
+    stop (:mod:`scarce.utils.interrupt`: it checkpoints the step in flight, so even ``kill -9``
+    of the grid process loses no step), and the worker exits once that run has returned, or
+    after ``grace`` seconds (a run still evaluating resumes its evaluation)."""
+    import signal
+
+    from scarce.utils import interrupt
 
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(poll)
+        interrupt.request(signal.SIGTERM)
+        end = time.time() + grace
+        while _IN_RUN.is_set() and time.time() < end:
+            time.sleep(0.1)
         os._exit(1)
 
     threading.Thread(target=watch, name="scarce-exit-with-parent", daemon=True).start()

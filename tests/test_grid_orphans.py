@@ -1,5 +1,5 @@
 """A killed `scarce experiment` takes its worker processes with it (they used to keep training
-the queued runs on their own)."""
+the queued runs on their own), and they first checkpoint the step they were training."""
 import json
 import os
 import signal
@@ -8,6 +8,7 @@ import sys
 import time
 
 import pytest
+import torch
 import yaml
 
 
@@ -17,7 +18,7 @@ def test_workers_exit_when_the_grid_process_is_killed(tmp_path):
     grid = {"name": "orphans", "out": str(tmp_path / "runs"), "workers": 2, "threads": 1,
             "base": {"preset": "cpu", "data": {"size": 32, "synthetic_n": 40, "cache_dir": str(tmp_path / "cache")},
                      "model": {"width": 4, "depth": 2},
-                     "train": {"iterations": 100000, "val_every": 50, "batch_size": 4, "tensorboard": False},
+                     "train": {"iterations": 100000, "val_every": 100000, "batch_size": 4, "tensorboard": False},
                      "eval": {"overlays": 0}},
             "datasets": ["synthetic"], "models": ["unet"], "budgets": [20], "seeds": [0, 1],
             "methods": [{"label": "sup", "method": {"name": "supervised"}}]}
@@ -45,6 +46,9 @@ def test_workers_exit_when_the_grid_process_is_killed(tmp_path):
             alive = [p for p in alive if _alive(p)]
             time.sleep(0.5)
         assert not alive, f"worker processes {alive} outlived the killed grid process"
+        for s in (0, 1):  # no validation (no checkpoint) ever came: the step in flight was checkpointed
+            ckpt = tmp_path / "runs" / "synthetic" / "sup-unet" / "b20" / f"s{s}" / "checkpoints" / "last.pt"
+            assert torch.load(ckpt, weights_only=True)["step"] > 0
     finally:
         for p in workers:
             if _alive(p):

@@ -59,6 +59,14 @@ def check(detail: str) -> None:
         raise Interrupted(_requested, detail)
 
 
+def request(signum: int) -> None:
+    """Ask for a stop as if ``signum`` had arrived, without the message or the escalation (a
+    grid worker whose grid process is gone; see :func:`scarce.experiments._exit_with_parent`)."""
+    global _requested
+    if _requested is None:
+        _requested = int(signum)
+
+
 def clear() -> None:
     """Forget a pending request (tests; a process that handled it and goes on)."""
     global _requested
@@ -78,9 +86,7 @@ def _forwarded(signum: int, frame: Any) -> None:
     """A stop request passed on by a parent process (:data:`FORWARD`): it never escalates, since
     the process may also have received the original signal itself (Ctrl-C reaches the whole
     process group) and that must not count as a second one."""
-    global _requested
-    if _requested is None:
-        _requested = signum
+    request(signum)
 
 
 FORWARD = getattr(signal, "SIGUSR1", None)
