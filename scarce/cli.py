@@ -160,6 +160,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="GPUs each run asks Ray for, e.g. 1 or 0.5 (default: the grid's 'gpus', else 0)")
     x.add_argument("--dry-run", action="store_true", help="list the runs that would run")
     x.add_argument("--no-report", action="store_true")
+    x = sub.add_parser("status", help="what is done, training (how far, ETA), stopped, failed or left, per grid or "
+                                      "run folder; reads the folders only")
+    x.add_argument("targets", nargs="+", metavar="GRID_OR_RUNS",
+                   help="grid YAML(s) (every run of the grid, started or not) or folder(s) holding run folders")
+    x.add_argument("--set", "-s", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a grid key, as for `scarce experiment`")
+    x.add_argument("--all", action="store_true", help="also list finished runs (with their test score) and new ones")
     x = sub.add_parser("report", help="aggregate run folders into tables and plots")
     x.add_argument("runs", nargs="+", metavar="RUNS",
                    help="folder(s) holding run folders (searched recursively); without -o the last one is OUT "
@@ -358,6 +365,8 @@ def _dispatch(a: argparse.Namespace) -> int:
                 print(f"  {out}: {msg}", file=sys.stderr)
             return 1
         return 0
+    if a.cmd == "status":
+        return _status(a)
     if a.cmd == "report":
         from scarce.config import ConfigError
         from scarce.reports.report import check_report_folder, write_report
@@ -585,6 +594,34 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 128 + e.signum
         print("scarce: interrupted (a run resumes with --resume / re-running the grid)", file=sys.stderr)
         return 130
+
+
+def _status(a: argparse.Namespace) -> int:
+    """``scarce status``: one block per grid YAML or runs folder (see :mod:`scarce.status`)."""
+    from scarce.config import ConfigError
+    from pathlib import Path
+
+    from scarce.status import find_runs, format_status, run_status
+
+    show = ("running", "stopped", "failed") + (("done", "new") if a.all else ())
+    for target in a.targets:
+        path = Path(target)
+        if path.is_file() and path.suffix in (".yaml", ".yml"):
+            from scarce.experiments import grid_status
+
+            g, statuses, holder = grid_status(path, a.sets)
+            out = Path(g.get("out", f"runs/{g.get('name', 'grid')}"))
+            lines = format_status(f"grid {g.get('name', path.stem)} ({out})", statuses, show, root=out)
+            lines.insert(1, f"  grid process: pid {holder.get('pid', '?')} on {holder.get('host', '?')}, started "
+                            f"{holder.get('started', '?')}" if holder else "  grid process: none running")
+        else:
+            try:
+                runs = find_runs(path)
+            except ValueError as e:
+                raise ConfigError(f"{e}; or give a grid YAML") from None
+            lines = format_status(str(path), [run_status(r) for r in runs], show, root=path)
+        print("\n".join(lines))
+    return 0
 
 
 if __name__ == "__main__":

@@ -677,6 +677,21 @@ def _ray_slots(ray: Any, requests: list[tuple[int, float]], log: Any, name: str)
     return max(1, slots)
 
 
+def grid_status(grid: str | os.PathLike[str] | Mapping[str, Any], sets: Sequence[str] | None = None) -> tuple[
+        dict[str, Any], list[Any], dict[str, Any] | None]:
+    """(grid keys, one :class:`scarce.status.RunStatus` per run of the grid in grid order, the
+    live grid process's lock details or None): ``scarce status GRID.yaml``. Reads the run
+    folders only (no lock taken, nothing written)."""
+    from scarce.status import live_holder, run_status
+    from scarce.utils.lock import GRID_LOCK_NAME
+
+    g = load_grid(grid, sets)
+    specs = expand_grid(g)
+    out_root = Path(g.get("out", f"runs/{g.get('name', 'grid')}"))
+    statuses = [run_status(s.run_dir, int(s.config["train"]["iterations"])) for s in specs]
+    return g, statuses, live_holder(out_root, GRID_LOCK_NAME)
+
+
 def write_grid_report(g: Mapping[str, Any]) -> str:
     from scarce.reports.report import write_report
 

@@ -102,7 +102,7 @@ LAYERS = [
     ["scarce.evaluation"],
     ["scarce.engine", "scarce.methods", "scarce.validate"],
     ["scarce.reports"],
-    ["scarce.experiments", "scarce.api", "scarce.demo", "scarce.robustness"],
+    ["scarce.experiments", "scarce.api", "scarce.demo", "scarce.robustness", "scarce.status"],
     ["scarce.cli"],
 ]
 
