@@ -63,3 +63,35 @@ def test_registry_has_the_baselines():
     assert "supervised" in ALL
     with pytest.raises(KeyError, match="Did you mean 'supervised'"):
         METHODS.get("supervized")
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_method_stopped_by_a_signal_between_validations_resumes_identically(tmp_path, name):
+    """Ctrl-C/SIGTERM checkpoints the step in flight, which is no validation step: every piece of
+    a method's per-step state must be in its checkpoint, not only what validation steps leave."""
+    import os
+    import signal
+
+    from scarce.utils.interrupt import Interrupted
+
+    method = _method(name)
+    a = Trainer(tiny_config(tmp_path / "a", method, iterations=5, val_every=4), _data(name), tmp_path / "a")
+    a.fit()
+    b = Trainer(tiny_config(tmp_path / "b", method, iterations=5, val_every=4), _data(name), tmp_path / "b")
+    inner = b.method.training_step
+
+    def step(batch, i):
+        out = inner(batch, i)
+        if i == 2:  # the 3rd step
+            os.kill(os.getpid(), signal.SIGTERM)
+        return out
+
+    b.method.training_step = step
+    with pytest.raises(Interrupted):
+        b.fit()
+    b2 = Trainer(tiny_config(tmp_path / "b", method, iterations=5, val_every=4), _data(name), tmp_path / "b")
+    assert b2.fit(resume=True).steps == 5
+    sa, sb = _state(a), _state(b2)
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), f"{name}: {k} differs after a resume at step 3"
+    assert (tmp_path / "a" / "log.csv").read_text().count("\n") == (tmp_path / "b" / "log.csv").read_text().count("\n")
