@@ -25,6 +25,8 @@ from typing import Any, Iterator
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _requested: int | None = None
+_quiet = False
+"""A grid worker says nothing on a signal: its grid process tells the user once."""
 
 
 class Interrupted(KeyboardInterrupt):
@@ -78,6 +80,8 @@ def _handler(signum: int, frame: Any) -> None:
     if _requested is not None:  # the second signal: stop now, wherever we are
         raise KeyboardInterrupt
     _requested = signum
+    if _quiet:
+        return
     print(f"scarce: {signal_name(signum)} received: stopping at the next safe point (the step in flight "
           "finishes and is checkpointed); send it again to stop at once", file=sys.stderr, flush=True)
 
@@ -103,8 +107,11 @@ def install(worker: bool = False) -> bool:
     for s in SIGNALS:
         if signal.getsignal(s) not in (signal.SIG_IGN, _handler):
             signal.signal(s, _handler)
-    if worker and FORWARD is not None:
-        signal.signal(FORWARD, _forwarded)
+    if worker:
+        global _quiet
+        _quiet = True
+        if FORWARD is not None:
+            signal.signal(FORWARD, _forwarded)
     return True
 
 
