@@ -167,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--set", "-s", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override a grid key, as for `scarce experiment`")
     x.add_argument("--all", action="store_true", help="also list finished runs (with their test score) and new ones")
+    x.add_argument("--workers", type=int, help="runs trained at a time, for the time left (default: the grid's "
+                                               "'workers'; folders: no estimate unless given)")
     x = sub.add_parser("report", help="aggregate run folders into tables and plots")
     x.add_argument("runs", nargs="+", metavar="RUNS",
                    help="folder(s) holding run folders (searched recursively); without -o the last one is OUT "
@@ -619,7 +621,8 @@ def _status(a: argparse.Namespace) -> int:
 
             g, statuses, holder = grid_status(path, a.sets)
             out = Path(g.get("out", f"runs/{g.get('name', 'grid')}"))
-            lines = format_status(f"grid {g.get('name', path.stem)} ({out})", statuses, show, root=out)
+            lines = format_status(f"grid {g.get('name', path.stem)} ({out})", statuses, show, root=out,
+                                  workers=int(a.workers or g.get("workers", 1) or 1))
             lines.insert(1, f"  grid process: pid {holder.get('pid', '?')} on {holder.get('host', '?')}, started "
                             f"{holder.get('started', '?')}" if holder else "  grid process: none running")
         else:
@@ -627,7 +630,7 @@ def _status(a: argparse.Namespace) -> int:
                 runs = find_runs(path)
             except ValueError as e:
                 raise ConfigError(f"{e}; or give a grid YAML") from None
-            lines = format_status(str(path), [run_status(r) for r in runs], show, root=path)
+            lines = format_status(str(path), [run_status(r) for r in runs], show, root=path, workers=a.workers)
         print("\n".join(lines))
     return 0
 

@@ -47,6 +47,9 @@ class RunStatus:
     """Done runs: the primary metric on the first (in-distribution) test set, e.g. ``kvasir_seg dice 0.705``."""
     detail: str = ""
     """Running: the lock holder (pid, host, start); failed: the first line of FAILED.txt."""
+    train_seconds: float | None = None
+    """Training time the log accounts for (Σ steps × s/step over its rows): what a run of this
+    kind takes, for a grid's ETA."""
 
     @property
     def eta(self) -> float | None:
@@ -64,12 +67,23 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return d if isinstance(d, dict) else {}
 
 
-def _last_log_row(path: Path) -> dict[str, str] | None:
+def _log_rows(path: Path) -> list[dict[str, str]]:
     try:
-        rows = list(csv.DictReader(io.StringIO(path.read_text())))
+        return list(csv.DictReader(io.StringIO(path.read_text())))
     except (OSError, csv.Error, UnicodeDecodeError):
-        return None
-    return rows[-1] if rows else None
+        return []
+
+
+def _train_seconds(rows: list[dict[str, str]]) -> float | None:
+    """Σ (step − previous step) × sec_per_step over the log rows; None when a row lacks either."""
+    total, prev = 0.0, 0
+    for r in rows:
+        step, sec = _number(r.get("step")), _number(r.get("sec_per_step"))
+        if step is None or sec is None:
+            return None
+        total += max(0.0, step - prev) * sec
+        prev = int(step)
+    return total if rows else None
 
 
 def _number(x: Any) -> float | None:
@@ -126,11 +140,11 @@ def run_status(run_dir: str | os.PathLike[str], iterations: int | None = None) -
     cfg = _read_yaml(run_dir / "config.yaml")
     iters = _number((cfg.get("train") or {}).get("iterations")) if cfg else None
     st = RunStatus(run_dir, "new", iterations=int(iters) if iters is not None else iterations)
-    row = _last_log_row(run_dir / "log.csv")
-    if row:
-        step = _number(row.get("step"))
+    rows = _log_rows(run_dir / "log.csv")
+    if rows:
+        step = _number(rows[-1].get("step"))
         st.step = int(step) if step is not None else None
-        st.sec_per_step = _number(row.get("sec_per_step"))
+        st.sec_per_step = _number(rows[-1].get("sec_per_step"))
     metrics_path = run_dir / "metrics.json"
     if metrics_path.is_file():
         st.state = "done"
@@ -139,6 +153,7 @@ def run_status(run_dir: str | os.PathLike[str], iterations: int | None = None) -
         except (OSError, ValueError):
             metrics = {}
         st.score = _score(metrics, cfg) if isinstance(metrics, dict) else ""
+        st.train_seconds = _train_seconds(rows)
         return st
     holder = live_holder(run_dir)
     if holder is not None:
@@ -173,12 +188,46 @@ def summarize(statuses: Sequence[RunStatus]) -> dict[str, int]:
     return {s: sum(st.state == s for st in statuses) for s in STATES}
 
 
+def remaining_eta(statuses: Sequence[RunStatus], workers: int) -> tuple[float | None, int]:
+    """(seconds until the runs not done are trained with ``workers`` at a time, how many of
+    them could not be estimated; seconds None when nothing is left or none could be). A run left to do is estimated by the median training time of
+    the finished runs of its kind (its folder's parent: same dataset, row and budget, another
+    seed) and a running one by its own ETA; a stopped run counts in full (no checkpoint is read).
+    Training only: evaluation is not in the logs."""
+    import statistics
+
+    kinds: dict[Path, list[float]] = {}
+    for st in statuses:
+        if st.state == "done" and st.train_seconds is not None:
+            kinds.setdefault(st.run_dir.parent, []).append(st.train_seconds)
+    total, unknown, left = 0.0, 0, 0
+    for st in statuses:
+        if st.state in ("done", "failed"):
+            continue
+        left += 1
+        if st.state == "running" and st.eta is not None:
+            total += st.eta
+        elif st.run_dir.parent in kinds:
+            total += statistics.median(kinds[st.run_dir.parent])
+        else:
+            unknown += 1
+    if not left or unknown == left:  # nothing left, or nothing to estimate it from
+        return None, unknown
+    return total / max(1, workers), unknown
+
+
 def format_status(title: str, statuses: Sequence[RunStatus], show: Iterable[str] = ("running", "stopped", "failed"),
-                  root: Path | None = None) -> list[str]:
-    """Lines for one grid or folder: a header with the counts and, for each run in a ``show``
-    state, one line (state, folder, progress / score / reason)."""
+                  root: Path | None = None, workers: int | None = None) -> list[str]:
+    """Lines for one grid or folder: a header with the counts (and, given ``workers``, the time
+    left, :func:`remaining_eta`) and, for each run in a ``show`` state, one line (state, folder,
+    progress / score / reason)."""
     counts = summarize(statuses)
     head = f"{title}: {len(statuses)} runs — " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    if workers:
+        eta, unknown = remaining_eta(statuses, workers)
+        if eta is not None:
+            head += (f"; ≈ {format_duration(eta)} of training left at {workers} at a time"
+                     + (f" (+ {unknown} run(s) of kinds not finished yet)" if unknown else ""))
     lines = [head if statuses else f"{title}: no runs"]
     show = set(show)
     for st in statuses:

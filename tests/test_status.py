@@ -99,3 +99,29 @@ def test_a_damaged_log_does_not_break_status(tmp_path, bad):
     (d / "log.csv").write_text(bad)
     st = run_status(d)
     assert st.state == "stopped" and st.step is None
+
+
+def test_time_left_from_finished_runs_of_the_same_kind(tmp_path):
+    from scarce.status import format_status, remaining_eta
+
+    kind = tmp_path / "kvasir_seg" / "sup-unet" / "b40"
+    for seed, secs in (("s0", (1.0, 2.0)), ("s1", (1.0, 4.0)), ("s2", (3.0, 4.0))):
+        d = _run(kind, seed, iterations=100)
+        (d / "log.csv").write_text(f"step,loss,sec_per_step\n50,0.5,{secs[0]}\n100,0.4,{secs[1]}\n")
+        (d / "metrics.json").write_text("{}")
+    # done: 50·1+50·2 = 150, 50·1+50·4 = 250, 50·3+50·4 = 350 → median 250 per run of this kind
+    _run(kind, "s3", iterations=100)                      # new: 250
+    stopped = _run(kind, "s4", iterations=100)            # stopped: counted in full, 250
+    _ckpt(stopped)
+    live = _run(kind, "s5", iterations=100)               # running: its own ETA (100 − 60) × 2 = 80
+    _ckpt(live)
+    (live / "log.csv").write_text("step,loss,sec_per_step\n60,0.5,2.0\n")
+    _run(tmp_path / "isic2017" / "sup-unet" / "b40", "s0")  # a kind with nothing finished: unknown
+    with lock_folder(live):
+        statuses = [run_status(p) for p in find_runs(tmp_path)]
+        assert remaining_eta(statuses, 1) == (250 + 250 + 80, 1)
+        assert remaining_eta(statuses, 2) == ((250 + 250 + 80) / 2, 1)
+        head = format_status("runs", statuses, workers=2)[0]
+    assert head == ("runs: 7 runs — 3 done, 1 running, 1 stopped, 2 new; ≈ 4m50s of training left at 2 at a time "
+                    "(+ 1 run(s) of kinds not finished yet)")
+    assert remaining_eta([s for s in statuses if s.state == "done"], 2) == (None, 0)
