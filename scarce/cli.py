@@ -352,18 +352,15 @@ def _dispatch(a: argparse.Namespace) -> int:
         print(json.dumps(pretrain_gan_run(cfg, vanilla=a.vanilla, overwrite=a.overwrite), indent=2))
         return 0
     if a.cmd == "experiment":
-        from scarce.experiments import load_grid, run_grids
+        import shlex
 
-        if not a.dry_run:  # from another terminal, or after `nohup ... &`
-            import shlex
+        from scarce.experiments import run_grids
 
-            for grid in a.grids:
-                load_grid(grid, a.sets)  # a missing or broken file: its one-line error, no hint first
-
-            cmd = shlex.join(["scarce", "status", *a.grids, *[t for x in a.sets for t in ("--set", x)]])
-            print(f"scarce: see where the runs stand with: {cmd}", file=sys.stderr)
+        watch = shlex.join(["scarce", "status", *a.grids, *[t for x in a.sets for t in ("--set", x)]])
         results = run_grids(a.grids, a.sets, workers=a.workers, report=not a.no_report, dry_run=a.dry_run,
-                            backend=a.backend, address=a.address, gpus_per_run=a.gpus_per_run)
+                            backend=a.backend, address=a.address, gpus_per_run=a.gpus_per_run,
+                            # once the grids are checked and locked: an error stays the only line
+                            on_start=lambda: print(f"scarce: see where the runs stand with: {watch}", file=sys.stderr))
         for res in results:
             if res.get("report") and not res.get("failed"):
                 print(f"report: {res['report']}/results.md")

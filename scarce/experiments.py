@@ -46,7 +46,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from scarce.config import (ConfigError, deep_merge, from_dict, load_yaml, parse_overrides, resolve_dict, RunConfig,
                            save_config, to_dict)
@@ -283,7 +283,8 @@ class _Job:
 def run_grids(grids: Sequence[str | os.PathLike[str] | Mapping[str, Any]], sets: Sequence[str] | None = None,
               workers: int | None = None, report: bool = True, dry_run: bool = False,
               log=print, *, backend: str = "local", address: str | None = None,
-              gpus_per_run: float | None = None, progress: bool = True) -> list[dict[str, Any]]:
+              gpus_per_run: float | None = None, progress: bool = True,
+              on_start: Callable[[], None] | None = None) -> list[dict[str, Any]]:
     """Run several grids in **one** pool of workers, the first grid's runs first, and write each
     grid's report as soon as its own runs have ended. Why: grids run one after another leave
     cores idle at every grid's tail (its last, longest runs train while the next grid waits); in
@@ -292,7 +293,9 @@ def run_grids(grids: Sequence[str | os.PathLike[str] | Mapping[str, Any]], sets:
     ``threads`` (and Ray request). Every grid's configs are checked, and every grid folder is
     locked, before anything trains; a run folder listed by two grids trains once when their
     configs agree and is refused when they differ. Returns one :func:`run_grid` result per grid,
-    in order. A report that fails is raised after the pool has finished the other grids' runs."""
+    in order. A report that fails is raised after the pool has finished the other grids' runs.
+    ``on_start``: called once every grid is checked and locked, before anything trains (the CLI
+    says there how to watch the grids; an error before it stays the command's only line)."""
     if not grids:
         raise ConfigError("no grid given")
     gs = [load_grid(grid, sets) for grid in grids]
@@ -322,6 +325,8 @@ def run_grids(grids: Sequence[str | os.PathLike[str] | Mapping[str, Any]], sets:
             if (key := gr.out_root.resolve()) not in locked:
                 locked.add(key)
                 stack.enter_context(lock_folder(gr.out_root, GRID_LOCK_NAME, what="grid folder", hint=hint))
+        if on_start is not None:
+            on_start()
         return _run_grids(loaded, workers, report, dry_run, log, backend, cluster, progress)
 
 

@@ -120,7 +120,8 @@ def test_cli_two_grids_dry_run_then_train_and_report(tmp_path, capsys):
     assert "grid a: 1 runs, 0 finished, 1 to do" in out and "grid b: 1 runs, 0 finished, 1 to do" in out
     assert not (tmp_path / "a").exists()
     assert main(["experiment", *paths]) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert f"scarce: see where the runs stand with: scarce status {paths[0]} {paths[1]}\n" in err
     for name in ("a", "b"):
         assert (tmp_path / name / "synthetic" / "sup-unet" / "b20" / "s0" / "metrics.json").exists()
         assert f"report: {tmp_path / f'{name}_report'}/results.md" in out
