@@ -192,7 +192,8 @@ def remaining_eta(statuses: Sequence[RunStatus], workers: int) -> tuple[float | 
     """(seconds until the runs not done are trained with ``workers`` at a time, how many of
     them could not be estimated; seconds None when nothing is left or none could be). A run left to do is estimated by the median training time of
     the finished runs of its kind (its folder's parent: same dataset, row and budget, another
-    seed) and a running one by its own ETA; a stopped run counts in full (no checkpoint is read).
+    seed) and a running one by its own ETA; a stopped run counts in full (no checkpoint is read);
+    the total is shared among ``workers`` but never below the longest single run.
     Training only: evaluation is not in the logs."""
     import statistics
 
@@ -200,20 +201,22 @@ def remaining_eta(statuses: Sequence[RunStatus], workers: int) -> tuple[float | 
     for st in statuses:
         if st.state == "done" and st.train_seconds is not None:
             kinds.setdefault(st.run_dir.parent, []).append(st.train_seconds)
-    total, unknown, left = 0.0, 0, 0
+    times: list[float] = []
+    unknown, left = 0, 0
     for st in statuses:
         if st.state in ("done", "failed"):
             continue
         left += 1
         if st.state == "running" and st.eta is not None:
-            total += st.eta
+            times.append(st.eta)
         elif st.run_dir.parent in kinds:
-            total += statistics.median(kinds[st.run_dir.parent])
+            times.append(statistics.median(kinds[st.run_dir.parent]))
         else:
             unknown += 1
-    if not left or unknown == left:  # nothing left, or nothing to estimate it from
+    if not times:  # nothing left, or nothing to estimate it from
         return None, unknown
-    return total / max(1, workers), unknown
+    # shared among the workers, but never less than the longest single run left
+    return max(sum(times) / max(1, workers), max(times)), unknown
 
 
 def format_status(title: str, statuses: Sequence[RunStatus], show: Iterable[str] = ("running", "stopped", "failed"),

@@ -125,3 +125,6 @@ def test_time_left_from_finished_runs_of_the_same_kind(tmp_path):
     assert head == ("runs: 7 runs — 3 done, 1 running, 1 stopped, 2 new; ≈ 4m50s of training left at 2 at a time "
                     "(+ 1 run(s) of kinds not finished yet)")
     assert remaining_eta([s for s in statuses if s.state == "done"], 2) == (None, 0)
+    # one run left cannot go faster with more workers
+    one = [s for s in statuses if s.state == "done" or s.run_dir.name == "s3"]
+    assert remaining_eta(one, 4) == (250, 0)
