@@ -474,12 +474,9 @@ def tsne_runs(runs: list[str | os.PathLike[str]], out: str | os.PathLike[str], p
 
 def _dataset_metric(cfg: RunConfig) -> str:
     """The dataset's primary metric (``jaccard`` for skin lesions, else ``dice``)."""
-    try:
-        from scarce.data.registry import get_info
+    from scarce.data.registry import primary_metric
 
-        return str(get_info(cfg.data.dataset, num_classes=cfg.data.num_classes).metric)
-    except Exception:  # a folder the registry cannot describe
-        return "dice"
+    return primary_metric(cfg.data.dataset, cfg.data.num_classes)
 
 
 def predict_folder(run_dir: str | os.PathLike[str], images: str | os.PathLike[str], out: str | os.PathLike[str],

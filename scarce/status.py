@@ -26,7 +26,7 @@ from typing import Any, Iterable, Sequence
 
 import yaml
 
-from scarce.utils.lock import LOCK_NAME
+from scarce.utils.lock import LOCK_NAME, pid_alive
 from scarce.utils.progress import format_duration
 
 STATES = ("done", "running", "stopped", "failed", "new")
@@ -104,13 +104,8 @@ def live_holder(folder: str | os.PathLike[str], name: str = LOCK_NAME) -> dict[s
         return None
     if not isinstance(info, dict):
         return None
-    if info.get("host") == socket.gethostname():
-        try:
-            os.kill(int(info.get("pid")), 0)
-        except ProcessLookupError:
-            return None
-        except (PermissionError, OSError, TypeError, ValueError):
-            pass  # exists but not ours, or unknown: alive
+    if info.get("host") == socket.gethostname() and not pid_alive(info.get("pid")):
+        return None
     return info
 
 
@@ -121,14 +116,10 @@ def _score(metrics: dict[str, Any], cfg: dict[str, Any]) -> str:
     name, values = next(iter(tests.items()))
     if not isinstance(values, dict):
         return ""
-    metric = "dice"
-    try:
-        from scarce.data.registry import get_info
+    from scarce.data.registry import primary_metric
 
-        data = cfg.get("data") or {}
-        metric = str(get_info(str(data.get("dataset")), num_classes=data.get("num_classes")).metric)
-    except Exception:  # a folder the registry cannot describe: Dice
-        pass
+    data = cfg.get("data") or {}
+    metric = primary_metric(str(data.get("dataset")), data.get("num_classes"))
     value = _number(values.get(f"{metric}_mean"))
     return f"{name} {metric} {value:.3f}" if value is not None else ""
 

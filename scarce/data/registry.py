@@ -202,6 +202,15 @@ _add(DatasetInfo(
     citation="-"))
 
 
+def primary_metric(name_or_path: str | Path, num_classes: int | None = None) -> str:
+    """The dataset's primary metric (``jaccard`` for skin lesions, else ``dice``); ``dice`` for a
+    folder the registry cannot describe."""
+    try:
+        return str(get_info(name_or_path, num_classes=num_classes).metric)
+    except Exception:
+        return "dice"
+
+
 def get_info(name_or_path: str | Path, num_classes: int | None = None) -> DatasetInfo:
     """The :class:`DatasetInfo` of a registered name, or one built on the fly for a folder.
 

@@ -78,7 +78,7 @@ def _describe(info: dict[str, Any] | None) -> str:
     return f"pid {info.get('pid', '?')} on {info.get('host', '?')}, started {info.get('started', '?')}: {cmd}"
 
 
-def _pid_alive(pid: Any) -> bool:
+def pid_alive(pid: Any) -> bool:
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:
@@ -160,11 +160,11 @@ def acquire(folder: str | os.PathLike[str], name: str = LOCK_NAME, what: str = "
             old = _read_holder(fd)
             if old and old.get("pid") != os.getpid():
                 same_host = old.get("host") == socket.gethostname()
-                if not use_flock and (not same_host or _pid_alive(old.get("pid"))):
+                if not use_flock and (not same_host or pid_alive(old.get("pid"))):
                     raise FolderLockedError(
                         f"{what} {str(folder)!r} is in use by {_describe(old)}; {hint} "
                         f"(if that process is gone, delete {str(path)!r})")
-                gone = "which is no longer running" if same_host and not _pid_alive(old.get("pid")) \
+                gone = "which is no longer running" if same_host and not pid_alive(old.get("pid")) \
                     else "which no longer holds it"
                 warnings.warn(f"{what} {str(folder)!r}: taking over the stale lock of {_describe(old)} "
                               f"({gone}; it was probably killed)", stacklevel=2)
