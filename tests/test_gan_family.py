@@ -137,3 +137,40 @@ def test_generated_appearance_match_real_widens_generated_images(tmp_path):
     assert close_to_a_real_image(on) and not close_to_a_real_image(off)   # untrained G: std 0.04 vs 0.2
     with pytest.raises(ValueError, match="Did you mean 'match_real'"):
         _segmenter_inputs(tmp_path, {**common, "generated_appearance": "match_rel"})
+
+
+def test_real_augment_moves_real_images_and_masks_alike(tmp_path):
+    """``method.real_augment`` (issue 12: E2EAug with the supervised recipe's Combine on its real
+    half) moves each real image and its mask by the same draw in the segmenter's update, for
+    every member; ``none`` feeds the batch untouched; a typo is one did-you-mean error.
+    Images are their own masks here, so a moved image thresholded at 0.5 must equal the mask
+    the loss receives (bilinear vs nearest differ only on a few boundary pixels)."""
+    import pytest
+
+    base = {"e2eaug": {"pretrain_iters": 0, "arch_every": 0, "gan_every": 0, "gallery": 0},
+            "separate": {"pretrain_iters": 0, "gallery": 0},
+            "gan_aug": {"pretrain_iters": 0, "gallery": 0}}
+    data = tiny_run_data()
+    masks = data.train.masks[:4]
+    images = masks[:, None].to(data.train.images.dtype).expand(-1, data.train.images.shape[1], -1, -1).contiguous()
+
+    def step(name: str, method: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg = tiny_config(tmp_path / f"{name}{len(list(tmp_path.iterdir()))}", {"name": name, **method}, iterations=1)
+        m = Trainer(cfg, data, tmp_path / f"r{len(list(tmp_path.iterdir()))}").method
+        seen, targets = [], []
+        m.model.register_forward_pre_hook(lambda mod, args: seen.append(args[0].detach().clone()))
+        owner = getattr(m, "objective", m.ctx)
+        loss_fn = owner.loss_fn
+        owner.loss_fn = lambda logits, y: (targets.append(y.clone()), loss_fn(logits, y))[1]
+        m.training_step(Batch(images, masks, torch.arange(4)), 0)
+        return seen[0][:4], targets[0]
+
+    for name, extra in base.items():
+        plain_images, plain_masks = step(name, {**extra})
+        assert torch.equal(plain_images, images) and torch.equal(plain_masks, masks), name
+        moved_images, moved_masks = step(name, {**extra, "real_augment": "rotate"})
+        assert not torch.equal(moved_masks, masks), name                     # the real pairs moved
+        agree = ((moved_images[:, 0] > 0.5).long() == moved_masks).float().mean()
+        assert agree > 0.97, (name, float(agree))                             # ... image and mask alike
+    with pytest.raises(ValueError, match="Did you mean 'combine'"):
+        step("separate", {**base["separate"], "real_augment": "combin"})

@@ -288,6 +288,20 @@ class Method(abc.ABC):
     def segmenter(self) -> nn.Module:
         return self.model
 
+    def augment_pairs(self, images: torch.Tensor, masks: torch.Tensor,
+                      name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The real labelled pairs as the segmenter trains on them: the classic joint augmentation
+        ``name`` (none | rotate | flip | translate | combine; one draw per sample moves an image
+        N×C×H×W and its mask N×H×W alike) and then ``method.intensity`` on the images. ``none``
+        draws nothing from ``ctx.generator`` (runs without it stay bit-identical)."""
+        if name != "none":
+            from scarce.augment import apply_augment
+
+            images, moved = apply_augment(name, images, masks, self.ctx.generator)
+            assert moved is not None
+            masks = moved
+        return self.augment_intensity(images), masks
+
     def augment_intensity(self, images: torch.Tensor) -> torch.Tensor:
         """``method.intensity`` (none | nnunet, :mod:`scarce.augment.intensity`) applied to a batch
         of *real* training images, N×C×H×W in [0, 1] → same shape; masks are not involved, so call

@@ -73,7 +73,10 @@ class SyntheticPairMethod(Method):
         super().__init__(ctx, mcfg)
         from scarce.registry import look_up
 
+        from scarce.augment import AUGMENTATIONS
+
         look_up(getattr(mcfg, "generated_appearance", "none"), self.APPEARANCES, "method.generated_appearance")
+        look_up(getattr(mcfg, "real_augment", "none"), AUGMENTATIONS.names(), "method.real_augment")
 
     @property
     def show_progress(self) -> bool:
@@ -98,16 +101,21 @@ class SyntheticPairMethod(Method):
 
     def segmenter_step(self, images: torch.Tensor, masks: torch.Tensor, gen_images: torch.Tensor,
                        gen_masks: torch.Tensor) -> dict[str, torch.Tensor]:
-        """One segmenter update on the real batch (images N×C×S×S, intensity-augmented if
-        ``method.intensity``) followed by the n generated pairs (augmented too with
+        """One segmenter update on the real batch (images N×C×S×S, masks N×S×S, through
+        :meth:`real_pairs`) followed by the n generated pairs (augmented too with
         ``intensity_generated``), in ONE forward pass: :func:`mixed_loss` with λ = ``method.lam``.
         Returns the logged losses."""
-        real = self.augment_intensity(images)
+        real, real_masks = self.real_pairs(images, masks)
         logits = self.model(torch.cat([real, self.augment_generated(gen_images, images)], dim=0))
         n = images.shape[0]
-        loss = mixed_loss(self.ctx.loss_fn, logits[:n], masks, logits[n:], gen_masks, self.mcfg.lam)
+        loss = mixed_loss(self.ctx.loss_fn, logits[:n], real_masks, logits[n:], gen_masks, self.mcfg.lam)
         self.ctx.step(loss.total, self.optimizer)
         return loss.logs()
+
+    def real_pairs(self, images: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The real pairs of the segmenter's update: ``method.real_augment`` (geometric, image and
+        mask) then ``method.intensity`` (:meth:`~scarce.engine.method.Method.augment_pairs`)."""
+        return self.augment_pairs(images, masks, getattr(self.mcfg, "real_augment", "none"))
 
     def augment_generated(self, gen_images: torch.Tensor, real_images: torch.Tensor) -> torch.Tensor:
         """Generated images n×C×S×S as the segmenter sees them: appearance matched to the real

@@ -309,10 +309,11 @@ class E2EAug(MaskToImageMethod):
             self._last = {"loss_val": float(res.outer_loss), "hypergrad_norm": flat_norm(res.grads)}
             self._record_alpha(step + 1)
         # Stage II (real): the objective's train loss with the live W (real BatchNorm buffers) and
-        # G, A fixed; real pairs first (intensity-augmented if set), then the ⌈f·n⌉ generated ones
-        # (augmented too with intensity_generated)
+        # G, A fixed; real pairs first (real_augment + intensity if set), then the ⌈f·n⌉ generated
+        # ones (augmented too with intensity_generated)
+        real, real_masks = self.real_pairs(images, masks)
         loss = obj.train_losses(obj.seg_weights(), obj.fixed(obj.gen_weights()), obj.fixed(obj.arch()),
-                                self.augment_intensity(images), masks, aug_masks, virtual=False,
+                                real, real_masks, aug_masks, virtual=False,
                                 transform=lambda fake: self.augment_generated(fake, images))
         self.ctx.step(loss.total, self.optimizer)
         return {**loss.logs(), **self._gan_losses, **self._last}

@@ -46,6 +46,14 @@ class SyntheticImageFields:
 
     lam: float = axis_field(1.0, LAMBDA_AXIS)
     """λ: weight of the segmentation loss on generated pairs (paper default 1). A report axis."""
+    real_augment: str = "none"
+    """Classic joint augmentation of the REAL pairs in the segmenter's update: none | rotate |
+    flip | translate | combine (one draw per sample, image and mask alike, before ``intensity``).
+    ``none`` is the paper's method (geometric variety comes only through the generated pairs of
+    augmented masks). Why it exists: the best supervised recipe trains with Combine, and without
+    it E2EAug's real half sees 40 fixed images, so E2EAug was compared with a weaker real-data
+    recipe than the supervised row it must beat (README "E2EAug out of distribution").
+    E2EAug's hypergradient (Stage III) unrolls the un-augmented real pairs."""
     intensity: str = "none"
     """Intensity augmentation of the real training images: none | nnunet (nnU-Net's brightness,
     contrast, gamma, noise, blur, low-resolution transforms; :mod:`scarce.augment.intensity`).

@@ -80,11 +80,7 @@ class SemiSupervisedMethod(Method):
 
     def labelled_view(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """Weak geometric augmentation (image + mask, one draw) then ``method.intensity``."""
-        images, masks = batch.images, batch.masks
-        if self.mcfg.augment != "none":
-            images, masks = apply_augment(self.mcfg.augment, images, masks, self.ctx.generator)
-            assert masks is not None
-        return self.augment_intensity(images), masks
+        return self.augment_pairs(batch.images, batch.masks, self.mcfg.augment)
 
     def weak_view(self, images: torch.Tensor) -> torch.Tensor:
         """Weak view of unlabelled images (geometric ``method.augment``, images only)."""

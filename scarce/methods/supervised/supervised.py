@@ -8,7 +8,6 @@ from typing import Any
 
 import torch
 
-from scarce.augment import apply_augment
 from scarce.methods import register_method
 from scarce.engine.method import Batch, Method
 
@@ -31,10 +30,7 @@ class Supervised(Method):
     closure_step = True
 
     def training_step(self, batch: Batch, step: int) -> dict[str, torch.Tensor]:
-        images, masks = batch.images, batch.masks
-        if self.mcfg.augment != "none":
-            images, masks = apply_augment(self.mcfg.augment, images, masks, self.ctx.generator)
-        images = self.augment_intensity(images)  # method.intensity; masks untouched
+        images, masks = self.augment_pairs(batch.images, batch.masks, self.mcfg.augment)
         self.model.train()
         # a closure, so a two-pass optimiser (train.optim.name=sam|asam) can re-evaluate it
         loss = self.ctx.step(lambda: self.ctx.loss_fn(self.model(images), masks), self.optimizer)
