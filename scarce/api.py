@@ -50,7 +50,7 @@ def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in (d or {}).items():
         key = f"{prefix}{k}"
-        if isinstance(v, dict) and key != "method":
+        if isinstance(v, dict):
             out.update(_flat(v, key + "."))
         else:
             out[key] = v
@@ -59,10 +59,15 @@ def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
 
 def config_differences(saved: dict[str, Any], cfg: RunConfig | dict[str, Any]) -> list[str]:
     """Dotted keys whose values differ between a saved ``config.yaml`` and ``cfg`` (runtime-only
-    keys ignored; keys added since the run was made count with their defaults)."""
+    keys ignored; keys added since the run was made count with their defaults), method fields
+    included (``method.lam``), so a refusal names what to change; ``method.name`` alone when the
+    method itself differs."""
     old = _flat(normalized_config(saved))
     new = _flat(normalized_config(to_dict(cfg)))
-    return sorted(k for k in set(old) | set(new) if k not in RUNTIME_KEYS and old.get(k) != new.get(k))
+    diff = sorted(k for k in set(old) | set(new) if k not in RUNTIME_KEYS and old.get(k) != new.get(k))
+    if "method.name" in diff:  # another method: its fields are not differences worth listing
+        diff = [k for k in diff if k == "method.name" or not k.startswith("method.")]
+    return diff
 
 
 def run_started(run_dir: Path) -> bool:

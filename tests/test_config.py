@@ -114,9 +114,9 @@ def test_config_differences_fills_method_defaults():
     assert config_differences(saved, same) == []
     other = to_dict(RunConfig())
     other["method"] = {"name": "e2eaug", "lam": 0.5}
-    assert config_differences(saved, other) == ["method"]
+    assert config_differences(saved, other) == ["method.lam"]      # named, so a refusal says what to change
     other["method"] = {"name": "separate"}
-    assert config_differences(saved, other) == ["method"]
+    assert config_differences(saved, other) == ["method.name"]
 
 
 def test_quality_preset_method_defaults(tmp_path):
@@ -134,7 +134,10 @@ def test_quality_preset_method_defaults(tmp_path):
     f = tmp_path / "c.yaml"
     f.write_text("method: {name: supervised, intensity: none}\n")
     assert load_config(f, preset="quality").method["intensity"] == "none"   # the file beats the preset
-    assert load_config(preset="quality", sets=["method.name=e2eaug"]).method == {"name": "e2eaug"}
+    assert load_config(preset="quality", sets=["method.name=e2eaug"]).method == {
+        "name": "e2eaug", "real_augment": "combine", "intensity": "nnunet"}       # its real half likewise
+    assert load_config(preset="quality", sets=["method.name=separate"]).method == {"name": "separate"}
+    assert load_config(preset="cpu", sets=["method.name=e2eaug"]).method == {"name": "e2eaug"}
     assert load_config(preset="cpu").method == {"name": "supervised"}       # paper-faithful baseline
     save_config(q, tmp_path / "config.yaml")
     again = load_config(tmp_path / "config.yaml", preset="cpu")
