@@ -75,8 +75,8 @@ class SyntheticPairMethod(Method):
 
         from scarce.augment import AUGMENTATIONS
 
-        look_up(getattr(mcfg, "generated_appearance", "none"), self.APPEARANCES, "method.generated_appearance")
-        look_up(getattr(mcfg, "real_augment", "none"), AUGMENTATIONS.names(), "method.real_augment")
+        look_up(mcfg.generated_appearance, self.APPEARANCES, "method.generated_appearance")
+        look_up(mcfg.real_augment, AUGMENTATIONS.names(), "method.real_augment")
 
     @property
     def show_progress(self) -> bool:
@@ -115,16 +115,16 @@ class SyntheticPairMethod(Method):
     def real_pairs(self, images: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The real pairs of the segmenter's update: ``method.real_augment`` (geometric, image and
         mask) then ``method.intensity`` (:meth:`~scarce.engine.method.Method.augment_pairs`)."""
-        return self.augment_pairs(images, masks, getattr(self.mcfg, "real_augment", "none"))
+        return self.augment_pairs(images, masks, self.mcfg.real_augment)
 
     def augment_generated(self, gen_images: torch.Tensor, real_images: torch.Tensor) -> torch.Tensor:
         """Generated images n×C×S×S as the segmenter sees them: appearance matched to the real
         batch N×C×S×S (``generated_appearance: match_real``), then through ``method.intensity``
         when ``intensity_generated``; draws come after the real images' draws. Unchanged (and
         nothing drawn) when neither is set."""
-        if getattr(self.mcfg, "generated_appearance", "none") == "match_real":
+        if self.mcfg.generated_appearance == "match_real":
             gen_images = match_appearance(gen_images, real_images, self.ctx.generator)
-        if not getattr(self.mcfg, "intensity_generated", False):
+        if not self.mcfg.intensity_generated:
             return gen_images
         return self.augment_intensity(gen_images)
 
