@@ -67,11 +67,13 @@ def test_old_configs_are_the_same_runs_today(row: str) -> None:
     assert spec.name == saved["method"]["name"]
     today = load_config({"method": saved["method"], "label": row,
                          "data": {"dataset": "kvasir_seg", "budget": 40}}, preset="quality")
-    if row == "e2eaug":
-        # the one deliberate change since: the quality preset's E2EAug recipe augments its real
-        # half (issue 12); the comparison names the key, and spelling out the old value resumes
-        assert config_differences(saved, today) == ["method.real_augment"]
-        today = load_config({"method": {**saved["method"], "real_augment": "none"}, "label": row,
+    old_values = {"e2eaug": {"real_augment": "none"},
+                  "separate": {"real_augment": "none", "intensity": "none"}}.get(row)
+    if old_values:
+        # the deliberate changes since: the quality preset's E2EAug and Separate recipes augment
+        # their real half (issue 12); the comparison names the keys, spelling out the old values resumes
+        assert config_differences(saved, today) == [f"method.{k}" for k in sorted(old_values)]
+        today = load_config({"method": {**saved["method"], **old_values}, "label": row,
                              "data": {"dataset": "kvasir_seg", "budget": 40}}, preset="quality")
     assert config_differences(saved, today) == []
 
