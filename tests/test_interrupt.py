@@ -21,6 +21,16 @@ from tests.tiny import tiny_config, tiny_run_data
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
 
+@pytest.fixture(autouse=True)
+def _sigint_reaches_the_process():
+    """A background job of a non-interactive shell (`pytest &`, nohup) starts with SIGINT ignored,
+    and scarce rightly leaves an ignored signal alone (test_an_ignored_signal_stays_ignored); these
+    tests are about a SIGINT that does reach the process, so they start from Python's default."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def _weights(trainer):
     return {k: v.clone() for k, v in trainer.method.segmenter.state_dict().items()}
 
