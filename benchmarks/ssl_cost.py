@@ -18,7 +18,6 @@ the model and data (activations, gradients, optimiser state, the method's extra 
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import statistics
 import subprocess
@@ -55,12 +54,12 @@ def _trainer(name: str, args: argparse.Namespace, root: Path):
 def _peak_child(name: str, args: argparse.Namespace) -> float:
     """Max-RSS growth (MiB) of training ``name`` for ``--warmup`` + 1 iterations in this fresh
     process, from the moment its trainer is built (Linux: ``ru_maxrss`` is in KiB)."""
-    root = Path(tempfile.mkdtemp(prefix="ssl_cost_mem_"))
-    t = _trainer(name, args, root)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    for _ in range(args.warmup + 1):
-        t._train_step()
-    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    with tempfile.TemporaryDirectory(prefix="ssl_cost_mem_") as root:
+        t = _trainer(name, args, Path(root))
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        for _ in range(args.warmup + 1):
+            t._train_step()
+        return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
 
 
 def _peak(name: str, argv: list[str]) -> float:
