@@ -186,6 +186,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: the plain supervised row)")
     x.add_argument("--browser-images", type=int, default=48, metavar="N",
                    help="--html: at most N images per test set in the per-image browser (0: no browser; default 48)")
+    x = sub.add_parser("export", help="copy finished runs' result records (config, metrics, per-image scores, "
+                       "log; no checkpoints or images) into a small folder that `scarce report` reads like runs")
+    x.add_argument("runs", nargs="+", metavar="RUNS", help="folder(s) holding run folders (searched recursively)")
+    x.add_argument("--out", "-o", required=True,
+                   help="records folder: new, empty or an earlier export; never inside or around RUNS")
+    x.add_argument("--overwrite", action="store_true",
+                   help="replace records that differ from their runs (runs trained again), and allow a non-empty "
+                        "OUT that is not an export (its other files are kept)")
     x = sub.add_parser("robustness", help="intensity-shift stress test of every finished run under RUNS, then "
                        "tables + plots (mean ± std over seeds); resumes")
     x.add_argument("runs", nargs="+", help="folders holding run folders (searched recursively, e.g. a grid's out)")
@@ -399,6 +407,15 @@ def _dispatch(a: argparse.Namespace) -> int:
             return 0
         write_report(runs, out, metric=a.metric, newest=a.newest, require_runs=True)
         print(f"report: {out}/results.md")
+        return 0
+    if a.cmd == "export":
+        from scarce.reports.records import export_records
+
+        res = export_records(a.runs, a.out, overwrite=a.overwrite)
+        parts = [f"{len(res['copied'])} new", f"{len(res['replaced'])} replaced", f"{len(res['unchanged'])} unchanged"]
+        skipped = f"; {res['unfinished']} unfinished run(s) skipped" if res["unfinished"] else ""
+        print(f"records: {a.out}  ({', '.join(parts)}{skipped}); report them with "
+              f"`scarce report {a.out} -o REPORT`")
         return 0
     if a.cmd == "robustness":
         from scarce.robustness import run_robustness

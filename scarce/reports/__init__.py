@@ -20,6 +20,7 @@ _NAMES = {
     "t_interval": "stats", "holm": "stats", "paired_seed_test": "stats", "per_image_test": "stats",
     "comparison_table": "stats",
     "mean_over_sets": "tables", "monitor_section": "domains", "monitor_plot": "domains",
+    "export_records": "records", "record_files": "records",
     "tsne_panel": "tsne", "write_tsne": "tsne", "pooled_features": "tsne",
 }
 
