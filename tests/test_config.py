@@ -138,7 +138,9 @@ def test_quality_preset_method_defaults(tmp_path):
         "name": "e2eaug", "real_augment": "combine", "intensity": "nnunet"}       # its real half likewise
     assert load_config(preset="quality", sets=["method.name=separate"]).method == {
         "name": "separate", "real_augment": "combine", "intensity": "nnunet"}     # and Separate's
-    assert load_config(preset="quality", sets=["method.name=gan_aug"]).method == {"name": "gan_aug"}
+    assert load_config(preset="quality", sets=["method.name=gan_aug"]).method == {
+        "name": "gan_aug", "real_augment": "combine", "intensity": "nnunet"}      # and gan_aug's
+    assert load_config(preset="cpu", sets=["method.name=gan_aug"]).method == {"name": "gan_aug"}
     assert load_config(preset="cpu", sets=["method.name=e2eaug"]).method == {"name": "e2eaug"}
     assert load_config(preset="cpu").method == {"name": "supervised"}       # paper-faithful baseline
     save_config(q, tmp_path / "config.yaml")
