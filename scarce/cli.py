@@ -398,6 +398,9 @@ def _dispatch(a: argparse.Namespace) -> int:
             def predict(run_dir: Path, dest: Path) -> None:  # runs saved without predictions
                 from scarce.api import evaluate_run
 
+                if not (run_dir / "checkpoints").is_dir():
+                    raise ConfigError("no checkpoints: a result record (scarce export) or a copied run without "
+                                      "them; its pictures stay empty (report the run folder to see them)")
                 evaluate_run(str(run_dir), out=str(dest), sets=["eval.save_predictions=true", "eval.overlays=0"])
 
             index = write_html_report(runs, out, metric=a.metric, reference=a.reference, newest=a.newest,

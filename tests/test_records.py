@@ -128,3 +128,17 @@ def test_cli_export_then_report(runs, tmp_path, capsys):
     assert main(["report", str(tmp_path / "rec"), "-o", str(tmp_path / "rep")]) == 0
     assert "supervised-unet" in (tmp_path / "rep" / "results.md").read_text()
     assert main(["export", str(runs), "-o", str(runs)]) == 2
+
+
+def test_html_report_of_records_says_why_pictures_are_missing(tmp_path, capsys):
+    """The HTML report's seed and per-image tests work on records; the browser cannot re-predict
+    a record (no checkpoint) and says so instead of 'train it first'."""
+    from tests.test_html_report import _fake_runs
+
+    _fake_runs(tmp_path / "runs", tmp_path / "cache", seeds=(0, 1), predictions=False)
+    export_records([tmp_path / "runs"], tmp_path / "rec")
+    assert main(["report", str(tmp_path / "rec"), "-o", str(tmp_path / "rep"), "--html", "--browser-images", "2"]) == 0
+    err = capsys.readouterr().err
+    assert "no checkpoints: a result record" in err and "train it first" not in err
+    stats = (tmp_path / "rep" / "synthetic_dice_stats.csv").read_text()
+    assert "aug" in stats and "plain" in stats
