@@ -5,6 +5,7 @@ A grid YAML::
     name: foundation
     out: runs/foundation            # raw run folders (keep out of git)
     report: docs/results/foundation # tables + plots (small files, commit them)
+    records: docs/results/records/foundation  # optional: each finished run's record (scarce export)
     workers: 2                      # parallel worker processes
     threads: 1                      # torch threads per worker (Ray: CPUs each run asks for)
     gpus: 0                         # GPUs each run asks Ray for (--gpus-per-run overrides)
@@ -52,7 +53,7 @@ from scarce.config import (ConfigError, deep_merge, from_dict, load_yaml, parse_
                            save_config, to_dict)
 from scarce.utils.io import atomic_write_text
 
-GRID_KEYS = {"name", "out", "report", "workers", "threads", "gpus", "base", "datasets", "methods", "models",
+GRID_KEYS = {"name", "out", "report", "records", "workers", "threads", "gpus", "base", "datasets", "methods", "models",
              "budgets", "seeds", "metric", "plots"}
 BACKENDS = ("local", "ray")
 RAY_INSTALL_HINT = 'pip install -e ".[ray]"'
@@ -304,6 +305,8 @@ def run_grids(grids: Sequence[str | os.PathLike[str] | Mapping[str, Any]], sets:
         _import_ray()  # one clear line at once when it is missing
     loaded = [_Grid(g, expand_grid(g), r) for g, r in zip(gs, resources)]  # validates every config first
     _check_shared_runs(loaded)
+    for gr in loaded:
+        _check_records(gr)
     if dry_run:
         return _run_grids(loaded, workers, report, dry_run, log, backend, None, progress)
     from scarce.utils.lock import GRID_LOCK_NAME, lock_folder
@@ -328,6 +331,34 @@ def run_grids(grids: Sequence[str | os.PathLike[str] | Mapping[str, Any]], sets:
         if on_start is not None:
             on_start()
         return _run_grids(loaded, workers, report, dry_run, log, backend, cluster, progress)
+
+
+def _check_records(gr: _Grid) -> None:
+    """The grid's ``records`` folder (if any) may receive records: new, empty or an earlier export,
+    never inside or around the grid's ``out`` (the report would count runs twice). Creates nothing."""
+    if gr.g.get("records"):
+        from scarce.reports.records import is_records_folder
+        from scarce.utils.paths import check_output_folder
+
+        check_output_folder(gr.g["records"], inputs=[gr.out_root], what=f"grid {gr.name!r} records folder",
+                            previous=is_records_folder)
+
+
+def _export_records(gr: _Grid, log: Any) -> None:
+    """Mirror the grid's finished runs into its ``records`` folder (:mod:`scarce.reports.records`):
+    new runs copied, unchanged records left alone, a run trained again replaces its record. Why
+    at every run's end: a machine whose run folders are lost (a scratch disk, a cloud VM) keeps
+    every result that finished. A failure is a warning: the runs go on."""
+    if not gr.g.get("records"):
+        return
+    from scarce.reports.records import export_records, finished_runs
+
+    if not gr.out_root.is_dir() or not finished_runs(gr.out_root)[0]:
+        return
+    try:
+        export_records([gr.out_root], gr.g["records"], overwrite=True)
+    except (ConfigError, OSError) as e:
+        log(f"scarce: warning: grid {gr.name}: records not written to {gr.g['records']!r} ({e}); the runs go on")
 
 
 def _pool_name(loaded: Sequence[_Grid]) -> str:
@@ -398,6 +429,8 @@ def _run_grids(loaded: list[_Grid], workers: int | None, report: bool, dry_run: 
                 "the remaining runs go on")
             report_errors.append(e)
 
+    for gr in loaded:
+        _export_records(gr, log)  # runs finished before (e.g. in an earlier session) get theirs too
     if report:
         for i in range(len(loaded)):
             if remaining[i] == 0:
@@ -418,6 +451,8 @@ def _run_grids(loaded: list[_Grid], workers: int | None, report: bool, dry_run: 
             return
         bar.run_ended(status == "ok", seconds)
         for i in job.grids:
+            if status == "ok":
+                _export_records(loaded[i], log)
             if status != "ok":
                 results[i]["failed"].append((out, status))
             remaining[i] -= 1

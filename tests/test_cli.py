@@ -56,6 +56,7 @@ def test_train_evaluate_predict(tmp_path, cache, capsys):
 def test_experiment_grid_resumes_and_reports(tmp_path, cache):
     grid = {
         "name": "t", "out": str(tmp_path / "runs"), "report": str(tmp_path / "report"), "workers": 1,
+        "records": str(tmp_path / "records"),
         "base": {"data": {"size": 32, "synthetic_n": 40, "cache_dir": str(tmp_path / "cache")},
                  "model": {"width": 4, "depth": 2},
                  "train": {"iterations": 4, "val_every": 2, "batch_size": 4, "tensorboard": False},
@@ -71,6 +72,11 @@ def test_experiment_grid_resumes_and_reports(tmp_path, cache):
     finished = lambda: [p.parent / "metrics.json" for p in (tmp_path / "runs").rglob("config.yaml")
                         if (p.parent / "metrics.json").exists()]
     assert len(finished()) == 4
+    # each finished run's record (scarce export) mirrors it as the grid goes
+    records = sorted(p.parent.relative_to(tmp_path / "records").as_posix()
+                     for p in (tmp_path / "records").rglob("config.yaml"))
+    assert records == sorted(p.parent.relative_to(tmp_path / "runs").as_posix() for p in finished())
+    assert not list((tmp_path / "records").rglob("*.pt"))
     split10 = json.loads((tmp_path / "runs/synthetic/supervised-unet/b10/s0/split.json").read_text())
     split20 = json.loads((tmp_path / "runs/synthetic/supervised-unet/b20/s0/split.json").read_text())
     assert (len(split10["train"]), len(split10["val"])) == (8, 2)
@@ -90,6 +96,10 @@ def test_experiment_grid_resumes_and_reports(tmp_path, cache):
     cfg_path.write_text(yaml.safe_dump(copied))
     assert main(["experiment", str(path)]) == 0
     assert yaml.safe_load(cfg_path.read_text()) == want
+    assert yaml.safe_load((tmp_path / "records/synthetic/supervised-unet/b10/s0/config.yaml").read_text()) == want
+    assert len(list((tmp_path / "records").rglob("config.yaml"))) == 8
+    # records inside the grid's runs would be read twice by the report: refused before anything runs
+    assert main(["experiment", str(path), "--set", f"records={tmp_path / 'runs' / 'rec'}"]) == 2
     assert all(p.stat().st_mtime == t for p, t in mtimes.items())
     assert "elsewhere" not in (tmp_path / "report" / "results.md").read_text()
     assert list((tmp_path / "report").glob("*.png"))
