@@ -733,9 +733,14 @@ def grid_status(grid: str | os.PathLike[str] | Mapping[str, Any], sets: Sequence
 
 
 def write_grid_report(g: Mapping[str, Any]) -> str:
+    """The grid's report; from its ``records`` folder when it has one (the records mirror every
+    finished run, also those whose folders are gone, e.g. trained on another machine), else from
+    the run folders."""
+    from scarce.reports.records import is_records_folder
     from scarce.reports.report import write_report
 
     out_root = Path(g.get("out", f"runs/{g.get('name', 'grid')}"))
     report_dir = Path(g.get("report") or out_root / "report")
-    write_report(out_root, report_dir, metric=g.get("metric"))
+    source = Path(g["records"]) if g.get("records") and is_records_folder(Path(g["records"])) else out_root
+    write_report(source, report_dir, metric=g.get("metric"))
     return str(report_dir)

@@ -98,11 +98,17 @@ def test_experiment_grid_resumes_and_reports(tmp_path, cache):
     assert yaml.safe_load(cfg_path.read_text()) == want
     assert yaml.safe_load((tmp_path / "records/synthetic/supervised-unet/b10/s0/config.yaml").read_text()) == want
     assert len(list((tmp_path / "records").rglob("config.yaml"))) == 8
-    # records inside the grid's runs would be read twice by the report: refused before anything runs
-    assert main(["experiment", str(path), "--set", f"records={tmp_path / 'runs' / 'rec'}"]) == 2
     assert all(p.stat().st_mtime == t for p, t in mtimes.items())
     assert "elsewhere" not in (tmp_path / "report" / "results.md").read_text()
     assert list((tmp_path / "report").glob("*.png"))
+    # the report reads the records: a run whose folder is gone (another machine, a lost disk) stays in it
+    import shutil
+
+    shutil.rmtree(tmp_path / "runs/synthetic/combine-unet/b20")
+    assert main(["experiment", str(path), "--set", "budgets=[10]"]) == 0
+    assert "synthetic,combine-unet,20,synthetic,2," in (tmp_path / "report" / "results.csv").read_text()
+    # records inside the grid's runs would be read twice by the report: refused before anything runs
+    assert main(["experiment", str(path), "--set", f"records={tmp_path / 'runs' / 'rec'}"]) == 2
 
 
 def test_data_commands(tmp_path, synthetic_folder, capsys):
