@@ -142,3 +142,14 @@ def test_html_report_of_records_says_why_pictures_are_missing(tmp_path, capsys):
     assert "no checkpoints: a result record" in err and "train it first" not in err
     stats = (tmp_path / "rep" / "synthetic_dice_stats.csv").read_text()
     assert "aug" in stats and "plain" in stats
+
+
+def test_a_killed_exports_staging_folder_is_not_a_run(runs, tmp_path):
+    """SIGKILL during an export leaves ``RECORDS/.scarce-*.tmp`` with run files in it: neither the
+    report nor the next export may count it (a duplicate of every run it held)."""
+    rec = tmp_path / "rec"
+    export_records([runs], rec)
+    shutil.copytree(rec / "supervised-unet", rec / ".scarce-abc.tmp" / "supervised-unet")
+    assert export_records([runs], rec)["copied"] == []
+    write_report(rec, tmp_path / "rep")  # would refuse duplicate cells
+    assert "12 runs" in (tmp_path / "rep" / "results.md").read_text()

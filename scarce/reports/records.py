@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from scarce.config import ConfigError
-from scarce.reports.tables import METRICS_FILES, _find_metrics
+from scarce.reports.tables import METRICS_FILES, _find_metrics, hidden_path
 from scarce.utils.paths import PathLike, _names, check_output_folder, staged_output
 
 RECORD_PATTERNS = ("config.yaml", "split.json", "log.csv", "architecture.json", *METRICS_FILES,
@@ -63,10 +63,12 @@ def record_files(run_dir: PathLike) -> list[str]:
 def finished_runs(root: PathLike) -> tuple[list[Path], int]:
     """(finished run folders under ``root``, sorted; number of unfinished ones): a finished run
     holds ``config.yaml`` and a metrics file (:data:`~scarce.reports.tables.METRICS_FILES`), as
-    for the report."""
+    for the report; hidden folders are skipped (:func:`~scarce.reports.tables.hidden_path`)."""
     done, unfinished = [], 0
     for cfg in sorted(Path(root).rglob("config.yaml")):
         run = cfg.parent
+        if hidden_path(run, Path(root)):
+            continue  # .cache, or a staging folder a killed export left behind
         if _find_metrics(run) is None:
             unfinished += 1
         else:

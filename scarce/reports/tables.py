@@ -71,6 +71,13 @@ def _find_metrics(run_dir: Path) -> Path | None:
     return None
 
 
+def hidden_path(path: Path, root: Path) -> bool:
+    """True when ``path`` lies in a hidden folder under ``root`` (a name starting with "."): a
+    grid's ``.cache``, or a half-written staging folder (``.scarce-*.tmp``) that a killed process
+    left behind — never a run of the report."""
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
 def collect_runs(runs_root: str | Path) -> "pd.DataFrame":
     """One row per (run, test set) found under ``runs_root`` (searched recursively).
 
@@ -90,6 +97,8 @@ def collect_runs(runs_root: str | Path) -> "pd.DataFrame":
     records: list[dict[str, Any]] = []
     for cfg_path in sorted(root.rglob("config.yaml")):
         run_dir = cfg_path.parent
+        if hidden_path(run_dir, root):
+            continue
         metrics_path = _find_metrics(run_dir)
         if metrics_path is None:
             continue
