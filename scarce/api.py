@@ -132,6 +132,7 @@ def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool) -> dict[str, Any]
     """:func:`train_run` once the config is valid and this process holds the run folder."""
     from scarce.data.load import prepare_run_data
     from scarce.engine.trainer import Trainer
+    from scarce.utils.environment import ENVIRONMENT_FILE, environment_info, record_environment
 
     _check_run_dir(cfg, run_dir, resume)
     from scarce.methods import method_spec
@@ -152,12 +153,15 @@ def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool) -> dict[str, Any]
     # files this call creates before the first checkpoint: removed again if the run fails before
     # it, so the corrected command starts in a clean folder (never touches files that were there)
     fresh = [p for p in (run_dir / "config.yaml", run_dir / "split.json", run_dir / "log.csv", run_dir / "tb",
-                         run_dir / "checkpoints") if not p.exists()]
+                         run_dir / "checkpoints", run_dir / ENVIRONMENT_FILE) if not p.exists()]
     try:
         if _is_main():  # ... before anything is written, so a corrected command can reuse the folder
             run_dir.mkdir(parents=True, exist_ok=True)
             save_config(cfg, run_dir / "config.yaml")
             data.split.save(run_dir / "split.json")
+            # after Trainer set train.threads; a resume in another environment appends an entry
+            record_environment(run_dir, environment_info(trainer.device, trainer.world_size),
+                               restart=not run_started(run_dir))
         fit = trainer.fit(resume=resume)
     except BaseException:
         trainer.close_logs()

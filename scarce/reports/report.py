@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Sequence
 from scarce.evaluation.metrics import METRICS
 from scarce.reports.extras import architecture_section, axis_section, known_axes, trimap_section
 from scarce.reports.domains import monitor_section
+from scarce.reports.environments import environment_section
 from scarce.reports.plots import bar_plot, curves_plot, sample_efficiency_plot
 from scarce.reports.tables import (MEAN_OVER_SETS, collect_roots, duplicate_runs, keep_newest, metric_names,
                                    results_table, summarize, to_markdown)
@@ -182,6 +183,7 @@ def write_report(runs_root: str | Path | Sequence[str | Path], out_dir: str | Pa
         lines += trimap_section(sub, ds, out)
         lines += architecture_section(sub, runs_root, ds, out)
         lines += monitor_section(sub, runs_root, ds, out)
+        lines += environment_section(sub, runs_root, ds)
     if curves:
         runs_with_logs = [r for r in sorted(df["run"].unique()) if (Path(runs_root) / r / "log.csv").is_file()]
         if runs_with_logs:
