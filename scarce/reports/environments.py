@@ -64,7 +64,7 @@ def environment_section(df: "pd.DataFrame", runs_root: str | Path, dataset: str)
     if not recorded or len(groups) == 1:
         return []
     # one column per differing field; a run resumed elsewhere shows its environments joined by " → "
-    per_label = {}
+    per_label: dict[tuple[str, int], dict[str, Any]] = {}
     for g in recorded:
         for i, e in enumerate(g["envs"]):
             per_label[(g["label"], i)] = e
@@ -74,9 +74,9 @@ def environment_section(df: "pd.DataFrame", runs_root: str | Path, dataset: str)
         fields = list(SHOWN)
         diffs = {k: {f: flat_fingerprint(e).get(f) for f in fields} for k, e in
                  ((f"{k[0]}/{k[1]}", e) for k, e in per_label.items())}
+    n_envs = len({json.dumps(fingerprint(e), sort_keys=True) for e in per_label.values()})
     lines = [f"### {dataset} — training environments", "",
-             f"The runs of these tables come from {len(recorded)} recorded environment"
-             f"{'s' if len(recorded) > 1 else ''}"
+             f"The runs of these tables come from {n_envs} recorded environment{'s' if n_envs > 1 else ''}"
              + (f" and {len(groups[-1]['runs'])} run(s) without a record (trained before scarce wrote "
                 "`environment.json`)" if groups[-1]["label"] == UNRECORDED else "")
              + ". One config and seed can score differently in different environments (CPU kernels, "
