@@ -63,18 +63,12 @@ def environment_section(df: "pd.DataFrame", runs_root: str | Path, dataset: str)
     recorded = [g for g in groups if g["label"] != UNRECORDED]
     if not recorded or len(groups) == 1:
         return []
-    # one column per differing field; a run resumed elsewhere shows its environments joined by " → "
-    per_label: dict[tuple[str, int], dict[str, Any]] = {}
-    for g in recorded:
-        for i, e in enumerate(g["envs"]):
-            per_label[(g["label"], i)] = e
-    diffs = describe_differences({f"{k[0]}/{k[1]}": e for k, e in per_label.items()})
-    fields = sorted({f for d in diffs.values() for f in d})
-    if not fields:  # one recorded environment beside unrecorded runs: say what it was
-        fields = list(SHOWN)
-        diffs = {k: {f: flat_fingerprint(e).get(f) for f in fields} for k, e in
-                 ((f"{k[0]}/{k[1]}", e) for k, e in per_label.items())}
-    n_envs = len({json.dumps(fingerprint(e), sort_keys=True) for e in per_label.values()})
+    # one column per differing field (or SHOWN when nothing differs: one recorded environment beside
+    # unrecorded runs); a run resumed elsewhere shows its environments joined by " → "
+    flats = {(g["label"], i): flat_fingerprint(e) for g in recorded for i, e in enumerate(g["envs"])}
+    fields = sorted({f for d in describe_differences({str(k): v for k, v in flats.items()}).values() for f in d})
+    fields = fields or list(SHOWN)
+    n_envs = len({json.dumps(f, sort_keys=True) for f in flats.values()})
     lines = [f"### {dataset} — training environments", "",
              f"The runs of these tables come from {n_envs} recorded environment{'s' if n_envs > 1 else ''}"
              + (f" and {len(groups[-1]['runs'])} run(s) without a record (trained before scarce wrote "
@@ -87,7 +81,7 @@ def environment_section(df: "pd.DataFrame", runs_root: str | Path, dataset: str)
     for g in groups:
         vals = []
         for f in fields:
-            seen = [diffs[f"{g['label']}/{i}"].get(f) for i in range(len(g["envs"]))]
+            seen = [flats[(g["label"], i)].get(f) for i in range(len(g["envs"]))]
             vals.append(" → ".join("—" if v is None else str(v) for v in seen))
         lines.append("| " + " | ".join([g["label"], _who(g["runs"]), *vals]) + " |")
     lines.append("")
