@@ -14,11 +14,24 @@ from tests.tiny import tiny_config, tiny_run_data
 
 
 def test_soft_histogram_by_hand():
-    h = soft_histogram(torch.tensor([0.25, 0.75, 0.5]), 2)  # centres 0.25, 0.75
-    # 0.25 → bin 0; 0.75 → bin 1; 0.5 → half/half
+    h = soft_histogram(torch.tensor([0.0, 1.0, 0.5]), 2)  # centres 0, 1
+    # 0 → bin 0; 1 → bin 1; 0.5 → half/half: (1.5, 1.5) / 3
     assert h.tolist() == pytest.approx([0.5, 0.5])
-    h = soft_histogram(torch.tensor([0.1, 0.1]), 4)  # centres .125 .375 ...: 0.1 → 0.8 / 0 ...
-    assert h.tolist() == pytest.approx([1.0, 0.0, 0.0, 0.0])
+    h = soft_histogram(torch.tensor([0.0, 0.5]), 3)  # centres 0, .5, 1: one value per bin
+    assert h.tolist() == pytest.approx([0.5, 0.5, 0.0])
+    # 4 bins, centres 0, 1/3, 2/3, 1: 0.1 → 0.7 / 0.3; 1.0 → bin 3; each value counts 1
+    h = soft_histogram(torch.tensor([0.1, 1.0]), 4)
+    assert h.tolist() == pytest.approx([0.35, 0.15, 0.0, 0.5])
+
+
+def test_soft_histogram_moves_saturated_values():
+    # a saturated value (p = 0.99, 10 bins) still has a gradient: lowering it moves mass from the
+    # top bin (centre 1) to the next (centre 8/9)
+    v = torch.tensor([0.99], requires_grad=True)
+    h = soft_histogram(v, 10)
+    assert h[-1].item() == pytest.approx(1 - 0.01 * 9)
+    h[-1].backward()
+    assert v.grad.item() == pytest.approx(9.0)
 
 
 def test_pooling_shapes_and_batch_value():

@@ -8,7 +8,8 @@ labelled source images and on the unlabelled images (from one or several domains
 
 * P = class-probability maps pooled to distributions (``pooling``): ``batch`` — the mean class
   distribution over all pixels of the batch (K values); ``image`` — per unlabelled image against
-  the source batch mean, averaged; ``histogram`` — soft histograms (``bins``, triangular kernels)
+  the source batch mean, averaged; ``histogram`` — soft histograms (``bins`` centres from 0 to 1,
+  linear interpolation between neighbours)
   of the foreground probability over pixels (binary) or of the max class probability
   (multi-class): the *confidence* profile, which collapses on a shifted domain;
 * ``per_domain`` (default on): D_f is computed between the source and each domain present in the
@@ -56,11 +57,16 @@ class DiMConfig(FixMatchConfig):
 
 
 def soft_histogram(values: torch.Tensor, bins: int) -> torch.Tensor:
-    """Values in [0, 1] (any shape) → a differentiable ``bins``-bin histogram (sums to 1), each
-    value spread over its two nearest bin centres with triangular weights."""
+    """Values in [0, 1] (any shape) → a differentiable ``bins``-bin histogram (sums to 1).
+
+    Bin centres sit at 0, 1/(bins−1), …, 1 and every value is split between its two neighbouring
+    centres by linear interpolation (triangular kernels of width 2/(bins−1)), so each value adds
+    exactly 1 to the histogram, a saturated value (0 or 1: most pixels of a trained segmenter)
+    counts as much as an uncertain one, and the gradient moves mass between neighbouring bins for
+    every value, saturated ones included."""
     v = values.reshape(-1).clamp(0, 1)
-    centres = (torch.arange(bins, device=v.device, dtype=v.dtype) + 0.5) / bins
-    w = (1 - (v[:, None] - centres[None, :]).abs() * bins).clamp_min(0)
+    centres = torch.linspace(0, 1, bins, device=v.device, dtype=v.dtype)
+    w = (1 - (v[:, None] - centres[None, :]).abs() * (bins - 1)).clamp_min(0)
     h = w.sum(0)
     return h / h.sum().clamp_min(1e-12)
 
