@@ -62,7 +62,7 @@ def _cfg(tmp_path, method, **train):
 def test_extra_term_per_domain_and_beta_zero_is_fixmatch(tmp_path):
     data = tiny_run_data(n_unlabelled=6)
     data.unlabelled.domains = ["a", "a", "a", "b", "b", "b"]
-    t = Trainer(_cfg(tmp_path / "d", {"pooling": "batch"}), data, tmp_path / "d")
+    t = Trainer(_cfg(tmp_path / "d", {"pooling": "batch", "beta": 0.3}), data, tmp_path / "d")
     torch.manual_seed(0)
     lx = torch.randn(4, 1, 32, 32)
     lu = torch.randn(6, 1, 32, 32)
@@ -72,7 +72,7 @@ def test_extra_term_per_domain_and_beta_zero_is_fixmatch(tmp_path):
     ps, pt = t.method.probs(lx), t.method.probs(lu)
     dom_a, dom_b = [0, 1, 5], [2, 3, 4]
     want = 0.5 * (divergence_term(ps, pt[dom_a], "js", "batch", 10) + divergence_term(ps, pt[dom_b], "js", "batch", 10))
-    assert float(out["loss_div"]) == pytest.approx(0.1 * float(want), rel=1e-5)
+    assert float(out["loss_div"]) == pytest.approx(0.3 * float(want), rel=1e-5)
     mixed = divergence_term(ps, pt, "js", "batch", 10)
     assert float(want) != pytest.approx(float(mixed), rel=1e-3)  # per-domain ≠ one mixed target
     zero = Trainer(_cfg(tmp_path / "z", {"beta": 0.0}), data, tmp_path / "z")

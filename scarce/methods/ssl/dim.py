@@ -42,8 +42,11 @@ POOLINGS = ("batch", "image", "histogram")
 
 @dataclass
 class DiMConfig(FixMatchConfig):
-    beta: float = 0.1
-    """β: weight of D_f(P_source ‖ P_target) (our default; 0 = the FixMatch base)."""
+    beta: float = 1.0
+    """β: weight of D_f(P_source ‖ P_target) (0 = the FixMatch base). Chosen on kvasir_seg
+    validation (40 labels, unlabelled kvasir_seg ∪ cvc_clinicdb, seed 0; docs/results/dim/probe):
+    best validation Dice 0.749 at β 1 vs 0.735 at 5; at 0.1 (the first default) the term was
+    ≈ 4 % of the loss and the run drifted like the base (0.642)."""
     divergence: str = "js"
     """f: kl | reverse_kl | js | chi2 | hellinger | tv (JS: bounded and symmetric, our default)."""
     pooling: str = "histogram"
@@ -105,7 +108,7 @@ class DiM(FixMatch):
         if mcfg.divergence not in F_FUNCTIONS:
             look_up(str(mcfg.divergence), tuple(F_FUNCTIONS.names()), "f-divergence (method.divergence)")
         if not isinstance(mcfg.beta, (int, float)) or mcfg.beta < 0:
-            raise ConfigError(f"config key 'method.beta' must be a number >= 0, got {mcfg.beta!r} (e.g. --set method.beta=0.1)")
+            raise ConfigError(f"config key 'method.beta' must be a number >= 0, got {mcfg.beta!r} (e.g. --set method.beta=1)")
         if not isinstance(mcfg.bins, int) or mcfg.bins < 2:
             raise ConfigError(f"config key 'method.bins' must be an integer >= 2, got {mcfg.bins!r}")
         super().__init__(ctx, mcfg)
