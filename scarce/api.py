@@ -16,6 +16,12 @@ from scarce.utils.io import atomic_write_json
 RESULT_FILE = "metrics.json"
 """Written last and atomically: its presence marks a finished run (grids skip such runs)."""
 
+METHOD_FILE = "method.json"
+"""The method section with every field resolved (defaults spelled out) as the run started.
+``config.yaml`` keeps the method section as written — reports tell a λ-sweep point from a
+reference row by whether λ was written — so without this file a default changed between a run's
+start and its resume would be invisible: the resume would go on under the new default."""
+
 
 def _is_main() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
@@ -78,12 +84,62 @@ def run_started(run_dir: Path) -> bool:
     return (run_dir / RESULT_FILE).exists() or (ckpt / "last.pt").exists() or (ckpt / "best.pt").exists()
 
 
+def saved_config(run_dir: Path) -> dict[str, Any]:
+    """A run folder's ``config.yaml`` with its method section resolved as the run started (from
+    :data:`METHOD_FILE` when the run has one): compared with a new config, a method default that
+    changed since then shows as a difference instead of silently applying to the rest of the run.
+    Folders written before the file existed fall back to ``config.yaml`` alone."""
+    d = load_yaml(run_dir / "config.yaml")
+    path = run_dir / METHOD_FILE
+    written = d.get("method")
+    if path.is_file() and isinstance(written, dict):
+        import json
+
+        try:
+            started = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"{str(path)!r} is unreadable ({e}); it records the method's settings as the "
+                              "run started — restore it from a copy, or train into another folder") from e
+        if isinstance(started, dict) and started.get("name") == written.get("name"):
+            d = {**d, "method": {**started, **written}}
+    return d
+
+
+def changed_defaults(run_dir: Path, saved: dict[str, Any], cfg: RunConfig | dict[str, Any],
+                     diff: list[str]) -> dict[str, Any]:
+    """``method.<field>`` → its value when the run started, for each differing method field that
+    neither the run's ``config.yaml`` nor ``cfg`` writes out: that field's default changed since.
+    ``saved`` is :func:`saved_config` of ``run_dir``, ``diff`` its :func:`config_differences`."""
+    written = load_yaml(run_dir / "config.yaml").get("method") or {}
+    new = (cfg.method if isinstance(cfg, RunConfig) else cfg.get("method")) or {}
+    started = saved.get("method") or {}
+    out: dict[str, Any] = {}
+    for k in diff:
+        name = k.removeprefix("method.")
+        if k != name and name != "name" and name not in written and name not in new and name in started:
+            out[k] = started[name]
+    return out
+
+
+def default_change_hint(changed: dict[str, Any], how: str) -> str:
+    """``"; the default of method.beta changed since this run started (then 0.1): <how>"`` with
+    ``{sets}`` in ``how`` → the ``--set`` options that restore the values, ``{fields}`` → them as
+    method fields (``beta: 0.1``, for a grid's method row); ``""`` when none."""
+    if not changed:
+        return ""
+    then = ", ".join(f"{k}={v!r}" for k, v in changed.items())
+    sets = " ".join(f"--set {k}={v}" for k, v in changed.items())
+    fields = ", ".join(f"{k.removeprefix('method.')}: {v}" for k, v in changed.items())
+    return (f"; the default of {', '.join(changed)} changed since this run started (then {then}): "
+            f"{how.format(sets=sets, fields=fields)}")
+
+
 def _check_run_dir(cfg: RunConfig, run_dir: Path, resume: bool) -> None:
     """Refuse to mix two different configs in one folder (resume must use the same one)."""
-    saved = run_dir / "config.yaml"
-    if not saved.exists():
+    if not (run_dir / "config.yaml").exists():
         return
-    diff = config_differences(load_yaml(saved), cfg)
+    saved = saved_config(run_dir)
+    diff = config_differences(saved, cfg)
     if diff and not run_started(run_dir):
         import warnings
 
@@ -91,9 +147,10 @@ def _check_run_dir(cfg: RunConfig, run_dir: Path, resume: bool) -> None:
                       f"checkpoint ({', '.join(diff[:5])} differ); starting it over with this config")
         return
     if diff:
+        hint = default_change_hint(changed_defaults(run_dir, saved, cfg, diff), "to go on as it started, add {sets}")
         raise ConfigError(
-            f"run folder {str(run_dir)!r} already holds a run with a different config "
-            f"({', '.join(diff[:5])} differ); choose another output folder (--set out=...) or delete it"
+            f"run folder {str(run_dir)!r} already holds a run with a different config ({', '.join(diff[:5])} differ)"
+            f"{hint}; {'otherwise ' if hint else ''}choose another output folder (--set out=...) or delete it"
         )
     if not resume and (run_dir / RESULT_FILE).exists():
         raise ConfigError(
@@ -152,12 +209,14 @@ def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool) -> dict[str, Any]
         raise ConfigError(f"cannot build the run from this config: {e}") from e
     # files this call creates before the first checkpoint: removed again if the run fails before
     # it, so the corrected command starts in a clean folder (never touches files that were there)
-    fresh = [p for p in (run_dir / "config.yaml", run_dir / "split.json", run_dir / "log.csv", run_dir / "tb",
-                         run_dir / "checkpoints", run_dir / ENVIRONMENT_FILE) if not p.exists()]
+    fresh = [p for p in (run_dir / "config.yaml", run_dir / METHOD_FILE, run_dir / "split.json", run_dir / "log.csv",
+                         run_dir / "tb", run_dir / "checkpoints", run_dir / ENVIRONMENT_FILE) if not p.exists()]
     try:
         if _is_main():  # ... before anything is written, so a corrected command can reuse the folder
             run_dir.mkdir(parents=True, exist_ok=True)
             save_config(cfg, run_dir / "config.yaml")
+            if not run_started(run_dir):  # the method as it starts; a resume keeps the first record
+                atomic_write_json(run_dir / METHOD_FILE, method_spec(cfg).as_dict())
             data.split.save(run_dir / "split.json")
             # after Trainer set train.threads; a resume in another environment appends an entry
             record_environment(run_dir, environment_info(trainer.device, trainer.world_size),

@@ -152,16 +152,18 @@ def expand_grid(g: Mapping[str, Any]) -> list[RunSpec]:
 def _check_unchanged(specs: list[RunSpec]) -> None:
     """A finished or started run whose saved config differs from the grid's would silently mix
     two experiments in one table: refuse, naming the run and the differing keys."""
-    from scarce.api import config_differences, run_started
+    from scarce.api import changed_defaults, config_differences, default_change_hint, run_started, saved_config
 
     for s in specs:
-        saved = s.run_dir / "config.yaml"
-        if saved.exists() and run_started(s.run_dir):  # no checkpoint yet: nothing to mix, it restarts
-            diff = config_differences(load_yaml(saved), s.config)
+        if (s.run_dir / "config.yaml").exists() and run_started(s.run_dir):  # no checkpoint yet: it restarts
+            saved = saved_config(s.run_dir)  # method defaults as the run started
+            diff = config_differences(saved, s.config)
             if diff:
+                changed = changed_defaults(s.run_dir, saved, s.config, diff)
+                hint = default_change_hint(changed, "write {fields} into the grid's method row to keep the run")
                 raise ConfigError(
-                    f"run {str(s.run_dir)!r} was made with a different config ({', '.join(diff[:5])} differ); "
-                    "use a new grid 'out' folder or delete the old runs"
+                    f"run {str(s.run_dir)!r} was made with a different config ({', '.join(diff[:5])} differ){hint}; "
+                    f"{'otherwise ' if hint else ''}use a new grid 'out' folder or delete the old runs"
                 )
 
 

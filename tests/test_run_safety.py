@@ -317,3 +317,45 @@ def test_grid_runs_of_an_absolute_dataset_path_stay_inside_the_grid(tmp_path, sy
     assert spec.run_dir.resolve().is_relative_to(out.resolve())
     assert not spec.run_dir.resolve().is_relative_to(synthetic_folder.resolve())
     assert spec.run_dir.parts[len(out.parts)] == synthetic_folder.resolve().name
+
+
+def test_a_method_default_changed_since_a_run_started_is_not_applied_on_resume(tmp_path, capsys, monkeypatch):
+    """config.yaml keeps the method section as written (reports read axes from it), so a default
+    that changed between a run's start and its resume was applied to the rest of the run without
+    a word; method.json records the method as it started and the resume is refused, naming the
+    field and the --set that continues the run as it started."""
+    import dataclasses
+
+    from scarce.experiments import RunSpec, _check_unchanged
+    from scarce.methods.supervised.supervised import Supervised, SupervisedConfig
+
+    run, cache = tmp_path / "run", ["--set", f"data.cache_dir={tmp_path / 'cache'}"]
+    steps = ["--set", "train.iterations=2", "--set", "train.val_every=2"]
+    assert main(["train", *FAST, *cache, *steps, "--out", str(run)]) == 0
+    started = json.loads((run / "method.json").read_text())
+    assert started == {"name": "supervised", "augment": "none", "intensity": "none", "intensity_params": {}}
+    assert yaml.safe_load((run / "config.yaml").read_text())["method"] == {"name": "supervised"}  # as written
+    assert main(["train", *FAST, *cache, *steps, "--out", str(run), "--resume"]) == 0  # same defaults: fine
+    capsys.readouterr()
+
+    @dataclasses.dataclass
+    class Changed(SupervisedConfig):  # a later release changes the default
+        augment: str = "flip"
+
+    monkeypatch.setattr(Supervised, "Config", Changed)
+    assert main(["train", *FAST, *cache, *steps, "--out", str(run), "--resume"]) == 2
+    _one_error_line(capsys.readouterr().err, "method.augment differ", "default of method.augment changed",
+                    "then method.augment='none'", "add --set method.augment=none")
+    # the grid that made the run refuses it too (a table would mix two settings), saying what to write
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    with pytest.raises(Exception, match="write augment: none into the grid's method row"):
+        _check_unchanged([RunSpec(run, cfg, "synthetic", "x", "unet", 20, 0)])
+    _check_unchanged([RunSpec(run, {**cfg, "method": {"name": "supervised", "augment": "none"}},
+                              "synthetic", "x", "unet", 20, 0)])
+    # the hint works: spelling the old value out continues the run as it started
+    assert main(["train", *FAST, *cache, *steps, "--set", "method.augment=none", "--out", str(run), "--resume"]) == 0
+    assert json.loads((run / "method.json").read_text()) == started  # the first record is kept
+    # a value written in the run's config is no "changed default": the plain refusal, no hint
+    assert main(["train", *FAST, *cache, *steps, "--set", "method.augment=rotate", "--out", str(run), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "method.augment differ" in err and "default of" not in err
