@@ -37,7 +37,8 @@ MARKER_TEXT = """# Result records
 
 Written by `scarce export`: each folder below is one finished run's record — its config.yaml,
 method.json (the method's fields as the run started), split.json, log.csv, metrics.json and
-per-image scores (eval/<test set>/per_image.csv), without checkpoints, predictions or overlays. `scarce report` reads this folder like a runs folder:
+per-image scores (eval/<test set>/per_image.csv), without checkpoints, predictions or overlays.
+`scarce report` reads this folder like a runs folder:
 
     scarce report RECORDS [MORE_RUNS...] -o REPORT
 
