@@ -11,16 +11,12 @@ from typing import Any
 
 from scarce.config import ConfigError, RunConfig, from_dict, load_yaml, save_config, to_dict
 from scarce.data.types import DataError
+from scarce.methods import METHOD_FILE
 from scarce.utils.io import atomic_write_json
 
 RESULT_FILE = "metrics.json"
 """Written last and atomically: its presence marks a finished run (grids skip such runs)."""
 
-METHOD_FILE = "method.json"
-"""The method section with every field resolved (defaults spelled out) as the run started.
-``config.yaml`` keeps the method section as written — reports tell a λ-sweep point from a
-reference row by whether λ was written — so without this file a default changed between a run's
-start and its resume would be invisible: the resume would go on under the new default."""
 
 
 def _is_main() -> bool:

@@ -448,7 +448,7 @@ def _run_grids(loaded: list[_Grid], workers: int | None, report: bool, dry_run: 
         if status == NOT_STARTED:
             return
         count[0] += 1
-        bar.log(log, f"[{count[0]}/{len(todo)}] {out}: {status} ({time.time() - t0:.0f}s)")
+        bar.log(log, f"[{count[0]}/{len(todo)}] {out}: {status} (run {seconds:.0f}s, grid {time.time() - t0:.0f}s)")
         if status.startswith(INTERRUPTED):  # resumes from its checkpoint: neither done nor failed
             return
         bar.run_ended(status == "ok", seconds)

@@ -126,3 +126,20 @@ def test_cli_two_grids_dry_run_then_train_and_report(tmp_path, capsys):
         assert (tmp_path / name / "synthetic" / "sup-unet" / "b20" / "s0" / "metrics.json").exists()
         assert f"report: {tmp_path / f'{name}_report'}/results.md" in out
         assert (tmp_path / f"{name}_report" / "results.md").exists()
+
+
+def test_log_line_gives_each_runs_own_time_beside_the_grids(tmp_path, monkeypatch):
+    """A run's line says how long *it* trained, not how long since the grid started (which, with
+    several workers, counts the time the run waited in the queue)."""
+    def fake_run(config, threads):
+        out = Path(config["out"])
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").write_text("{}")
+        return str(out), "ok", 1234.0
+
+    monkeypatch.setattr(experiments, "_run_timed", fake_run)
+    monkeypatch.setattr(experiments, "write_grid_report", lambda g: g["report"])
+    lines: list[str] = []
+    experiments.run_grids([_grid(tmp_path, "a", [0])], progress=False, log=lines.append)
+    done = [ln for ln in lines if "[1/1]" in ln]
+    assert len(done) == 1 and ": ok (run 1234s, grid " in done[0], lines

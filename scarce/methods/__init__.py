@@ -101,6 +101,13 @@ def report_axes() -> dict[str, Any]:
     return dict(sorted(axes.items()))
 
 
+METHOD_FILE = "method.json"
+"""A run folder's file holding :func:`method_spec`'s fields (defaults spelled out) as the run
+started. ``config.yaml`` keeps the method section as written — reports tell a λ-sweep point from a
+reference row by whether λ was written — so without this file a default changed between a run's
+start and its resume would be invisible: the resume would go on under the new default."""
+
+
 def method_spec(method: Mapping[str, Any] | Any) -> MethodSpec:
     """``{"name": "e2eaug", "lam": 1.0}`` (or a :class:`~scarce.config.RunConfig`) → its
     :class:`MethodSpec`. Unknown method names and keys raise did-you-mean errors (ConfigError /

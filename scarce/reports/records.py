@@ -22,11 +22,12 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from scarce.config import ConfigError
+from scarce.methods import METHOD_FILE
 from scarce.reports.tables import METRICS_FILES, _find_metrics, hidden_path
 from scarce.utils.environment import ENVIRONMENT_FILE
 from scarce.utils.paths import PathLike, _names, check_output_folder, staged_output
 
-RECORD_PATTERNS = ("config.yaml", "method.json", "split.json", "log.csv", "architecture.json", ENVIRONMENT_FILE, *METRICS_FILES,
+RECORD_PATTERNS = ("config.yaml", METHOD_FILE, "split.json", "log.csv", "architecture.json", ENVIRONMENT_FILE, *METRICS_FILES,
                    "eval/summary.txt", "eval/*/per_image.csv")
 """Files of a run that make its record (globs relative to the run folder): everything
 ``scarce report`` reads (tables, curves, E2EAug architecture plots, per-image tests), nothing it
