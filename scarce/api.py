@@ -18,7 +18,6 @@ RESULT_FILE = "metrics.json"
 """Written last and atomically: its presence marks a finished run (grids skip such runs)."""
 
 
-
 def _is_main() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
