@@ -26,9 +26,9 @@ def _grid(tmp_path: Path, name: str, seeds: list[int], **keys) -> dict:
     return g
 
 
-@pytest.fixture
-def events(monkeypatch):
-    """Training and reports replaced by recorders: what ran, in which order, with what threads."""
+def _fake_pool(monkeypatch, seconds: float = 0.0) -> list[tuple]:
+    """Training and reports replaced by recorders: what ran, in which order, with what threads;
+    each fake run says it trained for `seconds`."""
     log: list[tuple] = []
 
     def fake_run(config, threads):
@@ -36,7 +36,7 @@ def events(monkeypatch):
         out.mkdir(parents=True, exist_ok=True)
         (out / "metrics.json").write_text("{}")
         log.append(("run", str(out), threads))
-        return str(out), "ok", 0.0
+        return str(out), "ok", seconds
 
     def fake_report(g):
         log.append(("report", g["name"]))
@@ -45,6 +45,11 @@ def events(monkeypatch):
     monkeypatch.setattr(experiments, "_run_timed", fake_run)
     monkeypatch.setattr(experiments, "write_grid_report", fake_report)
     return log
+
+
+@pytest.fixture
+def events(monkeypatch):
+    return _fake_pool(monkeypatch)
 
 
 def test_first_grid_runs_first_and_each_report_follows_its_own_runs(tmp_path, events):
@@ -131,14 +136,7 @@ def test_cli_two_grids_dry_run_then_train_and_report(tmp_path, capsys):
 def test_log_line_gives_each_runs_own_time_beside_the_grids(tmp_path, monkeypatch):
     """A run's line says how long *it* trained, not how long since the grid started (which, with
     several workers, counts the time the run waited in the queue)."""
-    def fake_run(config, threads):
-        out = Path(config["out"])
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "metrics.json").write_text("{}")
-        return str(out), "ok", 1234.0
-
-    monkeypatch.setattr(experiments, "_run_timed", fake_run)
-    monkeypatch.setattr(experiments, "write_grid_report", lambda g: g["report"])
+    _fake_pool(monkeypatch, seconds=1234.0)
     lines: list[str] = []
     experiments.run_grids([_grid(tmp_path, "a", [0])], progress=False, log=lines.append)
     done = [ln for ln in lines if "[1/1]" in ln]
