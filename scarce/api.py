@@ -16,6 +16,9 @@ from scarce.utils.io import atomic_write_json
 
 RESULT_FILE = "metrics.json"
 """Written last and atomically: its presence marks a finished run (grids skip such runs)."""
+TRAIN, EVALUATE, EVALUATE_SHIFTS, PREDICT = ("scarce train", "scarce evaluate", "scarce evaluate --shifts",
+                                             "scarce predict")
+"""Command names in the output markers (:mod:`scarce.utils.paths`) of the folders these write."""
 
 
 def _is_main() -> bool:
@@ -69,6 +72,20 @@ def config_differences(saved: dict[str, Any], cfg: RunConfig | dict[str, Any]) -
     if "method.name" in diff:  # another method: its fields are not differences worth listing
         diff = [k for k in diff if k == "method.name" or not k.startswith("method.")]
     return diff
+
+
+def is_run_folder(folder: Path) -> bool:
+    """True when ``folder`` holds a run's ``config.yaml`` (the first file a run writes), also one
+    made before run folders carried their marker: ``train`` continues it or refuses it on its own
+    terms (:func:`_check_run_dir`); any other non-empty folder is refused. A folder holding only
+    the ``FAILED.txt`` a grid wrote for a run that failed before its first file is one too."""
+    if {e.name for e in folder.iterdir()} <= {"FAILED.txt", ".scarce.lock"}:
+        return True
+    try:
+        saved = load_yaml(folder / "config.yaml") if (folder / "config.yaml").is_file() else None
+    except (ConfigError, OSError, ValueError):
+        return False
+    return isinstance(saved, dict) and isinstance(saved.get("data"), dict) and "method" in saved
 
 
 def run_started(run_dir: Path) -> bool:
@@ -173,6 +190,9 @@ def train_run(cfg: RunConfig, resume: bool = False) -> dict[str, Any]:
     if not _is_main():  # torchrun: rank 0 holds the folder's lock and does all file I/O
         return _train_locked(cfg, run_dir, resume)
     from scarce.utils.lock import lock_folder
+    from scarce.utils.paths import check_output_folder
+
+    check_output_folder(run_dir, what="run folder", previous=is_run_folder, command=TRAIN)
 
     hint = ("wait for it to finish (or stop it), or train into another folder (--out DIR); "
             "one run folder takes one process")
@@ -204,11 +224,14 @@ def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool) -> dict[str, Any]
         raise ConfigError(f"cannot build the run from this config: {e}") from e
     # files this call creates before the first checkpoint: removed again if the run fails before
     # it, so the corrected command starts in a clean folder (never touches files that were there)
+    from scarce.utils.paths import MARKER, write_marker
+
     fresh = [p for p in (run_dir / "config.yaml", run_dir / METHOD_FILE, run_dir / "split.json", run_dir / "log.csv",
-                         run_dir / "tb", run_dir / "checkpoints", run_dir / ENVIRONMENT_FILE) if not p.exists()]
+                         run_dir / "tb", run_dir / "checkpoints", run_dir / ENVIRONMENT_FILE, run_dir / MARKER)
+             if not p.exists()]
     try:
         if _is_main():  # ... before anything is written, so a corrected command can reuse the folder
-            run_dir.mkdir(parents=True, exist_ok=True)
+            write_marker(run_dir, TRAIN)
             save_config(cfg, run_dir / "config.yaml")
             if not run_started(run_dir):  # the method as it starts; a resume keeps the first record
                 atomic_write_json(run_dir / METHOD_FILE, method_spec(cfg).as_dict())
@@ -294,6 +317,17 @@ def load_run_config(run_dir: str | os.PathLike[str], config: str | os.PathLike[s
     return cfg
 
 
+def uses_pool(cfg: RunConfig) -> bool:
+    """True when the run's method trains on an unlabelled pool (its OOD test sets then leave out
+    the pool's images, in training and in every later evaluation alike)."""
+    from scarce.methods import method_spec
+
+    try:
+        return "unlabelled" in method_spec(cfg).cls.streams
+    except (ConfigError, KeyError):
+        return False
+
+
 def load_segmenter(run_dir: str | os.PathLike[str], cfg: RunConfig | None = None, in_channels: int | None = None,
                    num_classes: int | None = None) -> Any:
     """Rebuild the segmenter of a finished run and load its best-validation weights."""
@@ -317,7 +351,16 @@ def load_segmenter(run_dir: str | os.PathLike[str], cfg: RunConfig | None = None
         num_classes = num_classes or info.num_classes
     # pretrained=False: the checkpoint holds every weight, so no encoder weights package is needed
     model = model_from_config(cfg.model, in_channels=in_channels, num_classes=num_classes, pretrained=False)
-    model.load_state_dict(state["model"])
+    from scarce.utils.io import load_weights
+
+    m = cfg.model
+    arch = (f"encoder {m.encoder}" if m.encoder else f"backbone {m.backbone}, width {m.width}" if "deeplab" in m.name
+            else f"width {m.width}, depth {m.depth}")
+    load_weights(model, state["model"], best,
+                 f"the {m.name!r} network of the run's config ({arch}, {in_channels} input channels, "
+                 f"{num_classes} classes)",
+                 "it was written by another network: use the config the run was trained with (check its "
+                 "config.yaml and any --set/--config overrides of model.* or data.*), or retrain the run")
     return model.eval()
 
 
@@ -326,6 +369,15 @@ def is_eval_output(folder: Path) -> bool:
     not itself a run folder: ``evaluate --out`` may rewrite it."""
     return ((folder / "metrics.json").is_file() and (folder / "summary.txt").is_file()
             and not (folder / "config.yaml").exists())
+
+
+def check_test_sets(cfg: RunConfig, run_dir: str | os.PathLike[str], fix: str) -> None:
+    """A ConfigError naming ``run_dir`` and ``fix`` when its (overridden) config evaluates no
+    test set (``data.test_sets: []``, e.g. a run trained for its validation curve only), before
+    any data or checkpoint is loaded."""
+    if cfg.data.test_sets is not None and not list(cfg.data.test_sets):
+        raise ConfigError(f"run {Path(run_dir).as_posix()!r} has no test sets (its config sets data.test_sets: []); "
+                          f"{fix}")
 
 
 def _evaluation_target(run_dir: str | os.PathLike[str], config: str | None, sets: list[str] | None,
@@ -341,6 +393,8 @@ def _evaluation_target(run_dir: str | os.PathLike[str], config: str | None, sets
         cfg.data.root = data_root
     if test_sets:
         cfg.data.test_sets = list(test_sets)
+    check_test_sets(cfg, run_dir, f"pass the sets to evaluate with --test-sets NAME[,NAME...] "
+                                  f"(e.g. --test-sets {cfg.data.dataset})")
     out_dir = Path(out) if out else Path(run_dir) / default_sub
     try:
         ensure_writable(out_dir)
@@ -363,14 +417,19 @@ def evaluate_run(run_dir: str | os.PathLike[str], test_sets: list[str] | None = 
 
     if out:
         check_output_folder(out, containers=[run_dir], overwrite=overwrite, what="evaluation folder",
-                            previous=is_eval_output)
+                            previous=is_eval_output, command=EVALUATE)
 
     cfg, out_dir = _evaluation_target(run_dir, config, sets, data_root, test_sets, out, "eval", "the evaluation")
-    tests = load_test_sets(cfg.data, seed=cfg.train.seed)
+    tests = load_test_sets(cfg.data, seed=cfg.train.seed, with_unlabelled=uses_pool(cfg))
     num_classes = next(iter(tests.values())).num_classes
     channels = int(next(iter(tests.values())).images.shape[1])
     model = load_segmenter(run_dir, cfg, in_channels=channels, num_classes=num_classes)
-    return _evaluate(cfg, model, tests, num_classes, out_dir)
+    if not out:  # the run's own eval/: part of the run folder
+        return _evaluate(cfg, model, tests, num_classes, out_dir)
+    from scarce.utils.paths import claimed_output
+
+    with claimed_output(out_dir, EVALUATE):
+        return _evaluate(cfg, model, tests, num_classes, out_dir)
 
 
 SHIFTS_DIR = "eval_shifts"
@@ -468,7 +527,7 @@ def evaluate_shifts(run_dir: str | os.PathLike[str], shifts: str | list[str] | N
     sev = check_severities(severities)
     if out:
         check_output_folder(out, containers=[run_dir], overwrite=overwrite, what="shift evaluation folder",
-                            previous=is_shift_output)
+                            previous=is_shift_output, command=EVALUATE_SHIFTS)
     cfg, out_dir = _evaluation_target(run_dir, config, sets, data_root, test_sets, out, SHIFTS_DIR,
                                       "the shift evaluation")
     meta = _shift_meta(run_dir, cfg, names, sev)
@@ -477,7 +536,8 @@ def evaluate_shifts(run_dir: str | os.PathLike[str], shifts: str | list[str] | N
 
         torch.set_num_threads(int(cfg.train.threads))
     # decoded without data.intensity: the shift comes first, then the run's preprocessing
-    tests = load_test_sets(dataclasses.replace(cfg.data, intensity="none"), seed=cfg.train.seed)
+    tests = load_test_sets(dataclasses.replace(cfg.data, intensity="none"), seed=cfg.train.seed,
+                           with_unlabelled=uses_pool(cfg))
     first = next(iter(tests.values()))
     num_classes, channels = first.num_classes, int(first.images.shape[1])
     model = load_segmenter(run_dir, cfg, in_channels=channels, num_classes=num_classes)
@@ -485,9 +545,14 @@ def evaluate_shifts(run_dir: str | os.PathLike[str], shifts: str | list[str] | N
                                  iou_threshold=cfg.eval.iou_threshold, tta=cfg.eval.tta,
                                  intensity=cfg.data.intensity, log=log)
     meta["evaluated_test_sets"] = list(tests)
-    write_shift_outputs(out_dir, rows, meta, metric=_dataset_metric(cfg),
-                        title=f"Run `{Path(run_dir).as_posix()}` (best checkpoint; eval.tta={cfg.eval.tta}, "
-                              f"threshold {cfg.eval.threshold:g}).")
+    import contextlib
+
+    from scarce.utils.paths import claimed_output
+
+    with claimed_output(out_dir, EVALUATE_SHIFTS) if out else contextlib.nullcontext():
+        write_shift_outputs(out_dir, rows, meta, metric=_dataset_metric(cfg),
+                            title=f"Run `{Path(run_dir).as_posix()}` (best checkpoint; eval.tta={cfg.eval.tta}, "
+                                  f"threshold {cfg.eval.threshold:g}).")
     return rows
 
 
@@ -510,26 +575,28 @@ def tsne_runs(runs: list[str | os.PathLike[str]], out: str | os.PathLike[str], p
         raise ConfigError("scarce tsne needs at least one run folder")
     if not perplexity > 0:
         raise ConfigError(f"--perplexity must be > 0 (t-SNE's neighbourhood size, e.g. 30), got {perplexity}")
-    check_output_folder(out, containers=runs, overwrite=overwrite, what="t-SNE folder", previous=is_tsne_output)
+    check_output_folder(out, containers=runs, overwrite=overwrite, what="t-SNE folder", previous=is_tsne_output,
+                        command="scarce tsne")
     cfgs = [load_run_config(r, sets=sets) for r in runs]  # every run's config and overrides before any work
     labels = [row_label(to_dict(c)) for c in cfgs]
     titles = labels if len(set(labels)) == len(labels) else [Path(r).as_posix() for r in runs]
-    panels = []
-    for run, cfg, title in zip(runs, cfgs, titles):
+    for run, cfg in zip(runs, cfgs):  # every run's test sets and checkpoint before any data is loaded
         if data_root:
             cfg.data.root = data_root
+        check_test_sets(cfg, run, f"add --set data.test_sets=[{cfg.data.dataset}] (the sets to embed)")
+    models = [load_segmenter(run, cfg) for run, cfg in zip(runs, cfgs)]  # = the data's channels and classes
+    panels = []
+    for run, cfg, title, model in zip(runs, cfgs, titles, models):
         if cfg.train.threads > 0:
             import torch
 
             torch.set_num_threads(int(cfg.train.threads))
-        tests = load_test_sets(cfg.data, seed=cfg.train.seed)
-        first = next(iter(tests.values()))
-        model = load_segmenter(run, cfg, in_channels=int(first.images.shape[1]), num_classes=first.num_classes)
+        tests = load_test_sets(cfg.data, seed=cfg.train.seed, with_unlabelled=uses_pool(cfg))
         try:
             panels.append((title, tsne_panel(model, tests, seed=seed, perplexity=perplexity)))
         except ValueError as e:  # too few test images, or a network without a known feature hook
             raise ConfigError(f"t-SNE of {Path(run).as_posix()!r}: {e}") from None
-    with staged_output(out) as tmp:
+    with staged_output(out, "scarce tsne") as tmp:
         write_tsne(panels, tmp)
     return {"csv": str(Path(out) / "tsne.csv"), "png": str(Path(out) / "tsne.png"),
             "points": sum(len(p["x"]) for _, p in panels)}
@@ -557,27 +624,19 @@ def predict_folder(run_dir: str | os.PathLike[str], images: str | os.PathLike[st
       multi-class: ``<stem>_class<k>.png`` per class k = 1..K-1, p(k)·255. 8-bit PNG rather than
       .npy: viewable, small, and 1/255 steps are finer than any threshold one would pick.
 
-    ``out`` must be empty or new unless ``overwrite`` (then same-named files are replaced, nothing
-    else is touched); it may never be, lie inside or contain ``images`` (or the run folder), nor
-    be a dataset's ``masks/`` folder (ConfigError before anything is read or written).
+    ``out`` must be new, empty or an earlier prediction folder (with ``overwrite``: same-named
+    files are replaced, nothing else is touched); it may never be, lie inside or contain
+    ``images`` (or the run folder), nor lie in a dataset or another command's folder
+    (:mod:`scarce.utils.paths`; ConfigError before anything is read or written).
 
     An unreadable image does not stop the batch: it is skipped with a warning naming it, every
     other mask is written, and then a :class:`DataError` lists the skipped files (attributes
     ``written`` and ``skipped``), so neither a script nor a user mistakes the folder for complete.
     Returns the mask paths.
     """
-    import warnings
-
-    import numpy as np
-    import torch
-
-    from scarce.data.folder import list_images, read_image_pil
-    from scarce.data.load import image_input
+    from scarce.data.folder import list_images
     from scarce.data.registry import get_info
-    from scarce.evaluation.evaluate import (overlay_image, predict_probs, save_mask_png, upsampled_labels,
-                                            upsampled_probs)
-    from scarce.utils.io import atomic_save_png
-    from scarce.utils.paths import check_output_folder, resolved
+    from scarce.utils.paths import check_output_folder, claimed_output
 
     cfg = load_run_config(run_dir, config, sets)
     paths = list_images(Path(images))
@@ -586,21 +645,44 @@ def predict_folder(run_dir: str | os.PathLike[str], images: str | os.PathLike[st
     if dupes:
         raise ConfigError(f"{images}: several images share the stem(s) {', '.join(dupes[:5])}; "
                           "their predicted masks would overwrite each other — rename them")
-    dest = resolved(out)
-    if dest.name.lower() == "masks" and (dest.parent / "images").is_dir() and dest.is_dir() and any(dest.iterdir()):
-        raise ConfigError(f"prediction folder {str(out)!r} is the ground-truth masks/ folder of the dataset "
-                          f"{str(dest.parent)!r}; predictions would replace the masks: choose a new folder "
-                          f"(--overwrite does not apply here)")
-    check_output_folder(out, inputs=[images], containers=[run_dir], overwrite=overwrite, what="prediction folder")
+    check_output_folder(out, inputs=[images], containers=[run_dir], overwrite=overwrite, what="prediction folder",
+                        command=PREDICT)
     model = load_segmenter(run_dir, cfg)
     info = get_info(cfg.data.dataset, num_classes=cfg.data.num_classes)
     k = info.num_classes
     written: list[str] = []
     skipped: list[tuple[Path, str]] = []
     out_dir = Path(out)
+    with claimed_output(out_dir, PREDICT):  # nothing written at all: the folder is removed again
+        _predict_into(out_dir, paths, model, cfg, info.channels, k, overlays, probabilities, written, skipped)
+        if skipped:
+            names = ", ".join(p.name for p, _ in skipped[:10]) + (", ..." if len(skipped) > 10 else "")
+            err = DataError(f"{len(skipped)} of {len(paths)} images could not be read and were skipped ({names}); "
+                            f"the other {len(written)} mask{'' if len(written) == 1 else 's'} "
+                            f"{'is' if len(written) == 1 else 'are'} in {out_dir}: re-export or remove the skipped "
+                            f"files and predict them into a new folder")
+            err.written, err.skipped = written, [str(p) for p, _ in skipped]  # type: ignore[attr-defined]
+            raise err
+    return written
+
+
+def _predict_into(out_dir: Path, paths: list[Path], model: Any, cfg: RunConfig, channels: int, k: int,
+                  overlays: bool, probabilities: bool, written: list[str], skipped: list[tuple[Path, str]]) -> None:
+    """:func:`predict_folder`'s loop: one mask (+ overlay, probabilities) per readable image."""
+    import warnings
+
+    import numpy as np
+    import torch
+
+    from scarce.data.folder import read_image_pil
+    from scarce.data.load import image_input
+    from scarce.evaluation.evaluate import (overlay_image, predict_probs, save_mask_png, upsampled_labels,
+                                            upsampled_probs)
+    from scarce.utils.io import atomic_save_png
+
     for p in paths:
         try:
-            img = read_image_pil(p, channels=info.channels)
+            img = read_image_pil(p, channels=channels)
         except DataError as e:  # the data layer's text speaks of pairs; here there is only an image
             cause = e.__context__ or e
             reason = f"{type(cause).__name__}: {cause}" if cause is not e else str(e)
@@ -626,14 +708,6 @@ def predict_folder(run_dir: str | os.PathLike[str], images: str | os.PathLike[st
             else:
                 for c in range(1, k):
                     atomic_save_png(out_dir / "probabilities" / f"{p.stem}_class{c}.png", up[c])
-    if skipped:
-        names = ", ".join(p.name for p, _ in skipped[:10]) + (", ..." if len(skipped) > 10 else "")
-        err = DataError(f"{len(skipped)} of {len(paths)} images could not be read and were skipped ({names}); "
-                        f"the other {len(written)} mask{'' if len(written) == 1 else 's'} {'is' if len(written) == 1 else 'are'} in {out_dir}: re-export or remove the skipped "
-                        f"files and predict them into a new folder")
-        err.written, err.skipped = written, [str(p) for p, _ in skipped]  # type: ignore[attr-defined]
-        raise err
-    return written
 
 
 GAN_GALLERY = "gan_gallery.png"
@@ -650,8 +724,8 @@ def pretrain_gan_run(cfg: RunConfig, vanilla: bool = False, overwrite: bool = Fa
     from scarce.methods.gan.pretrain import _gan_config, build_generator, gan_cache_dir, mask_gallery, pretrain_gan
     from scarce.utils.paths import check_output_folder
 
-    check_output_folder(cfg.out, overwrite=overwrite, what="GAN output folder",
-                        previous=lambda d: all(e.name == GAN_GALLERY for e in d.iterdir()))
+    check_output_folder(cfg.out, overwrite=overwrite, what="GAN output folder", command="scarce gan pretrain",
+                        previous=lambda d: all(e.name in (GAN_GALLERY, ".scarce") for e in d.iterdir()))
 
     if cfg.method.get("name") not in ("e2eaug", "separate"):
         cfg.method = {"name": "e2eaug", **{k: v for k, v in cfg.method.items() if k != "name"}}
@@ -666,6 +740,9 @@ def pretrain_gan_run(cfg: RunConfig, vanilla: bool = False, overwrite: bool = Fa
                        progress=cfg.train.progress)
     gen = build_generator(gc, data.train.num_classes, int(data.train.images.shape[1]), cfg.data.size, searchable)
     gen.load_state_dict(res.generator)
+    from scarce.utils.paths import write_marker
+
+    write_marker(out, "scarce gan pretrain")
     mask_gallery(out / GAN_GALLERY, gc, gen, data.train, cfg.train.seed, rows=gc.gallery or 8)
     return {"checkpoint": str(res.path) if res.path else None, "cached": res.cached, "losses": res.losses,
             "gallery": str(out / GAN_GALLERY)}

@@ -33,6 +33,10 @@ def _load_cfg(a: argparse.Namespace, extra: Sequence[str] = ()) -> Any:
     return load_config(a.config, sets, preset=a.preset)
 
 
+OVERWRITE_HELP = ("replace the files this command writes in a folder it made earlier (other files are kept; "
+                  "a folder it did not make, a dataset or another command's folder is never written)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="scarce", description="Medical image segmentation when annotations are scarce.",
                                 epilog=EPILOG)
@@ -54,9 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("src", help="the downloaded dataset folder (for 'decathlon': the datalist JSON)")
     x.add_argument("dest", help="output folder (images/, masks/, split.csv); must be new or empty")
     x.add_argument("--base-dir", help="decathlon only: folder the datalist paths are relative to")
-    x.add_argument("--overwrite", action="store_true",
-                   help="write into a non-empty DEST, replacing an earlier import of the same dataset "
-                        "(a dataset folder holding other files is refused)")
+    x.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     x.add_argument("--empty-fraction", type=float, metavar="F",
                    help="prostate_saml: share of each volume's slices without prostate to keep (default 0)")
     x.add_argument("--test-fraction", type=float, metavar="F",
@@ -67,31 +69,29 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("dest", help="nnU-Net raw folder (Dataset<ID>_<NAME> is created inside)")
     x.add_argument("--id", type=int, default=501, help="nnU-Net dataset id (default 501)")
     x.add_argument("--name", default=None, help="nnU-Net dataset name (default: the source folder's name)")
-    x.add_argument("--overwrite", action="store_true",
-                   help="replace an earlier export in DEST/Dataset<ID>_<NAME> (a folder holding other files is refused)")
+    x.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     x = dsub.add_parser("split", help="make (and save) the few-label split of a dataset")
     _cfg_args(x)
     x.add_argument("name", nargs="?", help="dataset (default: data.dataset of the config)")
     x.add_argument("--budget", type=int)
     x.add_argument("--seed", type=int)
     x.add_argument("--out", metavar="FILE", help="write the split JSON here (default: print it); an existing file is refused")
-    x.add_argument("--overwrite", action="store_true", help="replace an existing --out FILE")
+    x.add_argument("--overwrite", action="store_true",
+                   help="replace a split file this command wrote earlier (no other file is ever replaced)")
     x = dsub.add_parser("scribbles", help="synthesise scribbles/clicks from full masks into <dataset>/scribbles/")
     x.add_argument("name", help="registered dataset or folder")
     x.add_argument("--length", type=float, required=True,
                    help="0 = a click per class, 1 = a full medial-axis scribble, in between = part of it")
     x.add_argument("--seed", type=int, default=0)
     x.add_argument("--data-root", metavar="DIR")
-    x.add_argument("--overwrite", action="store_true",
-                   help="write into an existing scribbles/ that holds files (same-named files replaced, others kept)")
+    x.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     x = dsub.add_parser("synthetic", help="write the built-in synthetic dataset (and its OOD variant)")
     x.add_argument("dest", help="new or empty folder (images/, masks/, split.csv); nothing in it is ever deleted")
     x.add_argument("--n", type=int, default=160)
     x.add_argument("--size", type=int, default=128)
     x.add_argument("--seed", type=int, default=0)
     x.add_argument("--ood", action="store_true", help="write the out-of-distribution variant")
-    x.add_argument("--overwrite", action="store_true",
-                   help="write into a non-empty DEST (replaces images/, masks/, split.csv; other files are kept)")
+    x.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
 
     # ---- train / evaluate / predict
     x = sub.add_parser("train", help="train one method on one dataset and evaluate it (ID + OOD)")
@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--test-sets", help="comma-separated dataset names/folders (default: the run's ID + OOD sets)")
     x.add_argument("--data-root", metavar="DIR")
     x.add_argument("--out", help="write the evaluation here instead of <run>/eval (a new, empty or earlier evaluation folder)")
-    x.add_argument("--overwrite", action="store_true", help="allow a non-empty --out (only the evaluation's files are replaced)")
+    x.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     x.add_argument("--json", action="store_true", help="print the metrics as JSON (for scripts) instead of a summary")
     x.add_argument("--shifts", metavar="NAMES",
                    help="intensity-shift stress test instead: 'all' or comma-separated shifts (brightness, contrast, "
@@ -123,9 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a key of the run's config (e.g. data.size is fixed by the checkpoint)")
     x.add_argument("images", help="folder of images")
     x.add_argument("out", help="NEW or empty folder for the predicted masks (<stem>.png: binary 0/255, multi-class "
-                   "palette PNG of label ids); never the images folder or a dataset's masks/")
-    x.add_argument("--overwrite", action="store_true",
-                   help="write into a non-empty OUT (same-named files replaced, nothing deleted; never an input folder)")
+                   "palette PNG of label ids); never the images folder, a dataset or another command's folder")
+    x.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     x.add_argument("--overlays", action="store_true",
                    help="also write OUT/overlays/<stem>.png: [image | image + predicted contour in red]")
     x.add_argument("--probabilities", action="store_true",
@@ -139,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     _cfg_args(x)
     x.add_argument("--out", help="shortcut for --set out=... (gallery goes here; cache beside it)")
     x.add_argument("--vanilla", action="store_true", help="the non-searched 4-2-1 generator (as `separate` uses)")
-    x.add_argument("--overwrite", action="store_true", help="allow an --out folder holding other files (kept)")
+    x.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
 
     # ---- experiments / reports / demo
     x = sub.add_parser("experiment", help="run (or resume) experiment grids and write their reports")
@@ -158,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "or HOST:6379 (default: $RAY_ADDRESS, else a local Ray started for this grid)")
     x.add_argument("--gpus-per-run", type=float, metavar="N",
                    help="GPUs each run asks Ray for, e.g. 1 or 0.5 (default: the grid's 'gpus', else 0)")
+    x.add_argument("--ray-timeout", type=float, metavar="SECONDS",
+                   help="how long to wait for the Ray cluster at --address to answer (default 30)")
     x.add_argument("--dry-run", action="store_true", help="list the runs that would run")
     x.add_argument("--no-report", action="store_true")
     x = sub.add_parser("status", help="what is done, training (how far, ETA), stopped, failed or left, per grid or "
@@ -174,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder(s) holding run folders (searched recursively); without -o the last one is OUT "
                         "(scarce report RUNS OUT)")
     x.add_argument("--out", "-o", help="report folder: new, empty or an earlier report (e.g. RUNS/report); never RUNS itself")
-    x.add_argument("--overwrite", action="store_true", help="allow a non-empty OUT that is not a report (its other files are kept)")
+    x.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     x.add_argument("--metric", help="dice | jaccard | jaccard_t (default: each dataset's primary metric)")
     x.add_argument("--newest", action="store_true",
                    help="when several runs fill one table cell (dataset, row, budget, seed), keep the newest "
@@ -192,8 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--out", "-o", required=True,
                    help="records folder: new, empty or an earlier export; never inside or around RUNS")
     x.add_argument("--overwrite", action="store_true",
-                   help="replace records that differ from their runs (runs trained again), and allow a non-empty "
-                        "OUT that is not an export (its other files are kept)")
+                   help="replace records that differ from their runs (runs trained again); " + OVERWRITE_HELP)
     x = sub.add_parser("robustness", help="intensity-shift stress test of every finished run under RUNS, then "
                        "tables + plots (mean ± std over seeds); resumes")
     x.add_argument("runs", nargs="+", help="folders holding run folders (searched recursively, e.g. a grid's out)")
@@ -210,8 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: <run>/eval_shifts/)")
     x.add_argument("--newest", action="store_true",
                    help="when several runs fill one cell (dataset, row, budget, seed), keep the newest")
-    x.add_argument("--overwrite", action="store_true",
-                   help="allow a non-empty OUT that is not a robustness report (its other files are kept)")
+    x.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     x = sub.add_parser("tsne", help="t-SNE of finished runs' pooled deep features on their test sets, coloured by "
                        "domain (one panel per run, e.g. base vs dim)")
     x.add_argument("runs", nargs="+", metavar="RUN", help="finished run folders (one panel each)")
@@ -222,8 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--set", "-s", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override a key of every run's config, e.g. --set train.threads=1")
     x.add_argument("--data-root", metavar="DIR")
-    x.add_argument("--overwrite", action="store_true",
-                   help="allow a non-empty OUT that is not a t-SNE output (its other files are kept)")
+    x.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     x = sub.add_parser("methods", help="registered training methods: family, what each does, its config keys")
     x.add_argument("name", nargs="?", help="one method: its config keys with defaults and help")
     x = sub.add_parser("demo", help="train and compare methods on built-in synthetic data (minutes on a CPU)")
@@ -232,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a key of the demo grid, e.g. --set base.train.iterations=100")
     x.add_argument("--workers", type=int, help="parallel runs (default 2, one thread each)")
     x.add_argument("--quick", action="store_true", help="tiny version (for smoke tests, ~1 minute)")
-    x.add_argument("--overwrite", action="store_true", help="allow an --out folder that holds other files (kept)")
+    x.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     return p
 
 
@@ -328,7 +326,7 @@ def _dispatch(a: argparse.Namespace) -> int:
         from scarce.api import evaluate_run
 
         sets = [s for s in (a.test_sets or "").split(",") if s] or None
-        if a.shifts or a.severities:
+        if a.shifts is not None or a.severities:  # --shifts "" too: an error, not a plain evaluation
             return _evaluate_shifts(a, sets)
         res = evaluate_run(a.run_dir, sets, a.data_root, a.out, a.config, a.sets, overwrite=a.overwrite)
         if a.json:
@@ -367,6 +365,7 @@ def _dispatch(a: argparse.Namespace) -> int:
         watch = shlex.join(["scarce", "status", *a.grids, *[t for x in a.sets for t in ("--set", x)]])
         results = run_grids(a.grids, a.sets, workers=a.workers, report=not a.no_report, dry_run=a.dry_run,
                             backend=a.backend, address=a.address, gpus_per_run=a.gpus_per_run,
+                            ray_timeout=a.ray_timeout,
                             # once the grids are checked and locked: an error stays the only line
                             on_start=lambda: print(f"scarce: see where the runs stand with: {watch}", file=sys.stderr))
         for res in results:
@@ -460,7 +459,7 @@ def _evaluate_shifts(a: argparse.Namespace, test_sets: list[str] | None) -> int:
     from scarce.api import SHIFTS_DIR, evaluate_shifts, load_run_config
     from scarce.config import ConfigError
 
-    if not a.shifts:
+    if a.shifts is None:
         raise ConfigError("--severities needs --shifts (e.g. --shifts all --severities 1 2 3)")
     rows = evaluate_shifts(a.run_dir, a.shifts, a.severities or (1, 2, 3), test_sets, a.out, a.overwrite,
                            a.config, a.sets, data_root=a.data_root)
@@ -527,7 +526,8 @@ def _data(a: argparse.Namespace) -> int:
         if a.out:  # before the (slow) split: an existing file is refused, not overwritten
             from scarce.utils.paths import check_output_file
 
-            check_output_file(a.out, overwrite=a.overwrite, what="split file")
+            check_output_file(a.out, overwrite=a.overwrite, what="split file", command="scarce data split",
+                              previous=D.is_split_file)
         extra = [f"data.dataset={a.name}"] if a.name else []
         if a.budget is not None:
             extra.append(f"data.budget={a.budget}")

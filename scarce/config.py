@@ -85,7 +85,8 @@ class DataConfig:
     synthetic_n: int = 160
     """Size of the built-in synthetic dataset (ID pool incl. test); OOD variant has half as many."""
     unlabelled: Any = None
-    """Unlabelled pool of semi-supervised methods (ignored by the others): None = the dataset's
+    """Unlabelled pool of semi-supervised methods (refused for the others, unless it names one of
+    their OOD/monitor sets, whose test part alone is then scored as for the others): None = the dataset's
     training images outside the labelled budget, its validation and test parts; N (int) = N of
     those, drawn with the split seed; a list of entries = their union: the dataset's own name
     (its pool as above), a registered dataset (its training part, never its test part), a

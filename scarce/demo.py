@@ -44,12 +44,13 @@ def is_demo_folder(folder: Path) -> bool:
 def run_demo(out: str = "runs/demo", sets: Sequence[str] | None = None, workers: int | None = None,
              quick: bool = False, overwrite: bool = False) -> str:
     """Run the demo grid and print its results table; returns the report folder. ``out`` must be
-    new, empty or an earlier demo folder (resumed) unless ``overwrite`` (then the demo's
-    ``runs/`` and ``report/`` are added beside the folder's other files)."""
+    new, empty or an earlier demo folder (resumed; :mod:`scarce.utils.paths`)."""
     from scarce.experiments import run_grid
-    from scarce.utils.paths import check_output_folder
+    from scarce.utils.paths import check_output_folder, write_marker
 
-    check_output_folder(out, overwrite=overwrite, what="demo folder", previous=is_demo_folder)
+    check_output_folder(out, overwrite=overwrite, what="demo folder", previous=is_demo_folder,
+                        command="scarce demo")
+    write_marker(out, "scarce demo")  # a container: its grid's runs and report go inside
 
     res = run_grid(demo_grid(out, quick), sets, workers=workers)
     report = Path(res["report"])

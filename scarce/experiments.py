@@ -62,6 +62,8 @@ _IN_RUN = threading.Event()
 INTERRUPTED = "interrupted"
 """Status prefix of a run stopped on SIGINT/SIGTERM at a checkpoint (it resumes; not a failure)."""
 NOT_STARTED = "not started (the grid was asked to stop)"
+RAY_TIMEOUT = 30.0
+"""Seconds to wait for an existing Ray cluster to answer (``--ray-timeout``)."""
 RAY_MAX_RETRIES = 3
 """Ray re-runs a run whose worker process died (node lost, killed for memory) up to this many
 times; a rerun resumes from the run's last checkpoint, so nothing is trained twice."""
@@ -98,7 +100,98 @@ def load_grid(grid: str | os.PathLike[str] | Mapping[str, Any], sets: Sequence[s
     for key in ("datasets", "methods"):
         if not g.get(key):
             raise ConfigError(f"grid needs a non-empty {key!r} list")
+    _check_grid_values(g, _grid_where(grid))
     return g
+
+
+def _grid_where(grid: str | os.PathLike[str] | Mapping[str, Any]) -> str:
+    """How an error names a grid: its file, or for a mapping its name."""
+    if not isinstance(grid, Mapping):
+        return os.fspath(grid)
+    return f"grid {grid['name']!r}" if grid.get("name") else "the grid"
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+_INT_KEYS = {  # grid key: (lowest value, what it is)
+    "workers": (1, "an integer >= 1 (parallel worker processes)"),
+    "threads": (0, "an integer >= 0 (torch threads per run; 0: the cores shared among the workers)"),
+}
+_INT_LISTS = {
+    "budgets": "integers >= 0 (labelled images per run, 0 = the whole pool; e.g. budgets: [40, 100])",
+    "seeds": "integers >= 0 (training seeds; e.g. seeds: [0, 1, 2])",
+}
+
+
+def _method_label(m: Mapping[str, Any]) -> str:
+    method = m.get("method")
+    return str(m.get("label", method.get("name", "method") if isinstance(method, Mapping) else "method"))
+
+
+def _model_label(model: Any) -> str:
+    if not isinstance(model, Mapping):
+        return str(model)
+    return str(model.get("label", model.get("name", "unet")))
+
+
+def _folder_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be one folder of a run's path (None: it can)."""
+    if name in ("", ".", ".."):
+        return "it is empty" if not name else f"it is {name!r}"
+    for c, shown in (("/", "'/'"), ("\\", "'\\'"), ("\0", "a NUL character")):
+        if c in name:
+            return f"it holds {shown}"
+    return None
+
+
+def _check_grid_values(g: Mapping[str, Any], where: str) -> None:
+    """The grid's numbers and the names its run folders are made of, checked as the grid is
+    loaded, before anything is written. Why: ``int()`` of a value such as ``zero`` is a
+    traceback, and a label holding ``/`` or ``..`` would put its runs outside the grid's ``out``."""
+    for key, (low, what) in _INT_KEYS.items():
+        v = g.get(key)
+        if v is not None and (not _is_int(v) or v < low):
+            raise ConfigError(f"{where}: grid key {key!r} must be {what}, got {v!r}")
+    gpus = g.get("gpus")
+    if gpus is not None and (isinstance(gpus, bool) or not isinstance(gpus, (int, float)) or not 0 <= gpus < 1e6):
+        raise ConfigError(f"{where}: grid key 'gpus' must be a number >= 0 (GPUs per run on the Ray backend, "
+                          f"e.g. 1 or 0.5), got {gpus!r}")
+
+    def int_list(key: str, value: Any) -> None:
+        for v in _as_list(value):
+            if not _is_int(v) or v < 0:
+                raise ConfigError(f"{where}: grid key {key!r} must hold {_INT_LISTS[key.rsplit('.', 1)[-1]]}, "
+                                  f"got {v!r}")
+
+    for key in _INT_LISTS:
+        if key in g:
+            int_list(key, g[key])
+    fix_label = "give the row a label that is one folder name (no '/', '\\' or NUL; not '.' or '..')"
+    for i, ds in enumerate(_as_list(g["datasets"])):
+        row = f"datasets[{i}]"
+        if isinstance(ds, Mapping):
+            if "name" not in ds:
+                raise ConfigError(f"{where}: {row} needs a 'name' (a registered dataset or a dataset folder)")
+            for key in _INT_LISTS:
+                if key in ds:
+                    int_list(f"{row}.{key}", ds[key])
+        name = str(ds["name"] if isinstance(ds, Mapping) else ds)
+        why = ("it holds a NUL character" if "\0" in name else _folder_name_problem(_dataset_folder(name)))
+        if why:
+            raise ConfigError(f"{where}: {row} {name!r} cannot name the folder of its runs ({why}): give a "
+                              "registered dataset name, or the dataset folder's absolute path (its own folder name "
+                              "then names the runs' folder)")
+    for i, m in enumerate(_as_list(g["methods"])):
+        if not isinstance(m, Mapping):
+            raise ConfigError(f"{where}: methods[{i}] must be a mapping such as "
+                              f"{{label: supervised, method: {{name: supervised}}}}, got {m!r}")
+        if why := _folder_name_problem(label := _method_label(m)):
+            raise ConfigError(f"{where}: methods[{i}] label {label!r} cannot name a run folder ({why}): {fix_label}")
+    for i, model in enumerate(_as_list(g.get("models", ["unet"]))):
+        if why := _folder_name_problem(label := _model_label(model)):
+            raise ConfigError(f"{where}: models[{i}] label {label!r} cannot name a run folder ({why}): {fix_label}")
 
 
 def _dataset_folder(ds_name: str) -> str:
@@ -113,7 +206,14 @@ def _dataset_folder(ds_name: str) -> str:
 
 def expand_grid(g: Mapping[str, Any]) -> list[RunSpec]:
     """All runs of a grid, each with its fully resolved config dict (validated by
-    :func:`scarce.validate.validate_config`: a bad value fails before any folder is created)."""
+    :func:`scarce.validate.validate_config`: a bad value fails before any folder is created).
+    A run folder the grid lists more than once (``seeds: [0, 0]``, two equal rows) is one run,
+    listed once; listed with different configs, the grid is refused."""
+    return _expand_grid(g)[0]
+
+
+def _expand_grid(g: Mapping[str, Any]) -> tuple[list[RunSpec], int]:
+    """:func:`expand_grid` and how many duplicate runs it dropped."""
     from scarce.validate import validate_config
 
     out_root = Path(g.get("out", f"runs/{g.get('name', 'grid')}"))
@@ -128,11 +228,13 @@ def expand_grid(g: Mapping[str, Any]) -> list[RunSpec]:
         if ds_over:
             raise ConfigError(f"unknown keys {sorted(ds_over)} for dataset {ds_name!r} (use name/budgets/seeds/base)")
         for m in _as_list(g["methods"]):
+            label = _method_label(m)
             m = dict(m)
-            label = str(m.pop("label", m.get("method", {}).get("name", "method")))
+            m.pop("label", None)
             for model in _as_list(g.get("models", ["unet"])):
+                model_label = _model_label(model)
                 model_over = dict(model) if isinstance(model, Mapping) else {"name": model}
-                model_label = str(model_over.pop("label", model_over.get("name", "unet")))
+                model_over.pop("label", None)
                 for b in budgets:
                     for s in seeds:
                         run_dir = out_root / _dataset_folder(ds_name) / f"{label}-{model_label}" / f"b{b}" / f"s{s}"
@@ -146,7 +248,24 @@ def expand_grid(g: Mapping[str, Any]) -> list[RunSpec]:
                         resolved = resolve_dict(d)
                         validate_config(from_dict(RunConfig, resolved))  # keys and values now, not hours later
                         specs.append(RunSpec(run_dir, resolved, ds_name, label, model_label, int(b), int(s)))
-    return specs
+    return _unique_runs(g, specs)
+
+
+def _unique_runs(g: Mapping[str, Any], specs: list[RunSpec]) -> tuple[list[RunSpec], int]:
+    """The grid's runs with each run folder once (the first listing kept), and how many were
+    dropped; a folder listed with different configs would hold whichever trained first: refused."""
+    seen: dict[Path, RunSpec] = {}
+    for s in specs:
+        key = s.run_dir.resolve()
+        first = seen.setdefault(key, s)
+        if first is not s and first.config != s.config:
+            from scarce.api import config_differences
+
+            if diff := config_differences(first.config, s.config):
+                raise ConfigError(f"run folder {str(s.run_dir)!r} is listed twice by grid {g.get('name', '')!r} "
+                                  f"with different configs ({', '.join(diff[:5])} differ): give one of the rows "
+                                  "another label")
+    return list(seen.values()), len(specs) - len(seen)
 
 
 def _check_unchanged(specs: list[RunSpec]) -> None:
@@ -243,7 +362,8 @@ def _run_ray_task(config: dict[str, Any], threads: int, cwd: str) -> tuple[str, 
 def run_grid(grid: str | os.PathLike[str] | Mapping[str, Any], sets: Sequence[str] | None = None,
              workers: int | None = None, report: bool = True, dry_run: bool = False,
              log=print, *, backend: str = "local", address: str | None = None,
-             gpus_per_run: float | None = None, progress: bool = True) -> dict[str, Any]:
+             gpus_per_run: float | None = None, progress: bool = True,
+             ray_timeout: float | None = None) -> dict[str, Any]:
     """Run (or resume) every unfinished run of a grid, then write the report. One process per
     grid: a second ``run_grid`` on the same ``out`` folder is refused while this one runs
     (:class:`scarce.utils.lock.FolderLockedError` naming it), and each run also holds its own
@@ -252,10 +372,12 @@ def run_grid(grid: str | os.PathLike[str] | Mapping[str, Any], sets: Sequence[st
     ``backend``: ``local`` (``workers`` processes here) or ``ray`` (one task per run on the Ray
     cluster at ``address`` — e.g. ``auto`` for the one this machine belongs to — or, without an
     address, an already initialised Ray or a local one started for this call). ``gpus_per_run``
-    (Ray only) overrides the grid's ``gpus``. ``progress``: the grid's progress line on stderr
-    (:class:`scarce.utils.progress.GridProgress`). Several grids in one pool: :func:`run_grids`."""
+    (Ray only) overrides the grid's ``gpus``; ``ray_timeout`` (Ray only): seconds to wait for the
+    cluster at ``address`` to answer (default :data:`RAY_TIMEOUT`). ``progress``: the grid's progress
+    line on stderr (:class:`scarce.utils.progress.GridProgress`). Several grids in one pool:
+    :func:`run_grids`."""
     return run_grids([grid], sets, workers, report, dry_run, log, backend=backend, address=address,
-                     gpus_per_run=gpus_per_run, progress=progress)[0]
+                     gpus_per_run=gpus_per_run, progress=progress, ray_timeout=ray_timeout)[0]
 
 
 @dataclass
@@ -264,6 +386,8 @@ class _Grid:
     g: dict[str, Any]
     specs: list[RunSpec]
     resources: tuple[int, float]
+    dropped: int = 0
+    """Runs the grid lists more than once (each trains once)."""
 
     @property
     def name(self) -> str:
@@ -287,7 +411,7 @@ def run_grids(grids: Sequence[str | os.PathLike[str] | Mapping[str, Any]], sets:
               workers: int | None = None, report: bool = True, dry_run: bool = False,
               log=print, *, backend: str = "local", address: str | None = None,
               gpus_per_run: float | None = None, progress: bool = True,
-              on_start: Callable[[], None] | None = None) -> list[dict[str, Any]]:
+              on_start: Callable[[], None] | None = None, ray_timeout: float | None = None) -> list[dict[str, Any]]:
     """Run several grids in **one** pool of workers, the first grid's runs first, and write each
     grid's report as soon as its own runs have ended. Why: grids run one after another leave
     cores idle at every grid's tail (its last, longest runs train while the next grid waits); in
@@ -298,17 +422,21 @@ def run_grids(grids: Sequence[str | os.PathLike[str] | Mapping[str, Any]], sets:
     configs agree and is refused when they differ. Returns one :func:`run_grid` result per grid,
     in order. A report that fails is raised after the pool has finished the other grids' runs.
     ``on_start``: called once every grid is checked and locked, before anything trains (the CLI
-    says there how to watch the grids; an error before it stays the command's only line)."""
+    says there how to watch the grids; an error before it stays the command's only line).
+    ``ray_timeout``: as for :func:`run_grid`."""
     if not grids:
         raise ConfigError("no grid given")
     gs = [load_grid(grid, sets) for grid in grids]
-    resources = [_check_backend(g, backend, address, gpus_per_run) for g in gs]
+    resources = [_check_backend(g, backend, address, gpus_per_run, ray_timeout) for g in gs]
     if backend == "ray" and not dry_run:
         _import_ray()  # one clear line at once when it is missing
-    loaded = [_Grid(g, expand_grid(g), r) for g, r in zip(gs, resources)]  # validates every config first
+    loaded = []
+    for g, r in zip(gs, resources):
+        specs, dropped = _expand_grid(g)  # validates every config first
+        loaded.append(_Grid(g, specs, r, dropped))
     _check_shared_runs(loaded)
     for gr in loaded:
-        _check_records(gr)
+        _check_outputs(gr)
     if dry_run:
         return _run_grids(loaded, workers, report, dry_run, log, backend, None, progress)
     from scarce.utils.lock import GRID_LOCK_NAME, lock_folder
@@ -324,26 +452,50 @@ def run_grids(grids: Sequence[str | os.PathLike[str] | Mapping[str, Any]], sets:
                         if not (s.run_dir / "metrics.json").exists()]
             if requests:  # else no Ray is needed
                 # connected (and its capacity checked) before any grid folder is touched
-                cluster = stack.enter_context(_ray_cluster(address, requests, log, _pool_name(loaded)))
+                cluster = stack.enter_context(_ray_cluster(address, requests, log, _pool_name(loaded),
+                                                           RAY_TIMEOUT if ray_timeout is None else ray_timeout))
         locked: set[Path] = set()
         for gr in loaded:
             if (key := gr.out_root.resolve()) not in locked:
                 locked.add(key)
                 stack.enter_context(lock_folder(gr.out_root, GRID_LOCK_NAME, what="grid folder", hint=hint))
+                from scarce.utils.paths import write_marker
+
+                write_marker(gr.out_root, EXPERIMENT)  # a container: its runs (and report) go inside
         if on_start is not None:
             on_start()
         return _run_grids(loaded, workers, report, dry_run, log, backend, cluster, progress)
 
 
-def _check_records(gr: _Grid) -> None:
-    """The grid's ``records`` folder (if any) may receive records: new, empty or an earlier export,
-    never inside or around the grid's ``out`` (the report would count runs twice). Creates nothing."""
+EXPERIMENT = "scarce experiment"
+"""Command name in a grid ``out`` folder's output marker (:mod:`scarce.utils.paths`)."""
+
+
+def is_grid_folder(folder: Path) -> bool:
+    """True when ``folder`` holds an earlier grid's runs (``<dataset>/<row>/b<N>/s<seed>/config.yaml``)
+    or only its caches, also one made before grid folders carried their marker."""
+    names = {e.name for e in folder.iterdir()}
+    if names <= {".cache", ".gan_cache", ".scarce-grid.lock", "report"}:
+        return True
+    return next(folder.glob("*/*/*/*/config.yaml"), None) is not None
+
+
+def _check_outputs(gr: _Grid) -> None:
+    """Every folder the grid writes, before anything runs (:mod:`scarce.utils.paths`): its
+    ``out`` (new, empty or a grid's), its report folder (new, empty or a report; it may lie in
+    ``out``) and its ``records`` folder if any (new, empty or an export, never inside or around
+    ``out``: the report would count runs twice). Creates nothing."""
+    from scarce.reports.report import check_report_folder
+    from scarce.utils.paths import check_output_folder
+
+    check_output_folder(gr.out_root, what=f"grid {gr.name!r} out folder", previous=is_grid_folder,
+                        command=EXPERIMENT)
+    check_report_folder(gr.out_root, gr.g.get("report") or gr.out_root / "report")
     if gr.g.get("records"):
-        from scarce.reports.records import is_records_folder
-        from scarce.utils.paths import check_output_folder
+        from scarce.reports.records import EXPORT, is_records_folder
 
         check_output_folder(gr.g["records"], inputs=[gr.out_root], what=f"grid {gr.name!r} records folder",
-                            previous=is_records_folder)
+                            previous=is_records_folder, command=EXPORT)
 
 
 def _export_records(gr: _Grid, log: Any) -> None:
@@ -404,6 +556,9 @@ def _run_grids(loaded: list[_Grid], workers: int | None, report: bool, dry_run: 
             log(f"grid {gr.name}: config.yaml of {adopted} finished runs rewritten in this grid's "
                 "spelling (same runs; label, out, spelled-out defaults)")
         todo.sort(key=lambda s: (s.budget, s.seed))  # smallest budgets first: the main table fills first
+        if gr.dropped:
+            log(f"grid {gr.name}: {gr.dropped} duplicate run(s) dropped (the grid lists their run folders more "
+                "than once with the same config; each trains once)")
         log(f"grid {gr.name}: {len(specs)} runs, {len(specs) - len(todo)} finished, {len(todo)} to do")
         if dry_run:
             for s in todo:
@@ -537,21 +692,24 @@ def _forward_stop(ex: cf.ProcessPoolExecutor) -> None:
 
 
 def _check_backend(g: Mapping[str, Any], backend: str, address: str | None,
-                   gpus_per_run: float | None) -> tuple[int, float]:
-    """The backend's options, checked before anything runs; returns the Ray task's
-    (threads, GPUs) request of a run that does not set its own ``train.threads``."""
+                   gpus_per_run: float | None, ray_timeout: float | None = None) -> tuple[int, float]:
+    """The backend's options, checked before anything runs (the grid's own keys were checked by
+    :func:`load_grid`); returns the Ray task's (threads, GPUs) request of a run that does not set
+    its own ``train.threads``."""
     if backend not in BACKENDS:
         raise ConfigError(f"unknown grid backend {backend!r}: use {' | '.join(BACKENDS)}")
-    if backend != "ray" and (address is not None or gpus_per_run is not None):
-        raise ConfigError("--address and --gpus-per-run are options of the Ray backend: add --backend ray")
+    if backend != "ray" and (address is not None or gpus_per_run is not None or ray_timeout is not None):
+        raise ConfigError("--address, --gpus-per-run and --ray-timeout are options of the Ray backend: "
+                          "add --backend ray")
     gpus = gpus_per_run if gpus_per_run is not None else g.get("gpus", 0)
     if isinstance(gpus, bool) or not isinstance(gpus, (int, float)) or not 0 <= gpus < 1e6:
         raise ConfigError(f"grid key 'gpus' must be a number >= 0 (GPUs per run on the Ray backend, e.g. 1 or 0.5), "
                           f"got {gpus!r}")
-    threads = g.get("threads", 0) or 0
-    if backend == "ray" and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 0):
-        raise ConfigError(f"grid key 'threads' must be an integer >= 0 (torch threads per run), got {threads!r}")
-    return max(1, int(threads)) if backend == "ray" else 1, float(gpus)
+    if ray_timeout is not None and (isinstance(ray_timeout, bool) or not isinstance(ray_timeout, (int, float))
+                                    or not 0 < ray_timeout < float("inf")):
+        raise ConfigError(f"--ray-timeout must be a number of seconds > 0 (how long to wait for the Ray cluster to "
+                          f"answer, e.g. 30), got {ray_timeout!r}")
+    return max(1, int(g.get("threads", 0) or 0)) if backend == "ray" else 1, float(gpus)
 
 
 def _ray_request(config: Mapping[str, Any], resources: tuple[int, float]) -> tuple[int, float]:
@@ -623,27 +781,108 @@ class _RayCluster:
 
 @contextlib.contextmanager
 def _ray_cluster(address: str | None, requests: list[tuple[int, float]], log: Any,
-                 name: str) -> Iterator[_RayCluster]:
+                 name: str, timeout: float = RAY_TIMEOUT) -> Iterator[_RayCluster]:
     """Ray for one grid: an initialised Ray (a notebook, a test) is used and left as is; else
     ``ray.init(address)`` (None: $RAY_ADDRESS, the cluster this machine runs, else a new local
-    one), shut down (or disconnected) at the end. Refuses a run request no node can hold."""
-    import logging
-
+    one; an existing cluster must answer within ``timeout`` seconds: :func:`_ray_connect`), shut
+    down (or disconnected) at the end. Refuses a run request no node can hold."""
     ray = _import_ray()
     connected_here = not ray.is_initialized()
     if connected_here:
-        try:
-            ray.init(address=address, logging_level=logging.WARNING)
-        except ConnectionError as e:
-            raise ConfigError(f"cannot reach the Ray cluster at {address or os.environ.get('RAY_ADDRESS')!r} ({e}): "
-                              "check the address (and, where the cluster uses token authentication, "
-                              "RAY_AUTH_MODE=token with its token), start one with `ray start --head`, "
-                              "or drop --address to start a local one") from e
+        _ray_connect(ray, address, timeout)
     try:
         yield _RayCluster(ray, _ray_slots(ray, requests, log, name))
     finally:
         if connected_here:
             ray.shutdown()  # stops a cluster started here; only disconnects from an existing one
+
+
+_RAY_FIX = ("check the address (and, where the cluster uses token authentication, RAY_AUTH_MODE=token with its "
+            "token), start one with `ray start --head`, or drop --address to start a local one")
+
+
+def _ray_connect(ray: Any, address: str | None, timeout: float) -> None:
+    """``ray.init(address)`` that gives up after ``timeout`` seconds when it joins an existing
+    cluster. Why: Ray retries an address nothing answers at for ever. The cluster's address is
+    first tried with a plain TCP connection (refused or unreachable: refused at once);
+    ``ray.init`` then runs in a daemon thread, and a cluster that has not answered by the
+    deadline is refused (that thread is left behind, blocked in Ray). Starting a new local Ray
+    (no address found) is not timed."""
+    import logging
+    import socket
+
+    shown = address or os.environ.get("RAY_ADDRESS") or "auto"
+    try:
+        target = _ray_target(address)
+    except (ConnectionError, ValueError) as e:  # "auto" with no cluster running; not HOST:PORT
+        raise ConfigError(f"cannot reach the Ray cluster at {shown!r} ({e}): {_RAY_FIX}") from e
+
+    def init() -> None:
+        ray.init(address=address, logging_level=logging.WARNING)
+
+    if target is None:  # a new local Ray
+        try:
+            return init()
+        except ConnectionError as e:
+            raise ConfigError(f"cannot reach the Ray cluster at {shown!r} ({e}): {_RAY_FIX}") from e
+    deadline = time.monotonic() + timeout
+    if target:
+        host, _, port = target.rpartition(":")
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+        except (OSError, ValueError) as e:
+            why = "no answer" if isinstance(e, TimeoutError) else getattr(e, "strerror", None) or str(e)
+            raise ConfigError(f"cannot reach the Ray cluster at {shown!r} ({target}: {why}): {_RAY_FIX}") from None
+    outcome: list[BaseException | None] = []
+
+    def connect() -> None:
+        try:
+            init()
+            outcome.append(None)
+        except BaseException as e:  # noqa: BLE001 — raised again in the calling thread
+            outcome.append(e)
+
+    # ray.init warns that it sets no SIGTERM handler outside the main thread; it is set below
+    quiet = lambda record: "SIGTERM handler is not set" not in record.getMessage()
+    ray_log = logging.getLogger("ray._private.worker")
+    ray_log.addFilter(quiet)
+    try:
+        thread = threading.Thread(target=connect, name="scarce-ray-connect", daemon=True)
+        thread.start()
+        thread.join(max(0.0, deadline - time.monotonic()))
+    finally:
+        ray_log.removeFilter(quiet)
+    if not outcome:
+        raise ConfigError(f"the Ray cluster at {shown!r}{f' ({target})' if target and target != shown else ''} did "
+                          f"not answer within {timeout:g}s: check that it runs and its address (and, where it uses "
+                          "token authentication, RAY_AUTH_MODE=token with its token), raise --ray-timeout for a slow "
+                          "cluster, or drop --address to start a local one")
+    if isinstance(outcome[0], ConnectionError):
+        why = " ".join(str(outcome[0]).split())
+        raise ConfigError(f"cannot reach the Ray cluster at {shown!r} ({why}): {_RAY_FIX}") from outcome[0]
+    if outcome[0] is not None:
+        raise outcome[0]
+    if threading.current_thread() is threading.main_thread():  # as ray.init does in the main thread
+        import signal
+        import sys
+
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(signum))
+
+
+def _ray_target(address: str | None) -> str | None:
+    """The ``HOST:PORT`` ``ray.init(address)`` connects to (as Ray resolves ``auto``,
+    ``$RAY_ADDRESS`` and this machine's own address); None: it starts a new local Ray; "": an
+    existing cluster whose address Ray's internals did not tell."""
+    addr = address
+    if os.environ.get("RAY_ADDRESS") and addr in (None, "auto"):
+        addr = os.environ["RAY_ADDRESS"]
+    if addr is not None and addr.startswith("ray://"):  # Ray Client: its server's own port
+        return addr[len("ray://"):]
+    try:
+        from ray._private.services import canonicalize_bootstrap_address
+    except ImportError:  # Ray moved it: no TCP check, the timeout still holds
+        return None if addr is None else ""
+    return canonicalize_bootstrap_address(addr)
 
 
 def _run_todo_ray(todo: list[_Job], cluster: _RayCluster | None, ended: Any) -> None:

@@ -86,6 +86,48 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "run"
 
 
+def _check_runs(runs: list[dict[str, Any]], names: list[str], sev: tuple[int, ...], sets: list[str] | None,
+                data_root: str | None, out_dir: Path, runs_read_only: bool) -> None:
+    """Before any evaluation: every run still to evaluate has test sets, a ``best.pt`` that fits
+    the network of its config and (without ``runs_read_only``) a writable run folder; else one
+    ConfigError naming them, so nothing is evaluated or written. Other problems of a run (e.g. its
+    dataset is missing) are left to the evaluation, which skips that run with a warning."""
+    from scarce.api import SHIFTS_DIR, check_test_sets, load_run_config, load_segmenter, shift_evaluation_current
+    from scarce.data.types import DataError
+    from scarce.utils.io import CheckpointError, ensure_writable
+
+    problems: list[str] = []
+    for r in runs:
+        run_dir, own = r["run_dir"], r["run_dir"] / SHIFTS_DIR
+        candidates = [out_dir / PER_RUN_DIR / _slug(r["run"]), own] if runs_read_only else [own]
+        try:
+            if any(shift_evaluation_current(run_dir, f, names, sev, sets=sets) for f in candidates):
+                continue  # reused, not evaluated
+            cfg = load_run_config(run_dir, sets=sets)
+        except (DataError, ConfigError, CheckpointError, KeyError, OSError):
+            continue  # the evaluation loop skips it, naming why
+        if data_root:
+            cfg.data.root = data_root
+        try:
+            check_test_sets(cfg, run_dir, f"add --set data.test_sets=[{cfg.data.dataset}] (the sets to stress-test)")
+            if not runs_read_only:
+                try:
+                    ensure_writable(own)
+                except OSError as e:
+                    raise ConfigError(f"cannot write the shift evaluation into {own.as_posix()!r} ({e.strerror}); "
+                                      "pass --runs-read-only to write it under OUT/per_run/ instead") from None
+            load_segmenter(run_dir, cfg)
+        except (ConfigError, CheckpointError) as e:
+            problems.append(str(e))
+        except (DataError, KeyError, OSError):
+            continue
+    if len(problems) == 1:
+        raise ConfigError(f"{problems[0]} (nothing was evaluated)")
+    if problems:
+        more = f" | and {len(problems) - 3} more" if len(problems) > 3 else ""
+        raise ConfigError(f"{len(problems)} runs cannot be evaluated (nothing was): {' | '.join(problems[:3])}{more}")
+
+
 def run_robustness(runs_roots: Sequence[str | Path], out: str | Path, shifts: str | list[str] | None = None,
                    severities: Any = (1, 2, 3), metric: str | None = None, sets: list[str] | None = None,
                    data_root: str | None = None, runs_read_only: bool = False, newest: bool = False,
@@ -100,7 +142,10 @@ def run_robustness(runs_roots: Sequence[str | Path], out: str | Path, shifts: st
     reused). ``sets`` override keys of every run's config (e.g. ``train.threads=1``,
     ``data.cache_dir=...``). Unfinished runs are skipped with a warning naming them; a run whose
     evaluation fails (e.g. its dataset is missing) is skipped with a warning and listed in the
-    result's ``failed``. Returns ``{report, runs, evaluated, reused, unfinished, failed}``.
+    result's ``failed``. An unwritable ``out``, or a run to evaluate without test sets, with a
+    ``best.pt`` of another network or (without ``runs_read_only``) a read-only folder, stops the
+    call with one ConfigError before anything is evaluated or written.
+    Returns ``{report, runs, evaluated, reused, unfinished, failed}``.
     """
     from scarce.api import SHIFTS_DIR, evaluate_shifts, shift_evaluation_current
     from scarce.data.types import DataError
@@ -117,6 +162,13 @@ def run_robustness(runs_roots: Sequence[str | Path], out: str | Path, shifts: st
             what = "is a file, not a folder" if Path(root).exists() else "does not exist"
             raise ConfigError(f"runs folder {str(root)!r} {what}; pass folders holding run folders (e.g. a grid's out)")
     check_robustness_folder(runs_roots, out, overwrite=overwrite)
+    from scarce.utils.io import ensure_writable
+
+    try:  # before any run is evaluated (and its eval_shifts/ written)
+        ensure_writable(out)
+    except OSError as e:
+        raise ConfigError(f"cannot write the robustness report into {str(out)!r} ({e.strerror}); choose another "
+                          "-o/--out folder") from None
     found, unfinished = _discover(runs_roots)
     if not found:
         raise ConfigError(f"no finished run under {', '.join(repr(str(r)) for r in runs_roots)} (a finished run "
@@ -129,6 +181,7 @@ def run_robustness(runs_roots: Sequence[str | Path], out: str | Path, shifts: st
                       f"{', '.join(unfinished[:5])}{more}", stacklevel=2)
         notes.append(f"{len(unfinished)} unfinished run(s) skipped: " + ", ".join(f"`{u}`" for u in unfinished))
     out_dir = Path(out)
+    _check_runs(runs, names, sev, sets, data_root, out_dir, runs_read_only)
     evaluated, reused, failed, ready = [], [], [], []
     t0 = time.time()
     for i, r in enumerate(runs, 1):

@@ -92,6 +92,27 @@ def _check_schedule(t: Any) -> None:
     _need_num("train.ema", t.ema, 0.0, 1.0, 0.99)
 
 
+def _unlabelled_picks_tests(cfg: RunConfig) -> bool:
+    """True when ``data.unlabelled`` matters to a run of any method: it names another registered
+    dataset that is one of the run's test or ``eval.monitor`` sets (by default, its OOD sets),
+    whose test part alone is then scored (:func:`scarce.data.load.unlabelled_datasets`), so a
+    supervised row of a multi-domain grid is scored on the same images as its semi-supervised
+    rows. A count, the run's own dataset or a folder of images changes nothing for it."""
+    from pathlib import Path
+
+    from scarce.data.registry import DATASETS
+
+    d = cfg.data
+    spec = d.unlabelled
+    entries = [spec] if isinstance(spec, str) else list(spec) if isinstance(spec, (list, tuple)) else []
+    own = str(d.dataset)
+    registered = own in DATASETS and not Path(own).is_dir()
+    tests = list(d.test_sets) if d.test_sets is not None else list(DATASETS.get(own).ood) if registered else []
+    wanted = {str(t) for t in [*tests, *(cfg.eval.monitor or [])]}
+    bases = {e.strip().partition(":")[0] for e in entries if isinstance(e, str)}
+    return any(b != own and b in DATASETS and not Path(b).is_dir() and b in wanted for b in bases)
+
+
 def validate_config(cfg: RunConfig, training: bool = True) -> None:
     """Raise a ConfigError for the first value of ``cfg`` that cannot work (ranges, the data size
     vs the model stride, the device, the method's own keys, the optimizer and loss names).
@@ -165,6 +186,18 @@ def validate_config(cfg: RunConfig, training: bool = True) -> None:
             ok = [n for n in load_builtin_methods().names() if load_builtin_methods().get(n).closure_step]
             raise ConfigError(f"train.optim.name={o.name!r} evaluates the loss twice per step; method {spec.name!r} "
                               f"computes it once. Methods that support it: {', '.join(ok)}")
+        pool = d.unlabelled
+        unset = pool is None or (isinstance(pool, str) and pool.strip().lower() in ("", "auto", "default"))
+        if not unset and "unlabelled" not in spec.cls.streams and not _unlabelled_picks_tests(cfg):
+            from scarce.methods import load_builtin_methods
+
+            reg = load_builtin_methods()
+            users = [n for n in reg.names() if "unlabelled" in reg.get(n).streams]
+            example = "fixmatch" if "fixmatch" in users else users[0]
+            raise ConfigError(f"config key 'data.unlabelled' is set ({d.unlabelled!r}), but method {spec.name!r} "
+                              f"trains on labelled images only and would ignore it; methods that use unlabelled "
+                              f"images: {', '.join(users)} (e.g. --set method.name={example}), "
+                              f"or remove data.unlabelled")
         check_run = getattr(spec.cls, "check_run_config", None)  # a method's own rules (ctbct: data.size)
         if check_run is not None:
             check_run(cfg, spec.config)

@@ -125,7 +125,7 @@ def test_generic_and_atomic_failure(tmp_path):
     _mask(src / "masks" / "y.png")
     dest = import_dataset("generic", src, tmp_path / "out")
     assert sorted(_masks(dest)) == ["x", "y"]
-    with pytest.raises(DataError, match="not empty"):
+    with pytest.raises(ValueError, match="earlier output of `scarce data import`; pass --overwrite"):
         import_dataset("generic", src, dest)
     # a bad pair fails the whole import and leaves nothing behind
     Image.fromarray(np.zeros((5, 5), np.uint8)).save(src / "masks" / "y.png")

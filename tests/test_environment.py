@@ -147,3 +147,22 @@ def test_records_keep_the_environment(tmp_path):
 def test_malformed_environment_files_are_read_defensively(tmp_path, bad):
     (tmp_path / ENVIRONMENT_FILE).write_text(json.dumps(bad))
     assert all(isinstance(e, dict) for e in read_environments(tmp_path))
+
+
+def test_cpu_generation_fields_are_recorded_and_unknown_in_older_entries(tmp_path):
+    """Generic VM model names hide the CPU generation: family/model, caches and the kernel ISA are
+    recorded; an entry written before they existed is not a different set-up (a resume there
+    appends nothing), while a differing value is."""
+    from scarce.utils.environment import environment_info, read_environments, record_environment, same_setup
+
+    env = environment_info()
+    for key in ("cpu_id", "cpu_caches", "cpu_capability"):
+        assert key in env
+    old = {k: v for k, v in env.items() if k not in ("cpu_id", "cpu_caches", "cpu_capability")}
+    assert same_setup(old, env) and same_setup(env, old)
+    assert not same_setup(env, {**env, "cpu_caches": "L2 512K"})
+    record_environment(tmp_path, old, restart=True)
+    assert record_environment(tmp_path, env) is False and len(read_environments(tmp_path)) == 1
+    record_environment(tmp_path, env, restart=True)
+    assert record_environment(tmp_path, {**env, "cpu_capability": "AVX2"}) is True
+    assert len(read_environments(tmp_path)) == 2

@@ -239,7 +239,7 @@ def test_out_under_a_regular_file_is_one_line(tmp_path, capsys):
     run = tmp_path / "notes.txt" / "run"
     assert main(["train", *_sets(*FAST, f"data.cache_dir={tmp_path / 'cache'}"), "--out", str(run)]) == 2
     line = _one_line_error(capsys)
-    assert str(run) in line and "notes.txt is a file, not a folder" in line
+    assert str(run) in line and "notes.txt', which is a file" in line
     assert (tmp_path / "notes.txt").read_text() == "my thesis\n"
 
 

@@ -239,10 +239,16 @@ def test_destination_needs_overwrite_and_keeps_other_datasets(tmp_path):
     root = tmp_path / "data"
     (root / "isic2017").mkdir(parents=True)  # the data root holds other datasets
     (root / "isic2017" / "notes.txt").write_text("mine")
-    with pytest.raises(ConfigError, match="is not empty .*--overwrite"):
-        import_dataset("fundus_dofe", src, root)
-    import_dataset("fundus_dofe", src, root, overwrite=True)
+    import_dataset("fundus_dofe", src, root)  # only new dataset folders are written into the root
     assert scan_folder(root / "fundus_domain1").stems == ["a", "b"]
+    with pytest.raises(ConfigError, match="earlier output of `scarce data import`; pass --overwrite"):
+        import_dataset("fundus_dofe", src, root)
+    other = tmp_path / "other"
+    (other / "fundus_domain1").mkdir(parents=True)
+    (other / "fundus_domain1" / "x.txt").write_text("mine")  # a user's folder where the domain would go
+    with pytest.raises(ConfigError, match="not made by `scarce data import`"):
+        import_dataset("fundus_dofe", src, other, overwrite=True)
+    assert [p.name for p in (other / "fundus_domain1").iterdir()] == ["x.txt"]
     (src / "Domain1" / "train" / "ROIs" / "image" / "b.png").unlink()
     import_dataset("fundus_dofe", src, root, overwrite=True)  # an earlier import is replaced as a whole
     assert scan_folder(root / "fundus_domain1").stems == ["a"]
@@ -273,7 +279,7 @@ def test_cli_import_multidomain(tmp_path, capsys):
     assert len(scan_folder(out / "prostate_hk")) == 12  # 2 cases × 6 slices, empty ones kept
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert err.startswith("scarce: error: destination folder") and "--overwrite" in err and err.count("\n") == 1
+    assert err.startswith("scarce: error: dataset folder") and "--overwrite" in err and err.count("\n") == 1
     assert main(args + ["--overwrite"]) == 0
     capsys.readouterr()
     assert main(["data", "import", "fundus-dofe", str(src), str(tmp_path / "f")]) == 2

@@ -84,19 +84,25 @@ def test_predict_into_or_around_the_image_folder_is_refused(tmp_path, run, capsy
     assert _digest(imgs) == before and not (imgs / "pred").exists()
 
 
-def test_predict_non_empty_out_needs_overwrite_and_keeps_other_files(tmp_path, run, capsys):
+def test_predict_refuses_a_user_folder_even_with_overwrite_and_overwrite_keeps_other_files(tmp_path, run, capsys):
     imgs = _images(tmp_path / "imgs", n=2)
     out = tmp_path / "out"
     out.mkdir()
     (out / "img0.png").write_bytes(b"mine")
     (out / "notes.txt").write_text("keep me")
-    assert main(["predict", str(run), str(imgs), str(out)]) == 2
-    err = capsys.readouterr().err
-    assert "not empty" in err and "--overwrite" in err and err.count("\n") == 1
-    assert (out / "img0.png").read_bytes() == b"mine"
-    assert main(["predict", str(run), str(imgs), str(out), "--overwrite"]) == 0
-    assert (out / "notes.txt").read_text() == "keep me"
-    assert np.asarray(Image.open(out / "img0.png")).shape == (40, 56)
+    for extra in ([], ["--overwrite"]):  # a folder predict did not make: never written
+        assert main(["predict", str(run), str(imgs), str(out), *extra]) == 2
+        err = capsys.readouterr().err
+        assert "not empty" in err and "not made by `scarce predict`" in err and err.count("\n") == 1
+        assert (out / "img0.png").read_bytes() == b"mine"
+    mine = tmp_path / "preds"
+    assert main(["predict", str(run), str(imgs), str(mine)]) == 0
+    (mine / "notes.txt").write_text("keep me")
+    assert main(["predict", str(run), str(imgs), str(mine)]) == 2  # its own folder: --overwrite needed
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["predict", str(run), str(imgs), str(mine), "--overwrite"]) == 0
+    assert (mine / "notes.txt").read_text() == "keep me"
+    assert np.asarray(Image.open(mine / "img0.png")).shape == (40, 56)
 
 
 def test_predict_folder_library_overwrite(tmp_path, run):
@@ -106,7 +112,7 @@ def test_predict_folder_library_overwrite(tmp_path, run):
     imgs = _images(tmp_path / "imgs", n=1)
     out = tmp_path / "out"
     assert predict_folder(run, imgs, out) == [str(out / "img0.png")]
-    with pytest.raises(ConfigError, match="not empty"):
+    with pytest.raises(ConfigError, match="earlier output of `scarce predict`; pass --overwrite"):
         predict_folder(run, imgs, out)
     assert predict_folder(run, imgs, out, overwrite=True) == [str(out / "img0.png")]
 
@@ -164,7 +170,7 @@ def test_predict_skips_an_unreadable_image_and_says_so(tmp_path, run, capsys):
     assert "img1.png" in err and "pair" not in err and "1 of 3 images" in err and err.count("\n") == 1
     assert (out / "img0.png").exists() and (out / "img2.png").exists()  # the batch went on
     assert not (out / "img1.png").exists()
-    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files left
+    assert not [p for p in out.iterdir() if p.name.startswith(".") and p.name != ".scarce"]  # no temp files left
 
 
 # ------------------------------------------------------------------------------ data synthetic
@@ -175,12 +181,18 @@ def test_synthetic_never_deletes_user_files(tmp_path, capsys):
     (dest / "thesis.txt").write_text("three years of work")
     assert main(["data", "synthetic", str(dest), "--n", "3", "--size", "16"]) == 2
     err = capsys.readouterr().err
-    assert "not empty" in err and "--overwrite" in err and err.count("\n") == 1
+    assert "not empty" in err and "not made by `scarce data synthetic`" in err and err.count("\n") == 1
     assert sorted(p.name for p in dest.iterdir()) == ["thesis.txt"]
-    # --overwrite writes the dataset beside the user's file and keeps it
-    assert main(["data", "synthetic", str(dest), "--n", "3", "--size", "16", "--overwrite"]) == 0
-    assert (dest / "thesis.txt").read_text() == "three years of work"
-    assert len(list((dest / "images").iterdir())) == 3 and (dest / "split.csv").is_file()
+    # --overwrite does not open a folder the command did not make
+    assert main(["data", "synthetic", str(dest), "--n", "3", "--size", "16", "--overwrite"]) == 2
+    assert sorted(p.name for p in dest.iterdir()) == ["thesis.txt"]
+    # its own dataset: --overwrite rewrites it and keeps a file the user added
+    own = tmp_path / "syn"
+    assert main(["data", "synthetic", str(own), "--n", "3", "--size", "16"]) == 0
+    (own / "notes.txt").write_text("mine")
+    assert main(["data", "synthetic", str(own), "--n", "3", "--size", "16", "--overwrite"]) == 0
+    assert (own / "notes.txt").read_text() == "mine"
+    assert len(list((own / "images").iterdir())) == 3 and (own / "split.csv").is_file()
 
 
 def test_synthetic_dot_is_one_line_or_works_in_an_empty_folder(tmp_path, monkeypatch, capsys):
@@ -260,8 +272,13 @@ def test_split_out_existing_file_needs_overwrite(tmp_path, synthetic_folder, cap
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "already exists" in err and "--overwrite" in err and err.count("\n") == 1
+    assert main([*args, "--overwrite"]) == 2  # not a split file: never replaced
+    assert "was not written by `scarce data split`" in capsys.readouterr().err
     assert path.read_text() == "my own file"
-    assert main([*args, "--overwrite"]) == 0 and '"train"' in path.read_text()
+    ours = tmp_path / "ours.json"
+    args = ["data", "split", str(synthetic_folder), "--budget", "5", "--out", str(ours)]
+    assert main(args) == 0 and main(args) == 2
+    assert main([*args, "--overwrite"]) == 0 and '"train"' in ours.read_text()
     assert main(["data", "split", str(synthetic_folder), "--budget", "5", "--out", str(tmp_path)]) == 2
     assert "is a folder" in capsys.readouterr().err
 
@@ -274,8 +291,14 @@ def test_scribbles_never_replace_existing_scribbles(tmp_path, synthetic_folder, 
     args = ["data", "scribbles", str(synthetic_folder), "--length", "0.5"]
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert "not empty" in err and "--overwrite" in err
+    assert "not empty" in err and "not made by `scarce data scribbles`" in err
+    assert main([*args, "--overwrite"]) == 2  # hand-drawn scribbles are never replaced
     assert (sc / "syn_0000.png").read_bytes() == b"hand drawn"
+    (sc / "syn_0000.png").unlink()
+    (sc / "README.txt").unlink()
+    assert main(args) == 0  # an empty scribbles/ of a dataset: the command's own annotation folder
+    (sc / "README.txt").write_text("drawn by Dr. X")
+    assert main(args) == 2 and "--overwrite" in capsys.readouterr().err
     assert main([*args, "--overwrite"]) == 0
     assert (sc / "README.txt").read_text() == "drawn by Dr. X"  # other files kept
     assert len(list(sc.glob("syn_*.png"))) == 12 and (sc / "meta.json").is_file()
@@ -345,5 +368,8 @@ def test_report_out_is_runs_or_foreign_is_refused_earlier_report_is_rewritten(tm
     rep = tmp_path / "rep"
     assert main(["report", str(runs), str(rep)]) == 0
     assert main(["report", str(runs), str(rep)]) == 0  # an earlier report is rewritten
-    assert main(["report", str(runs), str(mine), "--overwrite"]) == 0
-    assert (mine / "figure.png").read_bytes() == b"x" and (mine / "results.md").is_file()
+    assert main(["report", str(runs), str(mine), "--overwrite"]) == 2  # never into a user's folder
+    assert not (mine / "results.md").exists()
+    (rep / "figure.png").write_bytes(b"x")  # a file added to a report folder survives its rewrite
+    assert main(["report", str(runs), str(rep), "--overwrite"]) == 0
+    assert (rep / "figure.png").read_bytes() == b"x" and (rep / "results.md").is_file()

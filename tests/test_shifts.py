@@ -235,7 +235,7 @@ def test_evaluate_shifts_end_to_end(trained, tmp_path):
     on_disk = _csv(out / "shifts.csv")
     assert [(r["test_set"], r["shift"], int(r["severity"])) for r in on_disk] == expected
     assert {"n", "dice_mean", "dice_std", "jaccard_mean", "jaccard_std"} <= set(on_disk[0])
-    assert sorted(p.name for p in out.iterdir()) == ["shifts.csv", "shifts.json", "shifts.md"]  # no PNGs
+    assert sorted(p.name for p in out.iterdir()) == [".scarce", "shifts.csv", "shifts.json", "shifts.md"]  # no PNGs
     by = {(r["test_set"], r["shift"], r["severity"]): r for r in rows}
     for t, m in tests.items():  # the unshifted reference is the run's own evaluation
         assert by[(t, "none", 0)]["dice_mean"] == pytest.approx(m["dice_mean"], abs=1e-9)

@@ -147,11 +147,11 @@ def test_closure_step_equals_tensor_step_and_reaches_two_pass_optimisers(tmp_pat
 
 # ----------------------------------------------------------------------------- the pool on a folder
 
-def _folder(root: Path, n: int = 30, size: int = 24) -> Path:
+def _folder(root: Path, n: int = 30, size: int = 24, seed: int = 0) -> Path:
     d = root / "ds"
     (d / "images").mkdir(parents=True)
     (d / "masks").mkdir()
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     for i in range(n):
         m = np.zeros((size, size), np.uint8)
         m[4 + i % 8:14 + i % 8, 5:15] = 255
@@ -206,7 +206,7 @@ def test_an_ood_dataset_in_the_pool_is_tested_on_its_test_part_only(tmp_path):
     from scarce.data.load import prepare_run_data
     from scarce.data.types import DataError
 
-    other = _folder(tmp_path / "o")
+    other = _folder(tmp_path / "o", seed=1)  # other images (a copy of the run's own would be left out)
     cfg = _data_cfg(_folder(tmp_path), unlabelled=f"[ds,{other}]")
     data = prepare_run_data(cfg, seed=0, with_unlabelled=True)
     assert set(data.unlabelled.domains) == {"ds"}  # both folders are named ds: one domain name each

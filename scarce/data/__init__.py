@@ -17,7 +17,7 @@ _LAZY = {
     "read_image_pil": "folder", "list_images": "folder",
     "read_mask_raw": "folder", "mask_to_labels": "folder", "read_pair": "folder",
     "DecodeCache": "cache", "get_cache": "cache",
-    "Split": "splits", "make_split": "splits", "held_out": "splits", "pool_and_test": "splits",
+    "Split": "splits", "is_split_file": "splits", "make_split": "splits", "held_out": "splits", "pool_and_test": "splits",
     "make_synthetic": "synthetic", "ensure_synthetic": "synthetic",
     "load_folder": "load", "prepare_run_data": "load", "list_datasets": "load",
     "resolve_dataset": "load", "dataset_split": "load", "validate_folder": "load",

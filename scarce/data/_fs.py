@@ -15,11 +15,14 @@ from scarce.data.types import DataError
 
 
 @contextlib.contextmanager
-def atomic_dir(dest: str | os.PathLike[str], overwrite: bool = False) -> Iterator[Path]:
-    """Yield an empty temporary folder beside ``dest``; on success it becomes ``dest``.
+def atomic_dir(dest: str | os.PathLike[str], overwrite: bool = False, command: str | None = None) -> Iterator[Path]:
+    """Yield an empty temporary folder beside ``dest``; on success it becomes ``dest``, marked as
+    ``command``'s (:func:`scarce.utils.paths.write_marker`).
 
     An existing non-empty ``dest`` raises DataError unless ``overwrite`` (then it is replaced
-    only after the new folder is complete).
+    only after the new folder is complete): callers check it with
+    :func:`scarce.utils.paths.check_output_folder` first, so only a folder ``command`` made is
+    ever replaced.
     """
     target = Path(dest).expanduser()
     if target.exists() and not overwrite and (not target.is_dir() or any(target.iterdir())):
@@ -29,6 +32,10 @@ def atomic_dir(dest: str | os.PathLike[str], overwrite: bool = False) -> Iterato
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         yield tmp
+        if command is not None:
+            from scarce.utils.paths import write_marker
+
+            write_marker(tmp, command)
         old = None
         if target.exists():
             old = target.with_name(f".{target.name}.old.{os.getpid()}")

@@ -16,6 +16,8 @@ Normalisation when decoding (documented behaviour):
 * RGBA / LA → the alpha channel is dropped (RGB / L); palette images → RGB.
 * 16-bit or 32-bit images → scaled to 8 bits by the image's own min..max range.
 * Gray images are replicated to 3 channels for RGB datasets; RGB → luma (PIL ``L``) for gray ones.
+  An unregistered folder is gray (1 channel) only when all its images are; a mix of gray and
+  colour images is read as RGB, with one warning (:func:`infer_channels`).
 * Binary masks may be 0/1 or 0/255 (→ label ids 0/1); multi-class masks hold label ids 0..K-1.
 """
 from __future__ import annotations
@@ -357,6 +359,50 @@ def _warn_label_gaps(index: FolderIndex, values: set[int], first: dict[int, Path
         f"classes are real (that also silences this warning)", stacklevel=3)
 
 
+GRAY_MODES = ("L", "LA", "La", "1", "I", "F", "I;16", "I;16B", "I;16L", "I;16N")
+"""PIL modes :func:`read_image_pil` reads as one channel (``L``)."""
+
+_CHANNELS: dict[tuple, int] = {}
+"""Memo of :func:`infer_channels` per folder state (paths, sizes, mtimes): one answer, one warning."""
+
+
+def _header_mode(path: Path) -> str | None:
+    """The stored PIL mode of an image, from its header only (None when it cannot be opened:
+    decoding names the file later)."""
+    try:
+        with Image.open(path) as img:
+            return img.mode
+    except Exception:
+        return None
+
+
 def infer_channels(index: FolderIndex) -> int:
-    """1 when the first image is grayscale, else 3."""
-    return 1 if image_is_gray(index.images[index.stems[0]]) else 3
+    """Channels of an unregistered folder (which declares none): 1 when every image is
+    grayscale, else 3. Stored modes are read from the file headers; RGB files whose channels are
+    identical count as gray. A folder that mixes gray and colour images is read as RGB (gray ones
+    replicated to 3 channels), with one warning naming how many are gray and a file of each kind;
+    the first file alone never decides."""
+    paths = sorted({**index.images, **index.unlabelled}.values(), key=lambda p: p.name)
+    if not paths:
+        return 3
+    try:
+        key = tuple((str(p), st.st_size, st.st_mtime_ns) for p in paths for st in [p.stat()])
+    except OSError:
+        key = None
+    if key is not None and key in _CHANNELS:
+        return _CHANNELS[key]
+    modes = [(p, _header_mode(p)) for p in paths]
+    gray = [p for p, m in modes if m in GRAY_MODES]
+    colour = [p for p, m in modes if m is not None and m not in GRAY_MODES]
+    if not colour:  # every readable file is gray (or none is readable: decoding names it)
+        channels = 1 if gray else (1 if image_is_gray(paths[0]) else 3)
+    else:  # decoded until the first really colourful file (usually the first one)
+        real = next((p for p in colour if not image_is_gray(p)), None)
+        channels = 3 if real is not None else 1
+        if real is not None and gray:
+            warnings.warn(f"{index.root / 'images'} mixes gray and colour images ({len(gray)} of {len(paths)} are "
+                          f"gray, e.g. {gray[0].name}; colour e.g. {real.name}): all are read as RGB, the gray ones "
+                          f"replicated to 3 channels; save them all in one mode to silence this", stacklevel=3)
+    if key is not None:
+        _CHANNELS[key] = channels
+    return channels

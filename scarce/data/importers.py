@@ -25,7 +25,7 @@ from PIL import Image
 from scarce.data._fs import atomic_dir
 from scarce.data.folder import (IMAGE_EXTS, VOLUME_EXTS, _ext, mask_to_labels, read_image_pil,
                                 read_mask_raw, scan_folder)
-from scarce.data.multidomain import (IMPORT_ENTRIES, import_multidomain, is_multidomain,
+from scarce.data.multidomain import (IMPORT, IMPORT_ENTRIES, import_multidomain, is_multidomain,
                                       reject_options)
 from scarce.data.types import DataError
 from scarce.registry import Registry
@@ -116,8 +116,12 @@ def _check_volumes(src: Path) -> None:
                             f"can be imported. Export 2D slices as PNG first")
 
 
-def write_plan(plan: Plan, dest: str | Path, overwrite: bool = False) -> Path:
-    """Validate every pair and write the folder atomically; returns ``dest``."""
+def write_plan(plan: Plan, dest: str | Path, overwrite: bool = False, src: str | Path | None = None) -> Path:
+    """Validate every pair and write the folder atomically; returns ``dest``. ``dest`` follows
+    :mod:`scarce.utils.paths` (new, empty or an earlier import; never ``src`` or around it)."""
+    from scarce.utils.paths import check_output_folder
+
+    check_output_folder(dest, [src], overwrite=overwrite, what="destination folder", command=IMPORT)
     if not plan.items:
         raise DataError("no image/mask pairs were found in the source folder; check the path and "
                         "the importer name (see scarce.data.importers for the expected layouts)")
@@ -135,7 +139,7 @@ def write_plan(plan: Plan, dest: str | Path, overwrite: bool = False) -> Path:
             raise DataError(f"{target} holds files an import does not write ({', '.join(foreign[:3])}); "
                             f"overwrite only replaces an earlier import (images/, masks/, split.csv): "
                             f"move them or choose another folder")
-    with atomic_dir(dest, overwrite=overwrite) as tmp:
+    with atomic_dir(dest, overwrite=overwrite, command=IMPORT) as tmp:
         (tmp / "images").mkdir()
         (tmp / "masks").mkdir()
         for it in plan.items:
@@ -355,7 +359,7 @@ def import_dataset(name: str, src: str | Path, dest: str | Path, overwrite: bool
         raise DataError(f"source folder {src} does not exist")
     _check_volumes(src)
     plan = fn(src, num_classes) if key == "generic" else fn(src)
-    return write_plan(plan, dest, overwrite)
+    return write_plan(plan, dest, overwrite, src)
 
 
 # ------------------------------------------------------------------------------ nnU-Net / MONAI
@@ -406,7 +410,7 @@ def import_nnunet(src_dataset_dir: str | Path, dest: str | Path, overwrite: bool
                 raise DataError(f"training case {p.name} has no label {lab}; add it or remove "
                                 f"the image")
     # nnU-Net labels are label ids (binary 0/1): anything else is an error, not a threshold
-    return write_plan(Plan(items, _label_fn(k), k), dest, overwrite)
+    return write_plan(Plan(items, _label_fn(k), k), dest, overwrite, src)
 
 
 def import_decathlon_json(datalist_json: str | Path, dest: str | Path,
@@ -444,10 +448,11 @@ def import_decathlon_json(datalist_json: str | Path, dest: str | Path,
             items.append(Item(ip.name[: -len(_ext(ip))], ip, [lp], split))
     if not items:
         raise DataError(f"{js} lists no labelled entries under 'training'/'validation'/'test'")
-    return write_plan(_auto_plan(items), dest, overwrite)
+    return write_plan(_auto_plan(items), dest, overwrite, base)
 
 
-NNUNET_EXPORT_ENTRIES = frozenset({"dataset.json", "imagesTr", "labelsTr", "imagesTs", "labelsTs"})
+NNUNET_EXPORT_ENTRIES = frozenset({"dataset.json", "imagesTr", "labelsTr", "imagesTs", "labelsTs", ".scarce"})
+EXPORT_NNUNET = "scarce data export-nnunet"
 
 
 def export_nnunet(src_folder: str | Path, dest: str | Path, dataset_id: int, name: str | None = None,
@@ -470,7 +475,7 @@ def export_nnunet(src_folder: str | Path, dest: str | Path, dataset_id: int, nam
     if not re.fullmatch(r"[A-Za-z0-9_\-]+", name):
         raise DataError(f"nnU-Net dataset name {name!r} may only hold letters, digits, _ and -")
     out = Path(dest).expanduser() / f"Dataset{int(dataset_id):03d}_{name}"
-    check_output_folder(out, [src], overwrite=overwrite, what="nnU-Net dataset folder")
+    check_output_folder(out, [src], overwrite=overwrite, what="nnU-Net dataset folder", command=EXPORT_NNUNET)
     if overwrite and out.is_dir():  # replaced as a whole: only when it is an earlier export
         foreign = sorted(e.name for e in out.iterdir() if e.name not in NNUNET_EXPORT_ENTRIES)
         if foreign:
@@ -478,7 +483,7 @@ def export_nnunet(src_folder: str | Path, dest: str | Path, dataset_id: int, nam
                             f"--overwrite only replaces an earlier export: choose another --id/--name or folder")
     test = set(index.with_split(info.test_split)) if info.test_split else set()
     n_train = 0
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    with atomic_dir(out, overwrite=overwrite, command=EXPORT_NNUNET) as tmp:
         for sub in ("imagesTr", "labelsTr") + (("imagesTs", "labelsTs") if test else ()):
             (tmp / sub).mkdir()
         for stem in index.stems:

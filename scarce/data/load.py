@@ -18,6 +18,7 @@ import torch
 from scarce.config import ENV_DATA_ROOT, DataConfig, data_root
 from scarce.data.cache import DecodeCache, get_cache
 from scarce.data.folder import FolderIndex, list_images, scan_folder
+from scarce.data.identity import file_digest, same_folder
 from scarce.data.intensity import check_intensity
 from scarce.data.registry import DATASETS, get_info
 from scarce.data.splits import Split, make_split, pool_and_test
@@ -89,6 +90,36 @@ def resolve_dataset(name_or_path: str | Path, root: str | Path | None = None,
         return info, folder
     info = get_info(text, num_classes)  # folder path (or KeyError with did-you-mean)
     return info, Path(text).expanduser()
+
+
+def canonical_entry(entry: str, info: DatasetInfo, own_folder: Path | None, root: str | Path | None) -> str:
+    """``entry`` (a test set or unlabelled source: name, folder, ``<name-or-folder>:<part>``) with
+    a folder spelled as a path replaced by the name it stands for: the run's own dataset
+    (``info.name``) when it is ``own_folder`` (or its ``images/``), a registered dataset when it
+    is that dataset's folder under the data root — whatever the spelling (symlinks, ``..``,
+    trailing ``/``). Other entries are returned unchanged. Why: the protocol's rules (the own
+    dataset means its test part; an unlabelled source's OOD set is its test part) must not depend
+    on how a user types a path."""
+    text = str(entry)
+    if Path(text).expanduser().is_dir():
+        base, part = text, ""
+    else:
+        base, _, part = text.partition(":")
+    folder = Path(base).expanduser()
+    if not folder.is_dir():
+        return text
+    if folder.name == "images" and (folder.parent / "masks").is_dir():
+        folder = folder.parent  # a dataset's images/ stands for the dataset
+    suffix = f":{part}" if part else ""
+    if own_folder is not None and same_folder(folder, own_folder):
+        return info.name + suffix
+    base_root = data_root(None if root is None else str(root))
+    if base_root is not None:
+        for name in DATASETS.names():
+            o = DATASETS.get(name)
+            if o.name not in SYNTHETIC and same_folder(folder, base_root / o.folder_name):
+                return name + suffix
+    return str(folder) + suffix if folder != Path(base).expanduser() else text
 
 
 def load_folder(path_or_name: str | Path, size: int, root: str | Path | None = None,
@@ -210,33 +241,37 @@ def prepare_run_data(data_cfg: DataConfig, seed: int, with_unlabelled: bool = Fa
     val = load(index, info, split.val, info.name, True)
     # an explicit data.unlabelled changes the OOD test sets of every run (also the supervised
     # reference of a multi-domain grid), so all rows of a grid are scored on the same images
-    pool_sets = unlabelled_datasets(data_cfg, info) if (with_unlabelled or data_cfg.unlabelled is not None) else set()
-    tests = _load_tests(data_cfg, info, index, split, dc, pool_sets)
-    unlabelled = None
-    if with_unlabelled:
-        unlabelled = load_unlabelled(data_cfg, info, index, split, dc, split_seed)
+    pool_sets = (unlabelled_datasets(data_cfg, info, index.root) if (with_unlabelled or data_cfg.unlabelled is not None)
+                 else set())
+    pool = pool_items(data_cfg, info, index, split, split_seed) if with_unlabelled else None
+    exclude = held_images(index, split, pool)
+    tests = _load_tests(data_cfg, info, index, split, dc, pool_sets, exclude)
+    unlabelled = _decode_pool(data_cfg, info, pool, dc) if pool is not None else None
     _check_foreground(info, size, train, [val], tests.get(info.name))
-    watched = monitor_sets(data_cfg, monitor, info, index, split, dc, pool_sets, tests) if monitor else {}
+    watched = monitor_sets(data_cfg, monitor, info, index, split, dc, pool_sets, tests, exclude) if monitor else {}
     return RunData(info=info, train=train, val=val, tests=tests, split=split,
                    unlabelled=unlabelled, monitor=watched)
 
 
 def monitor_sets(data_cfg: DataConfig, entries: Sequence[str], info: DatasetInfo, index: FolderIndex,
-                 split: Split, dc: DecodeCache, pool_sets: set[str], tests: dict[str, SegData]
-                 ) -> dict[str, SegData]:
+                 split: Split, dc: DecodeCache, pool_sets: set[str], tests: dict[str, SegData],
+                 exclude: dict[str, str] | None = None) -> dict[str, SegData]:
     """The ``eval.monitor`` sets, resolved as explicit ``data.test_sets`` entries (a missing one
     raises), except that a bare unlabelled source means its test part, as its default OOD set
     does: its other images are training data. Names are the test sets' names in ``metrics.json``;
     a set that is also a test set is shared, not held twice."""
     import dataclasses
 
-    wanted = [f"{e}:test" if e in pool_sets else e for e in map(str, entries)]
-    loaded = _load_tests(dataclasses.replace(data_cfg, test_sets=wanted), info, index, split, dc, pool_sets)
+    named = [canonical_entry(e, info, index.root, data_cfg.root) for e in map(str, entries)]
+    wanted = [f"{e}:test" if e in pool_sets else e for e in named]
+    loaded = _load_tests(dataclasses.replace(data_cfg, test_sets=wanted), info, index, split, dc, pool_sets, exclude)
     return {name: tests.get(name, d) for name, d in loaded.items()}
 
 
-def _unlabelled_entries(data_cfg: DataConfig, info: DatasetInfo) -> tuple[list[str], int | None]:
-    """(entries, limit) of ``data.unlabelled`` (see :class:`~scarce.config.DataConfig`)."""
+def _unlabelled_entries(data_cfg: DataConfig, info: DatasetInfo,
+                        own_folder: Path | None = None) -> tuple[list[str], int | None]:
+    """(entries, limit) of ``data.unlabelled`` (see :class:`~scarce.config.DataConfig`), each
+    entry named as :func:`canonical_entry` names it."""
     spec = data_cfg.unlabelled
     if spec is None or (isinstance(spec, str) and spec.strip().lower() in ("", "auto", "default")):
         return [info.name], None
@@ -251,38 +286,52 @@ def _unlabelled_entries(data_cfg: DataConfig, info: DatasetInfo) -> tuple[list[s
     if not entries or not all(isinstance(e, str) and e.strip() for e in entries):
         raise DataError(f"data.unlabelled={spec!r}: expected dataset names / folders, e.g. "
                         f"--set data.unlabelled=[{info.name},cvc_clinicdb]")
-    return [e.strip() for e in entries], None
+    return [canonical_entry(e.strip(), info, own_folder, data_cfg.root) for e in entries], None
 
 
-def unlabelled_datasets(data_cfg: DataConfig, info: DatasetInfo) -> set[str]:
+def unlabelled_datasets(data_cfg: DataConfig, info: DatasetInfo, own_folder: Path | None = None) -> set[str]:
     """Registered datasets other than the run's own that give unlabelled images (their default
-    OOD test set is then their test part only, so no test image is ever unlabelled data)."""
+    OOD test set is then their test part only, so no test image is ever unlabelled data), also
+    when spelled as their folder."""
     out = set()
-    for e in _unlabelled_entries(data_cfg, info)[0]:
+    for e in _unlabelled_entries(data_cfg, info, own_folder)[0]:
         base = e.partition(":")[0]
         if base not in (info.name, str(data_cfg.dataset)) and base in DATASETS and not Path(e).is_dir():
             out.add(base)
     return out
 
 
-def load_unlabelled(data_cfg: DataConfig, info: DatasetInfo, index: FolderIndex, split: Split,
-                    dc: DecodeCache, seed: int) -> ImageSet:
-    """The unlabelled pool (``data.unlabelled``), images only: **no mask file is opened**.
+PoolItem = tuple[str, Path, str]
+"""(stem, image path, domain) of one unlabelled image."""
+
+
+def held_images(index: FolderIndex, split: Split, pool: Sequence[PoolItem] | None = None) -> dict[str, str]:
+    """Content digest → why an image with those bytes may not be a test image of this run: the
+    labelled training and validation images, and the unlabelled pool. Every OOD test set leaves
+    such images out (:func:`_load_tests`), whatever folder they sit in."""
+    held = {file_digest(p): "in the unlabelled pool" for _, p, _ in pool or ()}
+    held.update({file_digest(index.images[s]): "labelled training/validation images of this run"
+                 for s in [*split.train, *split.val]})
+    return held
+
+
+def pool_items(data_cfg: DataConfig, info: DatasetInfo, index: FolderIndex, split: Split,
+               seed: int) -> list[PoolItem]:
+    """The unlabelled pool (``data.unlabelled``) as (stem, path, domain): no file is decoded and
+    **no mask file is opened**.
 
     The run's own dataset contributes its pool minus the labelled train/val stems and minus the
     test part (plus any images without a mask in ``images/``); another registered dataset its
     training part (``pool_and_test``; never its test part); ``name:part`` that split.csv part
     (``test`` is refused); a folder its images (``images/`` or the folder itself). ``N`` draws
-    N of the run's own pool with ``seed``. Images are decoded at ``data.size`` with the run's
-    channels and ``data.intensity``. Raises DataError for an empty pool or an overlap with the
-    labelled, validation or test images of the run."""
-    entries, limit = _unlabelled_entries(data_cfg, info)
-    size, ch = data_cfg.size, info.channels
-    intensity = check_intensity(data_cfg.intensity)
+    N of the run's own pool with ``seed``. Folders are named by :func:`canonical_entry`, so a
+    registered dataset or the run's own dataset spelled as a path follows its name's rules; then
+    every image whose bytes equal a labelled, validation or test image of the run is dropped,
+    whatever folder it came from, and the count is reported in a warning. Raises DataError for an
+    empty pool."""
+    entries, limit = _unlabelled_entries(data_cfg, info, index.root)
     used = set(split.train) | set(split.val) | set(split.test)
-    paths: list[Path] = []
-    stems: list[str] = []
-    domains: list[str] = []
+    items: list[PoolItem] = []
     for entry in entries:
         base, _, part = entry.partition(":") if not Path(entry).expanduser().is_dir() else (entry, "", "")
         if base in (info.name, str(data_cfg.dataset)) and not part:
@@ -322,17 +371,36 @@ def load_unlabelled(data_cfg: DataConfig, info: DatasetInfo, index: FolderIndex,
                 o_stems = [s for s in o_stems if s not in used]
             chosen = [(s, o_index.images.get(s) or o_index.unlabelled[s]) for s in o_stems]
             domain = o_info.name if not part else entry
-        paths += [p for _, p in chosen]
-        stems += [s for s, _ in chosen]
-        domains += [domain] * len(chosen)
-    if not paths:
+        items += [(s, Path(p), domain) for s, p in chosen]
+    held = {file_digest(index.images[s]) for s in used if s in index.images}
+    kept = [item for item in items if file_digest(item[1]) not in held]
+    dropped = len(items) - len(kept)
+    if dropped:
+        warnings.warn(f"unlabelled pool: {dropped} of {len(items)} images left out: the same image (by content) "
+                      f"is a labelled, validation or test image of this run", stacklevel=2)
+    if not kept:
         raise DataError(f"data.unlabelled={data_cfg.unlabelled!r} gives no unlabelled images for {info.name!r} "
-                        f"(the budget takes the whole pool?); lower data.budget or add a dataset/folder")
+                        f"(the budget takes the whole pool, or every image is a labelled/validation/test image "
+                        f"of the run); lower data.budget or add a dataset/folder")
+    return kept
+
+
+def _decode_pool(data_cfg: DataConfig, info: DatasetInfo, items: Sequence[PoolItem], dc: DecodeCache) -> ImageSet:
+    """Decode :func:`pool_items` at ``data.size`` with the run's channels and ``data.intensity``."""
+    size, ch = data_cfg.size, info.channels
+    intensity = check_intensity(data_cfg.intensity)
+    paths = [p for _, p, _ in items]
     decoded = dc.get_many([(p, None) for p in paths], size, ch, info.num_classes, False, intensity=intensity)
     images = torch.empty((len(decoded), ch, size, size), dtype=torch.float32)
     images.copy_(to_float_images([d.image for d in decoded]))
-    return ImageSet(name=f"{info.name}:unlabelled", images=images, stems=stems,
-                    image_paths=[str(p) for p in paths], domains=domains)
+    return ImageSet(name=f"{info.name}:unlabelled", images=images, stems=[s for s, _, _ in items],
+                    image_paths=[str(p) for p in paths], domains=[d for _, _, d in items])
+
+
+def load_unlabelled(data_cfg: DataConfig, info: DatasetInfo, index: FolderIndex, split: Split,
+                    dc: DecodeCache, seed: int) -> ImageSet:
+    """The unlabelled pool (:func:`pool_items`), decoded: images only, no mask file is opened."""
+    return _decode_pool(data_cfg, info, pool_items(data_cfg, info, index, split, seed), dc)
 
 
 def _check_foreground(info: DatasetInfo, size: int, train: SegData,
@@ -375,20 +443,29 @@ def _check_foreground(info: DatasetInfo, size: int, train: SegData,
 
 
 def _load_tests(data_cfg: DataConfig, info: DatasetInfo, index: FolderIndex, split: Split,
-                dc: DecodeCache, pool_sets: set[str] | None = None) -> dict[str, SegData]:
+                dc: DecodeCache, pool_sets: set[str] | None = None,
+                exclude: dict[str, str] | None = None) -> dict[str, SegData]:
+    """The run's test sets by name. Entries are named by :func:`canonical_entry` (so the run's own
+    dataset, however spelled, means its test part, and a registered dataset's folder follows the
+    name's rules); an OOD set leaves out every image whose bytes are in ``exclude`` (digest →
+    why: :func:`held_images`), and its :class:`SegData` says how many and why."""
     root = data_cfg.root
     size, ch, k = data_cfg.size, info.channels, info.num_classes
     intensity = check_intensity(data_cfg.intensity)
     tests: dict[str, SegData] = {}
     explicit = data_cfg.test_sets is not None
     wanted = list(data_cfg.test_sets) if explicit else [info.name] + list(info.ood)  # type: ignore[arg-type]
-    for entry in wanted:
-        entry = str(entry)
+    for raw in wanted:
+        entry = canonical_entry(str(raw), info, index.root, root)
         if entry in (info.name, f"{info.name}:test", str(data_cfg.dataset)):
             tests[info.name] = _load_index(index, info, size, split.test, True, dc, ch, info.name, k,
                                            intensity)
             continue
         base, _, part = entry.partition(":") if not Path(entry).is_dir() else (entry, "", "")
+        if base in (info.name, str(data_cfg.dataset)):
+            raise DataError(f"test set {str(raw)!r} is the run's own dataset {info.name!r}, whose {part!r} part "
+                            f"holds training images; its test images are the test set {info.name!r} (already "
+                            f"scored): remove {str(raw)!r} from the test sets")
         if base in (pool_sets or set()) and not part:
             if explicit:
                 raise DataError(f"test set {entry!r} is also an unlabelled source (data.unlabelled): its training "
@@ -416,7 +493,24 @@ def _load_tests(data_cfg: DataConfig, info: DatasetInfo, index: FolderIndex, spl
         else:
             o_stems = o_index.stems
         name = entry if part else o_info.name
+        left_out: dict[str, int] = {}
+        if exclude:
+            kept = []
+            for s in o_stems:
+                why = exclude.get(file_digest(o_index.images[s]))
+                if why is None:
+                    kept.append(s)
+                else:
+                    left_out[why] = left_out.get(why, 0) + 1
+            o_stems = kept
+        if not o_stems:
+            raise DataError(f"test set {str(raw)!r}: every image is also {' or '.join(left_out)} (same content); "
+                            f"nothing is left to score: remove it from the test sets")
         tests[name] = _load_index(o_index, o_info, size, o_stems, True, dc, ch, name, k, intensity)
+        if left_out:
+            tests[name].excluded = sum(left_out.values())
+            tests[name].note = "; ".join(f"{n} image{'s' if n > 1 else ''} left out: {why} (same content)"
+                                         for why, n in left_out.items())
     return tests
 
 
@@ -429,17 +523,23 @@ def split_for_config(data_cfg: DataConfig, seed: int) -> Split:
                          data_cfg.val_fraction)
 
 
-def load_test_sets(data_cfg: DataConfig, seed: int,
-                   cache: DecodeCache | None = None) -> dict[str, SegData]:
-    """Only the test sets of :func:`prepare_run_data` (for re-evaluating a finished run)."""
+def load_test_sets(data_cfg: DataConfig, seed: int, cache: DecodeCache | None = None,
+                   with_unlabelled: bool = False) -> dict[str, SegData]:
+    """Only the test sets of :func:`prepare_run_data` (for re-evaluating a finished run; pass
+    ``with_unlabelled`` for a run whose method trained on an unlabelled pool, so the same pool
+    images are left out of the OOD sets). No pool image is decoded."""
     info, folder = resolve_dataset(data_cfg.dataset, data_cfg.root, data_cfg.num_classes,
                                    data_cfg.synthetic_n, data_cfg.cache_dir)
-    index = scan_folder(folder)
+    index = scan_folder(folder, allow_unlabelled=with_unlabelled)
     split_seed = data_cfg.split_seed if data_cfg.split_seed is not None else seed
     split = dataset_split(info, index, data_cfg.budget, split_seed, data_cfg.val_fraction)
-    # the same pool rule as prepare_run_data: an unlabelled source's default OOD set is its test part
-    pool_sets = unlabelled_datasets(data_cfg, info) if data_cfg.unlabelled is not None else set()
-    return _load_tests(data_cfg, info, index, split, cache or get_cache(data_cfg.cache_dir), pool_sets)
+    # the same pool rules as prepare_run_data: an unlabelled source's default OOD set is its test
+    # part, and no OOD image equals a labelled, validation or pool image of the run
+    pool_sets = (unlabelled_datasets(data_cfg, info, index.root) if (with_unlabelled or data_cfg.unlabelled is not None)
+                 else set())
+    pool = pool_items(data_cfg, info, index, split, split_seed) if with_unlabelled else None
+    return _load_tests(data_cfg, info, index, split, cache or get_cache(data_cfg.cache_dir), pool_sets,
+                       held_images(index, split, pool))
 
 
 def show_dataset(name: str, root: str | Path | None = None) -> dict:

@@ -52,7 +52,10 @@ from scarce.errors import ConfigError
 
 FUNDUS_DOMAINS = {1: "Drishti-GS", 2: "RIM-ONE-r3", 3: "REFUGE train", 4: "REFUGE val"}
 PROSTATE_SITES = ("BIDMC", "BMC", "HK", "I2CVB", "RUNMC", "UCL")
-IMPORT_ENTRIES = frozenset({"images", "masks", "split.csv"})
+IMPORT_ENTRIES = frozenset({"images", "masks", "split.csv", ".scarce"})
+IMPORT = "scarce data import"
+"""Command name in the output marker of an imported dataset folder."""
+
 """What an import writes into a dataset folder: ``--overwrite`` replaces only such folders."""
 
 _FUNDUS_LAYOUT = "Domain<N>/{train,test}/ROIs/{image,mask}/*.png"
@@ -134,19 +137,22 @@ def _targets(src: Path, dest: Path, names: Sequence[str], single: bool,
     holding it) and return name → dataset folder. With ``single`` the folder is ``dest`` itself,
     else ``dest/<name>`` (``dest`` may then hold other datasets, e.g. the data root, once
     ``overwrite`` is given). A dataset folder with anything but an earlier import is refused."""
-    from scarce.utils.paths import check_output_folder, check_overlap, is_within
+    from scarce.utils.paths import check_output_folder, check_overlap, dataset_around, is_within
 
     what = "destination folder"
     if single:
-        check_output_folder(dest, [src], overwrite=overwrite, what=what)
+        check_output_folder(dest, [src], overwrite=overwrite, what=what, command=IMPORT)
         targets = {names[0]: dest}
-    else:
+    else:  # writes only new dataset folders dest/<name>: dest may hold other datasets (a data root)
         if is_within(dest, src):
             check_overlap(dest, [src], what=what)  # raises: is / inside the source
-        check_output_folder(dest, overwrite=overwrite, what=what)
+        if dest.is_dir() and dataset_around(dest) is not None:
+            raise ConfigError(f"{what} {str(dest)!r} is or lies inside the dataset {str(dataset_around(dest))!r}; "
+                              f"a multi-domain import writes one dataset folder per domain: choose a folder outside "
+                              f"any dataset, e.g. the data root (nothing was written)")
         targets = {n: dest / n for n in names}
         for t in targets.values():
-            check_overlap(t, [src], what="dataset folder")
+            check_output_folder(t, [src], overwrite=overwrite, what="dataset folder", command=IMPORT)
     for t in targets.values():
         if t.exists() and not t.is_dir():
             raise ConfigError(f"{str(t)!r} is a file where the import writes a dataset folder; "
@@ -168,6 +174,8 @@ def _run(src: str | Path, dest: str | Path, single: bool, overwrite: bool,
     src = Path(src).expanduser()
     if not src.is_dir():
         raise DataError(f"source folder {src} does not exist")
+    from scarce.utils.paths import write_marker
+
     jobs = plan(src)
     dest = Path(dest).expanduser()
     targets = _targets(src, dest, list(jobs), single, overwrite)
@@ -181,6 +189,7 @@ def _run(src: str | Path, dest: str | Path, single: bool, overwrite: bool,
             (out / "images").mkdir(parents=True)
             (out / "masks").mkdir()
             write(job, out)
+            write_marker(out, IMPORT)
             staged[name] = out
         _publish(staged, targets)
     finally:

@@ -355,8 +355,9 @@ def write_scribbles(folder: str | os.PathLike[str], length: float, seed: int = 0
         raise DataError(f"no images selected in {root / 'images'}")
     k = int(num_classes or infer_num_classes(index))
     target = root / SCRIBBLE_DIR
-    check_output_folder(target, overwrite=overwrite, what="scribble folder")
-    with staged_output(target) as tmp:
+    check_output_folder(target, overwrite=overwrite, what="scribble folder", command="scarce data scribbles",
+                        dataset_child=SCRIBBLE_DIR)
+    with staged_output(target, "scarce data scribbles") as tmp:
         for stem in chosen:
             mpath = index.masks[stem]
             m = mask_to_labels(read_mask_raw(mpath), k, mpath)

@@ -24,7 +24,19 @@ from scarce.data.types import DataError
 from scarce.utils.io import atomic_write_json
 
 HELD_OUT_SEED = 20260101
+SPLIT_KEYS = ("dataset", "seed", "budget", "train", "val", "test")
+"""Keys every ``split.json`` that :meth:`Split.save` writes holds (:func:`is_split_file`)."""
 HELD_OUT_FRACTION = 0.2
+
+
+def is_split_file(path: Path) -> bool:
+    """True when ``path`` is a split file scarce wrote (JSON with :data:`SPLIT_KEYS`):
+    ``data split --out FILE --overwrite`` replaces only such a file."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(data, dict) and all(k in data for k in SPLIT_KEYS)
 
 
 @dataclass

@@ -28,6 +28,8 @@ _STYLE = {
                period=7.0, noise=16.0, smooth=30.0),
 }
 MARKER = ".synthetic.json"
+SYNTHETIC_COMMAND = "scarce data synthetic"
+"""Command name in the output marker (:mod:`scarce.utils.paths`) of a generated dataset."""
 
 
 def synth_pair(rng: np.random.Generator, size: int, ood: bool = False, num_classes: int = 2
@@ -103,16 +105,15 @@ def make_synthetic(dest: str | Path, n: int, size: int = 64, seed: int = 0, ood:
     masks are stored 0/255, multi-class ones as label ids. Pair i depends only on
     (seed, i, ood), so it is deterministic.
 
-    Never deletes anything: a non-empty ``dest`` is refused (ConfigError) unless ``overwrite``;
-    then only ``images/``, ``masks/``, ``split.csv`` and the marker are written, every other file
-    in ``dest`` is kept, and ``images/``/``masks/`` must not hold files of another dataset (they
-    would be mixed in). Everything is generated in a temporary folder first, so a failure leaves
+    Never deletes anything: ``dest`` must be new, empty or an earlier output of this command
+    (:mod:`scarce.utils.paths`; then ``overwrite`` rewrites ``images/``, ``masks/``, ``split.csv``
+    and the markers, and keeps every other file). Everything is generated in a temporary folder first, so a failure leaves
     nothing behind.
     """
     from scarce.utils.paths import check_output_folder, staged_output
 
     _check_args(n, size, num_classes, channels)
-    target = check_output_folder(dest, overwrite=overwrite, what="destination")
+    target = check_output_folder(dest, overwrite=overwrite, what="destination", command=SYNTHETIC_COMMAND)
     if target.is_dir():
         ours = {f"syn_{i:04d}.png" for i in range(n)}
         for sub in ("images", "masks"):
@@ -124,7 +125,7 @@ def make_synthetic(dest: str | Path, n: int, size: int = 64, seed: int = 0, ood:
                 raise ConfigError(f"{folder} holds files this command would not write ({', '.join(foreign[:3])}"
                                   f"{', ...' if len(foreign) > 3 else ''}); they would be mixed into the "
                                   f"dataset: choose a new destination")
-    with staged_output(target) as tmp:
+    with staged_output(target, SYNTHETIC_COMMAND) as tmp:
         _write_synthetic(tmp, n, size, seed, ood, num_classes, channels)
     return Path(dest)
 
@@ -151,6 +152,6 @@ def ensure_synthetic(root: str | Path, n: int = 160, size: int = 64, seed: int =
             except (OSError, ValueError):
                 pass
             # the cache folder is ours alone: replace it as a whole (atomically)
-            with atomic_dir(root / name, overwrite=True) as tmp:
+            with atomic_dir(root / name, overwrite=True, command=SYNTHETIC_COMMAND) as tmp:
                 _write_synthetic(tmp, count, size, seed, ood, 2, 3)
     return root

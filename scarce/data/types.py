@@ -72,6 +72,10 @@ class SegData:
     num_classes: int
     orig_masks: list[np.ndarray] | None = None  # each H_i×W_i uint8 label ids
     image_paths: list[str] = field(default_factory=list)
+    excluded: int = 0
+    """Images of the set's folder left out because the run trained on the same image (content)."""
+    note: str = ""
+    """Why they were left out, e.g. ``"3 images left out: in the unlabelled pool (same content)"``."""
 
     def __len__(self) -> int:
         return int(self.images.shape[0])

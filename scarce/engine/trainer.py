@@ -450,7 +450,16 @@ class Trainer:
             # CPU: generator/RNG states must stay CPU tensors; modules and optimizers move their
             # state to the parameters' device when loading.
             fix = "delete it and run the same command with --resume to start this run over, or train into a new --out"
-            self.load_state_dict(torch_load(self.ckpt_path, map_location="cpu", fix=fix))
+            state = torch_load(self.ckpt_path, map_location="cpu", fix=fix)
+            try:
+                self.load_state_dict(state)
+            except (RuntimeError, KeyError, TypeError, ValueError) as e:  # another network's (or method's) state
+                from scarce.utils.io import CheckpointError
+
+                if isinstance(e, CheckpointError):
+                    raise
+                raise CheckpointError(f"checkpoint {self.ckpt_path} does not fit this run's networks "
+                                      f"({' '.join(str(e).split())[:300]}); {fix}") from None
             if self.is_main and cfg.progress:
                 print(f"resuming {self.run_dir} from step {self.step}/{cfg.iterations}", file=sys.stderr, flush=True)
         else:
@@ -529,7 +538,10 @@ class Trainer:
         """The segmenter with the best-validation weights loaded."""
         fix = "retrain the run into a new --out"
         state = torch_load(self.best_path, map_location=self.device, fix=fix)
-        self.method.segmenter.load_state_dict(state["model"])
+        from scarce.utils.io import load_weights
+
+        load_weights(self.method.segmenter, state.get("model") if isinstance(state, dict) else state,
+                     self.best_path, "this run's segmenter", fix)
         return self.method.segmenter
 
     def close_logs(self) -> None:

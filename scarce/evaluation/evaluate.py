@@ -328,7 +328,8 @@ def format_summary(metrics: Mapping[str, Mapping[str, Any]], primary_metric: str
             if mean is None:
                 continue
             parts.append(f"{k} {mean:.3f} ± {std:.3f}" if std is not None else f"{k} {mean:.3f}")
-        lines.append(f"{name:<{width}}  " + "  ".join(parts) + f"  (n={m.get('n', 0)})")
+        note = f"; {m['note']}" if m.get("note") else ""
+        lines.append(f"{name:<{width}}  " + "  ".join(parts) + f"  (n={m.get('n', 0)}{note})")
     return lines
 
 
@@ -360,6 +361,9 @@ def evaluate_sets(model: torch.nn.Module, tests: Mapping[str, SegData], num_clas
                                      save_predictions, overlays, iou_threshold, device, batch_size, class_names,
                                      trimap_widths, tta=tta)
         results[name] = _json_safe(aggregate(rows))
+        if getattr(data, "excluded", 0):  # images the run trained on, left out of this test set
+            results[name]["excluded"] = int(data.excluded)
+            results[name]["note"] = str(data.note)
         if trimap is not None:
             results[name]["trimap"] = _json_safe(trimap)
     if out is not None:

@@ -235,12 +235,18 @@ def apply_shift(name: str, images: torch.Tensor, severity: int,
 def resolve_shifts(shifts: str | Iterable[str] | None = None) -> list[str]:
     """Shift names in registry order from ``None``/``"all"`` (every shift), a comma-separated
     string (``"contrast,blur"``) or a list; duplicates dropped. An unknown name raises KeyError
-    ``unknown intensity shift 'x'. Did you mean ...? Available: ...`` before any work is done."""
+    ``unknown intensity shift 'x'. Did you mean ...? Available: ...`` before any work is done,
+    an empty string or list a ConfigError listing the shift names."""
     if shifts is None:
         return list(SHIFT_PARAMS)
     items = shifts.split(",") if isinstance(shifts, str) else [p for s in shifts for p in str(s).split(",")]
     names = [s.strip().lower() for s in items if s.strip()]
-    if not names or "all" in names:
+    if not names:  # e.g. --shifts "": never silently "all" (nor a plain evaluation)
+        from scarce.config import ConfigError
+
+        raise ConfigError(f"--shifts names no intensity shift (got {shifts!r}); pass 'all' or comma-separated "
+                          f"shift names: {', '.join(SHIFT_PARAMS)}")
+    if "all" in names:
         return list(SHIFT_PARAMS)
     for n in names:
         SHIFTS.get(n)  # did-you-mean KeyError

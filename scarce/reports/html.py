@@ -15,6 +15,8 @@ The page (``index.html``):
   budget): mean ± std over seeds, the 95 % t-interval, and for every row but the reference the
   difference and two tests (seed-paired t-test; per-image Wilcoxon signed-rank), Holm-corrected
   over the table (:mod:`scarce.reports.stats`); also written as ``<dataset>_<metric>_stats.csv``.
+  A cell whose runs trained in different set-ups is marked ``†`` as in the Markdown tables, with the
+  same footnote under the table (:class:`~scarce.reports.environments.EnvironmentMarks`).
 * **Figures and full report** — ``results.md`` (tables, sample-efficiency curves or bars, trimap
   plots, α histories and E2EAug galleries; :func:`scarce.reports.report.write_report`) rendered
   as HTML.
@@ -39,9 +41,10 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
+from scarce.reports.environments import MARK, NOTE, EnvironmentMarks
 from scarce.reports.report import _roots, primary_metric, write_report
 from scarce.reports.stats import ALPHA, comparison_table, default_reference, per_image_scores
-from scarce.reports.tables import collect_roots, column_label, keep_newest, ordered_test_sets
+from scarce.reports.tables import cell_runs, collect_roots, column_label, keep_newest, ordered_test_sets
 from scarce.utils.io import atomic_write_bytes, atomic_write_text
 from scarce.utils.paths import set_folder
 
@@ -88,11 +91,14 @@ def _p(v: Any) -> str:
 
 # --------------------------------------------------------------------------- tables
 
-def stats_table_html(comp: "pd.DataFrame", reference: str, metric: str) -> str:
+def stats_table_html(comp: "pd.DataFrame", reference: str, metric: str,
+                     env_marks: EnvironmentMarks | None = None, df: "pd.DataFrame | None" = None) -> str:
     """HTML table of :func:`~scarce.reports.stats.comparison_table` output: rows = row labels
     (reference first), columns = ``<test set> @ <budget>``; a cell holds mean ± std, the 95 %
     interval and, for non-reference rows, Δ vs the reference with both Holm-adjusted p-values
-    (raw p in the tooltip); significant comparisons are marked ▲ (better) / ▼ (worse)."""
+    (raw p in the tooltip); significant comparisons are marked ▲ (better) / ▼ (worse).
+    ``env_marks`` with ``df`` (the table's ``collect_runs`` rows): cells whose runs trained in
+    different set-ups get its mark, and the table its footnote (:func:`env_footnote_html`)."""
     budgets = sorted(comp["budget"].dropna().unique().tolist())
     order = list(dict.fromkeys(comp["test_set"].tolist()))
     cols = [(b, t) for b in budgets for t in order if len(comp[(comp["budget"] == b) & (comp["test_set"] == t)])]
@@ -108,6 +114,9 @@ def stats_table_html(comp: "pd.DataFrame", reference: str, metric: str) -> str:
                 continue
             r = s.iloc[0]
             std = "" if math.isnan(float(r["std"])) else f" ± {_num(r['std'])}"
+            if env_marks is not None and df is not None and env_marks(cell_runs(df, row, b, [t])):
+                std += (f'<sup class="env-mark" title="runs trained in different set-ups: see the note under the '
+                        f'table">{MARK}</sup>')
             ci = (f"[{_num(r['ci_low'])}, {_num(r['ci_high'])}]" if not math.isnan(float(r["ci_low"]))
                   else "one seed: no interval")
             body = [f'<div class="mean">{_num(r["mean"])}{std}</div>',
@@ -135,7 +144,25 @@ def stats_table_html(comp: "pd.DataFrame", reference: str, metric: str) -> str:
             tds.append(f'<td class="cmp {cls}">{"".join(body)}</td>')
         out.append(f"<tr><th>{_esc(row)}</th>{''.join(tds)}</tr>")
     out.append("</tbody></table>")
+    if env_marks is not None:
+        out.append(env_footnote_html(env_marks))
     return "\n".join(out)
+
+
+def env_footnote_html(marks: EnvironmentMarks) -> str:
+    """The footnote of :meth:`EnvironmentMarks.footnote` as HTML (empty when no cell is marked)."""
+    notes = marks.notes()
+    if not notes:
+        return ""
+    items = []
+    for label, fields, missing in notes:
+        parts = ["; ".join(f"{_esc(name)}: " + ", ".join(f"{_esc(v)} ({_esc(marks.seeds_text(w))})"
+                                                         for v, w in values)
+                           for name, values in fields)]
+        if missing:
+            parts.append(f"not recorded: {_esc(marks.seeds_text(missing))}")
+        items.append(f"<li><code>{_esc(label)}</code> — {'; '.join(parts)}</li>")
+    return f'<div class="env-note warn"><p>{MARK} {_esc(NOTE)}</p><ul>{"".join(items)}</ul></div>'
 
 
 def _methods_note(comps: Sequence["pd.DataFrame"]) -> str:
@@ -333,7 +360,7 @@ table.stats td{min-width:150px}.ci{color:#555;font-size:12px}.ref{color:#23395d;
 .diff{font-size:12px}.tests{font-size:11px;color:#555}.p.sig{font-weight:bold;color:#000}
 td.sig-up{background:#e6f4e6}td.sig-down{background:#fbe9e9}
 .methods{background:#fff;border-left:4px solid #23395d;padding:4px 12px;font-size:13px;max-width:1100px}
-.warn{color:#8a4b00}img{max-width:100%}
+.warn{color:#8a4b00}img{max-width:100%}.env-mark{color:#8a4b00}.env-note{font-size:13px}
 #pi-controls{position:sticky;top:0;background:#fafafa;padding:8px 0;z-index:2;border-bottom:1px solid #ddd}
 #pi-controls label{margin-right:12px;font-size:13px}#pi-methods{display:inline}
 .pi-card{background:#fff;border:1px solid #ddd;margin:8px 0;padding:6px}
@@ -456,7 +483,8 @@ def write_html_report(runs_root: str | Path | Sequence[str | Path], out_dir: str
             comps.append(comp)
             atomic_write_text(out / f"{_slug(ds)}_{m}_stats.csv", comp.to_csv(index=False, float_format="%.6g"))
             sections.append(f'<h3 id="stats-{_esc(_slug(ds))}">{_esc(ds)} — {_esc(m)} (reference: {_esc(ref)})</h3>'
-                            f'<div class="table-wrap" data-dataset="{_esc(ds)}">{stats_table_html(comp, ref, m)}</div>'
+                            f'<div class="table-wrap" data-dataset="{_esc(ds)}">'
+                            f'{stats_table_html(comp, ref, m, EnvironmentMarks(base), sub)}</div>'
                             f'<p><a href="{_esc(_slug(ds))}_{_esc(m)}_stats.csv">all numbers (CSV)</a></p>')
             if browser_images:
                 sets += browser_sets(df, ds, m, base, out, browser_images, tile_side, predict, Path(scratch), log, ref)

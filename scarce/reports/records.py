@@ -27,6 +27,8 @@ from scarce.reports.tables import METRICS_FILES, _find_metrics, hidden_path
 from scarce.utils.environment import ENVIRONMENT_FILE
 from scarce.utils.paths import PathLike, _names, check_output_folder, staged_output
 
+EXPORT = "scarce export"
+"""Command name in a records folder's output marker (:mod:`scarce.utils.paths`)."""
 RECORD_PATTERNS = ("config.yaml", METHOD_FILE, "split.json", "log.csv", "architecture.json", ENVIRONMENT_FILE, *METRICS_FILES,
                    "eval/summary.txt", "eval/*/per_image.csv")
 """Files of a run that make its record (globs relative to the run folder): everything
@@ -109,7 +111,7 @@ def export_records(roots: Sequence[PathLike], out: PathLike, overwrite: bool = F
             raise ConfigError(f"runs folder {str(r)!r} {what}; pass the folder holding your run folders "
                               "(e.g. runs/ or a grid's out folder)")
     dest = check_output_folder(out, inputs=roots, overwrite=overwrite, what="records folder",
-                               previous=is_records_folder)
+                               previous=is_records_folder, command=EXPORT)
     plan: dict[str, tuple[Path, list[str]]] = {}
     unfinished = 0
     for root in roots:
@@ -144,7 +146,7 @@ def export_records(roots: Sequence[PathLike], out: PathLike, overwrite: bool = F
                           "(nothing else is touched), or export into a new folder")
     todo = copied + replaced
     if todo or not is_records_folder(dest):
-        with staged_output(dest) as tmp:
+        with staged_output(dest, EXPORT) as tmp:
             if not is_records_folder(dest):
                 (tmp / MARKER).write_text(MARKER_TEXT, encoding="utf-8")
             for rel in todo:

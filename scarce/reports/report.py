@@ -21,9 +21,15 @@ Output (``out_dir``):
   ``<dataset>_monitor_curves.png`` (runs trained with ``eval.monitor``: :mod:`scarce.reports.domains`).
 * A dataset scored on several test sets (ID + OOD sets / domains) gets a ``mean over test sets``
   column per budget in its tables (:func:`~scarce.reports.tables.mean_over_sets`).
+* A cell whose runs trained in different set-ups (CPU, threads, device, library versions) is
+  marked ``†``, with a footnote under the table naming the runs and what differs
+  (:class:`~scarce.reports.environments.EnvironmentMarks`).
+* Finished runs trained without test sets (``data.test_sets=[]``) are in no table: a last section
+  lists them with their best validation score, and a warning names them.
 """
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -31,10 +37,10 @@ from typing import TYPE_CHECKING, Sequence
 from scarce.evaluation.metrics import METRICS
 from scarce.reports.extras import architecture_section, axis_section, known_axes, trimap_section
 from scarce.reports.domains import monitor_section
-from scarce.reports.environments import environment_section
+from scarce.reports.environments import EnvironmentMarks, environment_section
 from scarce.reports.plots import bar_plot, curves_plot, sample_efficiency_plot
 from scarce.reports.tables import (MEAN_OVER_SETS, collect_roots, duplicate_runs, keep_newest, metric_names,
-                                   results_table, summarize, to_markdown)
+                                   results_table, runs_without_tests, summarize, to_markdown)
 from scarce.utils.io import atomic_write_text
 
 if TYPE_CHECKING:
@@ -78,6 +84,10 @@ def is_report_folder(folder: Path) -> bool:
         return False
 
 
+REPORT = "scarce report"
+"""Command name in a report folder's output marker (:mod:`scarce.utils.paths`)."""
+
+
 def check_report_folder(runs_root: str | Path | Sequence[str | Path], out_dir: str | Path,
                         overwrite: bool = False) -> Path:
     """``scarce report`` destination check, before anything is read: ``out_dir`` may not be or
@@ -87,11 +97,81 @@ def check_report_folder(runs_root: str | Path | Sequence[str | Path], out_dir: s
     from scarce.utils.paths import check_output_folder
 
     return check_output_folder(out_dir, overwrite=overwrite, what="report folder", previous=is_report_folder,
-                               containers=_roots(runs_root))
+                               containers=_roots(runs_root), command=REPORT)
 
 
 def _roots(runs_root: str | Path | Sequence[str | Path]) -> list[str | Path]:
     return [runs_root] if isinstance(runs_root, (str, Path)) else list(runs_root)
+
+
+def _recorded(df: "pd.DataFrame") -> list[str]:
+    """Metrics with at least one score in ``df``, :data:`~scarce.evaluation.metrics.METRICS` first."""
+    present = [m for m in metric_names(df) if df[f"{m}_mean"].notna().any()]
+    return [m for m in METRICS if m in present] + [m for m in present if m not in METRICS]
+
+
+def check_metric(metric: str, df: "pd.DataFrame", where: str) -> None:
+    """Refuse (``ConfigError``, one line) a ``metric`` that no run in ``df`` recorded — a typo
+    would otherwise give tables of empty cells —, or that some dataset's runs did not record.
+    ``df``: :func:`~scarce.reports.tables.collect_runs` rows; empty: checked against the known metrics."""
+    import difflib
+
+    from scarce.config import ConfigError
+
+    valid = _recorded(df) if not df.empty else list(METRICS)
+    if metric not in valid:
+        if metric in METRICS:
+            what = f"metric {metric!r} was not recorded by any run under {where}"
+        else:
+            close = difflib.get_close_matches(metric, valid, n=3, cutoff=0.5)
+            what = f"unknown metric {metric!r}" + (f" (did you mean {', '.join(map(repr, close))}?)" if close else "")
+        known = f"recorded by the runs under {where}" if not df.empty else "the known metrics"
+        raise ConfigError(f"{what}; choose one of {', '.join(valid)} ({known}); nothing written")
+    for ds in sorted(df["dataset"].unique().tolist()):
+        own = _recorded(df[df["dataset"] == ds])
+        if metric not in own:
+            raise ConfigError(f"metric {metric!r} was not recorded by the runs of dataset {ds!r} under {where} "
+                              f"(they recorded: {', '.join(own) or 'none'}); report that dataset separately or "
+                              "leave --metric out (each dataset's primary metric); nothing written")
+
+
+def _untested_section(untested: "pd.DataFrame", runs_root: str | Path) -> list[str]:
+    """Markdown lines listing finished runs without test-set results (empty when there are none)."""
+    if untested.empty:
+        return []
+    lines = ["## Runs without test-set results", "",
+             "These runs finished (`metrics.json`) but were trained without test sets (`data.test_sets=[]`), so "
+             "they are in no table above. Listed: the best validation score (on the validation part of the "
+             "labelled budget, which also chose the checkpoint: optimistic, not comparable with test scores). "
+             "`scarce evaluate RUN --test-sets NAME` scores a run on test sets; the report then reads them.", "",
+             "| run | dataset | row | budget | seed | best validation score | at step |",
+             "|---|---|---|:---:|:---:|:---:|:---:|"]
+
+    def num(v: object, fmt: str) -> str:
+        try:
+            f = float(v)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return "—"
+        return format(f, fmt) if math.isfinite(f) else "—"  # NaN: not recorded; -inf: never validated
+
+    for _, r in untested.iterrows():
+        score = num(r["best_val"], ".3f")
+        score = f"{score} ({primary_metric(str(r['dataset']))})" if score != "—" else "not recorded"
+        lines.append(f"| `{_in(runs_root, r['run'])}` | {r['dataset']} | {r['row']} | {num(r['budget'], 'g')} | "
+                     f"{num(r['seed'], 'g')} | {score} | {num(r['best_step'], 'g')} |")
+    return lines + [""]
+
+
+def _warn_untested(untested: "pd.DataFrame", runs_root: str | Path) -> None:
+    if untested.empty:
+        return
+    import warnings
+
+    names = [_in(runs_root, r) for r in untested["run"]]
+    more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+    warnings.warn(f"{len(names)} finished run(s) have no test-set results (trained with data.test_sets=[]) and are "
+                  f"in no table: {', '.join(names[:5])}{more}; results.md lists them with their best validation "
+                  "score", stacklevel=3)
 
 
 def write_report(runs_root: str | Path | Sequence[str | Path], out_dir: str | Path, metric: str | None = None,
@@ -99,7 +179,8 @@ def write_report(runs_root: str | Path | Sequence[str | Path], out_dir: str | Pa
     """Build the report of every finished run under ``runs_root`` into ``out_dir``.
 
     ``metric`` forces one metric for every dataset (default: each dataset's primary metric,
-    :func:`primary_metric`). Returns the path of ``results.md``.
+    :func:`primary_metric`); one that some dataset's runs did not record raises ``ConfigError``
+    before anything is written (:func:`check_metric`). Returns the path of ``results.md``.
 
     Several finished runs for one table cell (dataset, row, budget, seed) raise ``ConfigError``
     naming them all (a table would otherwise show one of them silently); ``newest=True`` keeps
@@ -118,10 +199,13 @@ def write_report(runs_root: str | Path | Sequence[str | Path], out_dir: str | Pa
             raise ConfigError(f"runs folder {str(root)!r} {what}; pass the folder holding your run folders "
                               "(e.g. runs/ or a grid's out folder)")
     df, runs_root = collect_roots(roots)
+    untested = runs_without_tests(roots)
     where = ", ".join(repr(str(r)) for r in roots)
-    if require_runs and df.empty:
+    if require_runs and df.empty and untested.empty:
         raise ConfigError(f"no finished run under {where} (a finished run folder holds config.yaml and "
                           "metrics.json); nothing written")
+    if metric is not None and not (df.empty and untested.empty):
+        check_metric(metric, df, where)
     dups = duplicate_runs(df)
     if dups and newest:
         import warnings
@@ -136,9 +220,18 @@ def write_report(runs_root: str | Path | Sequence[str | Path], out_dir: str | Pa
         raise ConfigError(f"several finished runs for the same table cell ({'; '.join(cells[:5])}{more}); keep one run "
                           f"per cell under {where} (move the others away) or pass --newest to use the "
                           "newest of each (by metrics.json time)")
+    from scarce.utils.paths import write_marker
+
+    write_marker(out, REPORT)  # checked by check_report_folder before any work
     lines = ["# Results", ""]
     if df.empty:
-        lines += [f"No finished runs (config.yaml + metrics.json) under `{', '.join(map(str, roots))}`.", ""]
+        if untested.empty:
+            lines += [f"No finished runs (config.yaml + metrics.json) under `{', '.join(map(str, roots))}`.", ""]
+        else:
+            lines += [f"None of the finished runs under `{', '.join(map(str, roots))}` was scored on a test set, so "
+                      "there is no results table.", ""]
+            lines += _untested_section(untested, runs_root)
+            _warn_untested(untested, runs_root)
         atomic_write_text(out / "results.csv", "dataset,row,budget,test_set,n_seeds\n")
         atomic_write_text(out / "results.md", "\n".join(lines))
         return out / "results.md"
@@ -160,7 +253,13 @@ def write_report(runs_root: str | Path | Sequence[str | Path], out_dir: str | Pa
         shown = [m] + (["jaccard_t"] if m == "jaccard" and metric is None and "jaccard_t_mean" in sub else [])
         for k, mk in enumerate(shown):
             stem = f"{_slug(ds)}_{mk}"
-            table = results_table(sub, mk, out_md=out / f"{stem}.md", out_csv=out / f"{stem}.csv", mean_column=True)
+            marks = EnvironmentMarks(runs_root)
+            table = results_table(sub, mk, out_md=out / f"{stem}.md", out_csv=out / f"{stem}.csv", mean_column=True,
+                                  mark=marks)
+            footnote = marks.footnote()
+            if footnote:  # the table's own .md explains its marks too
+                text = (out / f"{stem}.md").read_text()
+                atomic_write_text(out / f"{stem}.md", text + "\n" + "\n".join(footnote))
             title = {"dice": "Dice", "jaccard": "Jaccard", "jaccard_t": "thresholded Jaccard (ISIC 2018)"}.get(mk, mk)
             lines += [f"## {ds} — {title}" if k == 0 else f"### {ds} — {title}", ""]
             lines.append((out / f"{stem}.md").read_text().rstrip("\n"))
@@ -194,6 +293,8 @@ def write_report(runs_root: str | Path | Sequence[str | Path], out_dir: str | Pa
                 lines.append(f"- `{r}`: ![curves]({png})")
             lines.append("")
 
+    lines += _untested_section(untested, runs_root)
+    _warn_untested(untested, runs_root)
     present = metric_names(df)
     ordered = [m for m in METRICS if m in present] + [m for m in present if m not in METRICS]
     summary = summarize(df, ordered)
@@ -203,4 +304,4 @@ def write_report(runs_root: str | Path | Sequence[str | Path], out_dir: str | Pa
     return out / "results.md"
 
 
-__all__ = ["primary_metric", "write_report", "to_markdown", "check_report_folder", "is_report_folder"]
+__all__ = ["primary_metric", "write_report", "to_markdown", "check_report_folder", "is_report_folder", "check_metric"]

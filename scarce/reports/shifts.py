@@ -57,7 +57,7 @@ def check_robustness_folder(runs_roots: Sequence[str | Path], out_dir: str | Pat
     from scarce.utils.paths import check_output_folder
 
     return check_output_folder(out_dir, overwrite=overwrite, what="robustness report folder",
-                               previous=is_robustness_folder, containers=list(runs_roots))
+                               previous=is_robustness_folder, containers=list(runs_roots), command="scarce robustness")
 
 
 def read_shift_results(runs: Sequence[dict[str, Any]]) -> "pd.DataFrame":
@@ -201,6 +201,9 @@ def write_robustness_report(df: "pd.DataFrame", out_dir: str | Path, shifts: Seq
     from scarce.reports.tables import ordered_test_sets
 
     out = Path(out_dir)
+    from scarce.utils.paths import write_marker
+
+    write_marker(out, "scarce robustness")  # checked by check_robustness_folder before any work
     lines = ["# Robustness to intensity shifts", ""]
     src = ", ".join(f"`{Path(s).as_posix()}`" for s in sources)
     n_runs = int(df["run"].nunique()) if len(df) else 0

@@ -12,7 +12,9 @@ Run folder layout read here (anything else is ignored):
   (``{"best_val", "best_step", ..., "tests": {test_set: {...}}}``) or the plain
   ``{test_set: {dice_mean, dice_std, jaccard_mean, ..., n}}`` written by
   :func:`scarce.evaluation.evaluate.evaluate_sets`; looked up in the run folder, then in its
-  ``eval/`` sub-folder. Runs without it (unfinished) are skipped.
+  ``eval/`` sub-folder. Runs without it (unfinished) are skipped. A run trained without test
+  sets (``data.test_sets=[]``: ``"tests": {}``) is finished but has no table entry
+  (:func:`runs_without_tests`), unless ``scarce evaluate`` wrote test scores to its ``eval/``.
 
 Std conventions: a run's ``*_std`` is over test images; tables report mean ± **sample** std
 (ddof 1) of the per-run means over seeds (the run-to-run variability the paper reports).
@@ -22,7 +24,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 import yaml
 
@@ -78,23 +80,11 @@ def hidden_path(path: Path, root: Path) -> bool:
     return any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
-def collect_runs(runs_root: str | Path) -> "pd.DataFrame":
-    """One row per (run, test set) found under ``runs_root`` (searched recursively).
-
-    Columns: ``run`` (folder relative to ``runs_root``), ``dataset``, ``budget``, ``seed``,
-    ``model``, ``method``, ``augment``, ``row`` (display label, :func:`row_label`),
-    ``test_set``, ``test_index`` (position in ``metrics.json``: 0 = ID set) and every numeric
-    field of the test set's metrics (``dice_mean``, ``dice_std``, ..., ``n``), plus numeric
-    run-level fields of an api result (``best_val``, ``best_step``, ``steps``). Sorted by run path.
-    Also one column per report axis declared on a method Config field (:func:`run_axes`:
-    ``scribble_length``, ``method_lam``, ... — NaN where the run does not set it) with the run's
-    line signature beside it (``line:<axis>``), and, when the run was evaluated with ``eval.trimap_widths``, one
-    ``trimap_w<width>`` column per band width (:func:`trimap_results`).
-    """
-    import pandas as pd
-
-    root = Path(runs_root)
-    records: list[dict[str, Any]] = []
+def _scan(root: Path) -> Iterable[tuple[Path, dict[str, Any], dict[str, Any], Mapping[str, Any], dict[str, float]]]:
+    """Every finished run under ``root`` (``config.yaml`` + ``metrics.json``, outside hidden
+    folders), sorted by path: ``(run_dir, cfg, base columns, {test set: metrics}, run-level
+    fields)``. A run whose ``metrics.json`` names no test set (trained with ``data.test_sets=[]``)
+    takes its test sets from ``eval/metrics.json`` when a later ``scarce evaluate`` wrote one."""
     for cfg_path in sorted(root.rglob("config.yaml")):
         run_dir = cfg_path.parent
         if hidden_path(run_dir, root):
@@ -106,6 +96,15 @@ def collect_runs(runs_root: str | Path) -> "pd.DataFrame":
         metrics = json.loads(metrics_path.read_text())
         if not isinstance(cfg, dict) or not isinstance(metrics, dict):
             continue
+        tests, run_level = _split_metrics(metrics)
+        later = run_dir / METRICS_FILES[1]
+        if not _test_sets(tests) and metrics_path != later and later.is_file():
+            try:
+                evaluated = json.loads(later.read_text())
+            except (OSError, ValueError):
+                evaluated = None
+            if isinstance(evaluated, dict):
+                tests = _split_metrics(evaluated)[0]
         base = {
             "run": run_dir.relative_to(root).as_posix() if run_dir != root else ".",
             "dataset": str(_get(cfg, "data.dataset", "unknown")),
@@ -116,8 +115,34 @@ def collect_runs(runs_root: str | Path) -> "pd.DataFrame":
             "augment": _get(cfg, "method.augment"),
             "row": row_label(cfg),
         }
+        yield run_dir, cfg, base, tests, run_level
+
+
+def _test_sets(tests: Mapping[str, Any]) -> list[str]:
+    """The test sets of a run's metrics that hold scores."""
+    return [str(t) for t, v in tests.items() if isinstance(v, Mapping)]
+
+
+def collect_runs(runs_root: str | Path) -> "pd.DataFrame":
+    """One row per (run, test set) found under ``runs_root`` (searched recursively).
+
+    Columns: ``run`` (folder relative to ``runs_root``), ``dataset``, ``budget``, ``seed``,
+    ``model``, ``method``, ``augment``, ``row`` (display label, :func:`row_label`),
+    ``test_set``, ``test_index`` (position in ``metrics.json``: 0 = ID set) and every numeric
+    field of the test set's metrics (``dice_mean``, ``dice_std``, ..., ``n``), plus numeric
+    run-level fields of an api result (``best_val``, ``best_step``, ``steps``). Sorted by run path.
+    Also one column per report axis declared on a method Config field (:func:`run_axes`:
+    ``scribble_length``, ``method_lam``, ... — NaN where the run does not set it) with the run's
+    line signature beside it (``line:<axis>``), and, when the run was evaluated with ``eval.trimap_widths``, one
+    ``trimap_w<width>`` column per band width (:func:`trimap_results`). Finished runs without any
+    test set (:func:`runs_without_tests`) have no row.
+    """
+    import pandas as pd
+
+    root = Path(runs_root)
+    records: list[dict[str, Any]] = []
+    for _, cfg, base, tests, run_level in _scan(root):
         base.update(run_axes(cfg))
-        tests, run_level = _split_metrics(metrics)
         base.update(run_level)
         for idx, (test_set, values) in enumerate(tests.items()):
             if not isinstance(values, Mapping):
@@ -137,6 +162,32 @@ def collect_runs(runs_root: str | Path) -> "pd.DataFrame":
     if df.empty:
         return pd.DataFrame(columns=KEY_COLUMNS)
     return df.sort_values(["run", "test_index"], kind="stable").reset_index(drop=True)
+
+
+UNTESTED_COLUMNS = ["run", "dataset", "budget", "seed", "row", "best_val", "best_step"]
+
+
+def runs_without_tests(roots: str | Path | Sequence[str | Path]) -> "pd.DataFrame":
+    """Finished runs (``metrics.json`` written) that hold no test-set score — trained with
+    ``data.test_sets=[]`` and not evaluated since —, which :func:`collect_runs` cannot place in a
+    table: :data:`UNTESTED_COLUMNS`, ``run`` named as :func:`collect_roots` names it (relative to
+    the one folder, else ``<root>/<rel>``), ``best_val``/``best_step`` the best checkpoint's
+    validation score and step (NaN when not recorded). Sorted by run."""
+    import pandas as pd
+
+    roots = [roots] if isinstance(roots, (str, Path)) else list(roots)
+    records = []
+    for root in roots:
+        for _, _, base, tests, run_level in _scan(Path(root)):
+            if _test_sets(tests):
+                continue
+            run = base["run"]
+            if len(roots) > 1:
+                run = (Path(root) / run).as_posix() if run != "." else Path(root).as_posix()
+            records.append({**{k: base[k] for k in ("dataset", "budget", "seed", "row")}, "run": run,
+                            "best_val": run_level.get("best_val", float("nan")),
+                            "best_step": run_level.get("best_step", float("nan"))})
+    return pd.DataFrame.from_records(records, columns=UNTESTED_COLUMNS).sort_values("run").reset_index(drop=True)
 
 
 def _split_metrics(metrics: Mapping[str, Any]) -> tuple[Mapping[str, Any], dict[str, float]]:
@@ -371,7 +422,7 @@ def results_table(df: "pd.DataFrame", metric: str, out_md: str | Path | None = N
                   out_csv: str | Path | None = None, decimals: int = 3,
                   rows: Sequence[str] | None = None, test_sets: Sequence[str] | None = None,
                   budgets: Iterable[int] | None = None, dataset: str | None = None,
-                  mean_column: bool = False) -> "pd.DataFrame":
+                  mean_column: bool = False, mark: Callable[["pd.DataFrame"], str] | None = None) -> "pd.DataFrame":
     """Paper-style table of ``metric``: rows = method-backbone labels, columns = test sets per budget.
 
     ``df`` is :func:`collect_runs` output. Cells are ``mean ± std`` over seeds with ``decimals``
@@ -380,7 +431,9 @@ def results_table(df: "pd.DataFrame", metric: str, out_md: str | Path | None = N
     column in **bold** (all ties at the shown precision); ``out_csv`` the same cells, unbolded.
     ``rows``/``test_sets``/``budgets``/``dataset`` select and order subsets. ``mean_column``:
     after the test sets of a budget that has several, a ``mean over test sets @ <budget>`` column
-    (:func:`mean_over_sets`; ``scarce report`` turns it on).
+    (:func:`mean_over_sets`; ``scarce report`` turns it on). ``mark(runs)``: a suffix for a
+    cell's Markdown (e.g. ``†``, or ``""``) given the ``df`` rows of the runs that make it (the
+    returned table and ``out_csv`` stay unmarked).
     """
     import pandas as pd
 
@@ -398,6 +451,7 @@ def results_table(df: "pd.DataFrame", metric: str, out_md: str | Path | None = N
     budget_order = sorted(b for b in summary["budget"].unique().tolist()) if len(summary) else []
     cells: dict[str, dict[str, str]] = {}
     best: dict[str, set[str]] = {}
+    marks: dict[str, dict[str, str]] = {}
     for b in budget_order:
         present = [t for t in sets if ((summary["budget"] == b) & (summary["test_set"] == t)).any()]
         groups = [(t, summary[(summary["budget"] == b) & (summary["test_set"] == t)]) for t in present]
@@ -413,6 +467,10 @@ def results_table(df: "pd.DataFrame", metric: str, out_md: str | Path | None = N
             for _, r in sub.iterrows():
                 mean, std = r[f"{metric}_mean"], r[f"{metric}_std"]
                 cells[col][r["row"]] = format_cell(mean, std, decimals)
+                if mark is not None and cells[col][r["row"]]:
+                    suffix = mark(cell_runs(df, r["row"], b, present if t == MEAN_OVER_SETS else [t]))
+                    if suffix:
+                        marks.setdefault(col, {})[r["row"]] = suffix
                 if not math.isnan(mean):
                     rounded[r["row"]] = round(float(mean), decimals)
             if rounded:
@@ -423,19 +481,31 @@ def results_table(df: "pd.DataFrame", metric: str, out_md: str | Path | None = N
     if out_csv is not None:
         atomic_write_text(out_csv, table.to_csv())
     if out_md is not None:
-        atomic_write_text(out_md, to_markdown(table, best))
+        atomic_write_text(out_md, to_markdown(table, best, marks))
     return table
 
 
-def to_markdown(table: "pd.DataFrame", bold: Mapping[str, set[str]] | None = None) -> str:
-    """Markdown of a string table (index as first column); ``bold[col]`` = row labels to bold."""
+def cell_runs(df: "pd.DataFrame", row: str, budget: Any, sets: Sequence[str]) -> "pd.DataFrame":
+    """The ``df`` rows of the runs behind one table cell: ``row`` at ``budget`` scored on every
+    one of ``sets`` (one test set, or all of them for the mean over test sets)."""
+    g = df[(df["row"] == row) & (df["budget"] == budget) & df["test_set"].isin(list(sets))]
+    counts = g.groupby("run")["test_set"].nunique()
+    return g[g["run"].isin(counts[counts == len(set(sets))].index)]
+
+
+def to_markdown(table: "pd.DataFrame", bold: Mapping[str, set[str]] | None = None,
+                marks: Mapping[str, Mapping[str, str]] | None = None) -> str:
+    """Markdown of a string table (index as first column); ``bold[col]`` = row labels to bold;
+    ``marks[col][row]``: a suffix after the (bold) cell, e.g. a footnote mark."""
     bold = bold or {}
+    marks = marks or {}
     header = [str(table.index.name or "")] + [str(c) for c in table.columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + [":---:"] * len(table.columns)) + "|"]
     for label, r in table.iterrows():
         cells = [str(label)]
         for c in table.columns:
             v = str(r[c])
-            cells.append(f"**{v}**" if v and label in bold.get(c, set()) else v)
+            v = f"**{v}**" if v and label in bold.get(c, set()) else v
+            cells.append(f"{v} {marks[c][label]}" if v and label in marks.get(c, {}) else v)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -48,6 +48,55 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+def _cpu_id() -> str | None:
+    """Vendor, family, model and stepping (Linux ``/proc/cpuinfo``), e.g. ``AuthenticAMD 25/1/1``:
+    on virtual machines the model name is often generic (``AMD EPYC``) while the generation,
+    and with it the kernels' blocking, differs."""
+    fields: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip().lower()
+            if key in ("vendor_id", "cpu family", "model", "stepping") and key not in fields:
+                fields[key] = value.strip()
+            if not line.strip() and fields:
+                break
+    except OSError:
+        return None
+    if not fields:
+        return None
+    return (f"{fields.get('vendor_id', '?')} {fields.get('cpu family', '?')}/{fields.get('model', '?')}/"
+            f"{fields.get('stepping', '?')}")
+
+
+def _cpu_caches() -> str | None:
+    """The first core's cache sizes (Linux sysfs), e.g. ``L1d 32K, L1i 32K, L2 512K, L3 32768K``:
+    oneDNN chooses its convolution blocking from them, so two CPUs of one model name with other
+    caches can give other bits (docs/reproducibility.md)."""
+    base = Path("/sys/devices/system/cpu/cpu0/cache")
+    parts = []
+    try:
+        for d in sorted(base.glob("index*")):
+            level = (d / "level").read_text().strip()
+            kind = (d / "type").read_text().strip()
+            size = (d / "size").read_text().strip()
+            suffix = {"Data": "d", "Instruction": "i"}.get(kind, "")
+            parts.append(f"L{level}{suffix} {size}")
+    except OSError:
+        return None
+    return ", ".join(parts) or None
+
+
+def _cpu_capability() -> str | None:
+    """The instruction set torch's own CPU kernels dispatch to (``AVX2``, ``AVX512``, ...)."""
+    import torch
+
+    try:
+        return str(torch.backends.cpu.get_cpu_capability())
+    except (AttributeError, RuntimeError):
+        return None
+
+
 def _versions() -> dict[str, str]:
     """Installed version of each of :data:`PACKAGES` that is installed (metadata only: no import)."""
     from importlib import metadata
@@ -81,7 +130,8 @@ def environment_info(device: Any = "cpu", world_size: int = 1) -> dict[str, Any]
     """This process's environment as a JSON-able dict.
 
     ``device``: the torch device the run trains on (its CUDA name is recorded); ``world_size``:
-    DDP processes. Keys: python, os, cpu, cpu_count, threads (``torch.get_num_threads()`` now, so
+    DDP processes. Keys: python, os, cpu, cpu_id (vendor family/model/stepping), cpu_caches,
+    cpu_capability (torch's kernel ISA), cpu_count, threads (``torch.get_num_threads()`` now, so
     call it after the run set ``train.threads``), device, world_size, packages {name: version},
     scarce, scarce_commit, host.
     """
@@ -99,6 +149,9 @@ def environment_info(device: Any = "cpu", world_size: int = 1) -> dict[str, Any]
         "python": platform.python_version(),
         "os": f"{platform.system()} {platform.release()}",
         "cpu": _cpu_model(),
+        "cpu_id": _cpu_id(),
+        "cpu_caches": _cpu_caches(),
+        "cpu_capability": _cpu_capability(),
         "cpu_count": os.cpu_count(),
         "threads": torch.get_num_threads(),
         "device": name,
@@ -141,10 +194,17 @@ def record_environment(run_dir: str | os.PathLike[str], env: Mapping[str, Any], 
     from scratch (no checkpoint yet), so earlier entries described no training and are dropped.
     Atomic. Returns whether it wrote."""
     envs = [] if restart else read_environments(run_dir)
-    if envs and fingerprint(envs[-1]) == fingerprint(env):
+    if envs and same_setup(envs[-1], env):
         return False
     atomic_write_json(Path(run_dir) / ENVIRONMENT_FILE, {"environments": [*envs, dict(env)]})
     return True
+
+
+def same_setup(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """True when the :func:`fingerprint` fields that both entries record are equal: an entry
+    written before a field was recorded does not differ in that field (it is unknown)."""
+    fa, fb = fingerprint(a), fingerprint(b)
+    return all(fa[k] == fb[k] for k in fa.keys() & fb.keys())
 
 
 def describe_differences(envs: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -157,5 +217,4 @@ def describe_differences(envs: Mapping[str, Mapping[str, Any]]) -> dict[str, dic
 
 
 __all__ = ["ENVIRONMENT_FILE", "PACKAGES", "environment_info", "fingerprint", "flat_fingerprint",
-           "read_environments",
-           "record_environment", "describe_differences"]
+           "read_environments", "record_environment", "same_setup", "describe_differences"]

@@ -114,6 +114,42 @@ def torch_load(path: str | os.PathLike[str], map_location: Any = "cpu", fix: str
         raise CheckpointError(_corrupt_message(path, fix)) from None
 
 
+def weights_mismatch(module: Any, weights: Any) -> str:
+    """What keeps ``weights`` (a state dict) from loading into ``module``, in words: how many of
+    the network's weights are missing and how many are not the network's (an example of each),
+    else the first weight whose shape differs; ``""`` when every name and shape fits."""
+    if not isinstance(weights, dict):
+        return f"it holds a {type(weights).__name__} where the weights belong"
+    own = module.state_dict()
+    missing = [k for k in own if k not in weights]
+    unexpected = [k for k in weights if k not in own]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} of the network's {len(own)} weights are missing (e.g. {missing[0]!r})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} of the checkpoint's {len(weights)} weights are not the network's "
+                         f"(e.g. {unexpected[0]!r})")
+        return " and ".join(parts)
+    for k, v in own.items():
+        w = weights[k]
+        if tuple(getattr(w, "shape", ())) != tuple(v.shape):
+            return (f"weight {k!r} has shape {list(getattr(w, 'shape', []))} in the checkpoint but "
+                    f"{list(v.shape)} in the network")
+    return ""
+
+
+def load_weights(module: Any, weights: Any, path: str | os.PathLike[str], network: str, fix: str) -> None:
+    """``module.load_state_dict(weights)`` (strict), or a one-line :class:`CheckpointError`:
+    ``checkpoint PATH does not fit NETWORK: <what differs>; FIX`` instead of torch's
+    multi-line RuntimeError (weights of another architecture, encoder or class count)."""
+    try:
+        module.load_state_dict(weights)
+    except (RuntimeError, TypeError, AttributeError, KeyError, ValueError) as e:
+        what = weights_mismatch(module, weights) or " ".join(str(e).split())[:300]
+        raise CheckpointError(f"checkpoint {os.fspath(path)} does not fit {network}: {what}; {fix}") from None
+
+
 def _corrupt_message(path: str | os.PathLike[str], fix: str) -> str:
     return (f"checkpoint {os.fspath(path)} is corrupt or truncated and cannot be loaded"
             + (f"; {fix}" if fix else "; recreate it"))

@@ -1,11 +1,24 @@
-"""Output-destination safety shared by every command that writes into a user-named folder.
+"""The one output policy of every command that writes into a folder the user names.
 
 Why: a destination named by the user may hold their own files (ground-truth masks, a thesis,
-the input images themselves). Commands therefore refuse — with one line naming the folder and
-the fix — a destination that is not empty, or that is equal to, inside, or contains one of the
-command's input folders. ``--overwrite`` lets a command write into a non-empty folder, but it
-still never writes into (or above) an input folder, and it only replaces files the command
-writes itself: nothing else is ever deleted.
+the input images themselves), and a dataset or another command's folder (a run, a report)
+holds files whose loss goes unnoticed until a number is wrong. So every writing command checks
+its destination here, before anything is computed, and writes only into
+
+* a **new or empty** folder, or
+* a folder **it made itself**: every output folder carries a small marker file
+  (:data:`MARKER`, JSON ``{"command": "scarce predict", ...}``) written with its first file;
+  a folder made by an older scarce without the marker is recognised by the command's own
+  ``previous`` check (e.g. ``metrics.json`` + ``summary.txt`` of an evaluation).
+
+``--overwrite`` then replaces only the files the command writes (nothing else is deleted); it
+never lifts the other rules. Refused always, with one line naming the folder and the fix:
+a destination that is, is inside or contains one of the command's inputs; one that is or lies
+inside a **dataset** (a folder with ``images/`` + ``masks/``, or a ``split.csv``) unless the
+command made that dataset (``data synthetic`` / ``data import`` rewriting their own output) or
+it is the dataset's own annotation folder the command exists to write (``scribbles/``); one
+inside another command's folder unless that folder is a container (a run, a grid's ``out``, a
+demo: new sub-folders are fine there, existing ones are not another command's to touch).
 
 Base layer: no torch, no data-layer imports.
 """
@@ -18,7 +31,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from scarce.config import ConfigError
+from scarce.errors import ConfigError
 
 PathLike = str | os.PathLike[str]
 
@@ -83,15 +96,92 @@ def check_overlap(out: PathLike, inputs: Iterable[PathLike | None] = (), what: s
     return dest
 
 
+MARKER = ".scarce"
+"""Marker file of a folder a scarce command made (JSON: ``command``, ``format``)."""
+CONTAINER_COMMANDS = frozenset({"scarce train", "scarce experiment", "scarce demo"})
+"""Commands whose folders hold other commands' outputs in new sub-folders: a run (its
+evaluation, shift tests, predictions), a grid's ``out`` (runs), a demo folder (grid + report)."""
+_IGNORED = (".scarce.lock", ".scarce-grid.lock")
+"""Entries that do not make a folder "not empty": run/grid lock files (a process that waits on
+the lock is refused by the lock itself, with its holder named)."""
+
+
+def read_marker(folder: PathLike) -> str | None:
+    """The command that made ``folder`` (its :data:`MARKER`), ``"an unknown command"`` for an
+    unreadable marker, or None when there is none."""
+    import json
+
+    path = Path(folder) / MARKER
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+        return str(data["command"]) if isinstance(data, dict) and data.get("command") else "an unknown command"
+    except (OSError, ValueError):
+        return "an unknown command"
+
+
+def write_marker(folder: PathLike, command: str) -> Path:
+    """Mark ``folder`` (created when missing) as made by ``command``; an existing marker is
+    kept (a folder made by one command stays that command's). Atomic. Returns the folder."""
+    import json
+
+    from scarce.utils.io import atomic_write_text
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if not (folder / MARKER).exists():
+        atomic_write_text(folder / MARKER, json.dumps({"command": command, "format": 1}) + "\n")
+    return folder
+
+
+def is_dataset_folder(folder: PathLike) -> bool:
+    """A scarce dataset folder: ``images/`` + ``masks/``, or a ``split.csv``."""
+    f = Path(folder)
+    return ((f / "images").is_dir() and (f / "masks").is_dir()) or (f / "split.csv").is_file()
+
+
+def dataset_around(path: PathLike) -> Path | None:
+    """The dataset folder that ``path`` is or lies inside (nearest one), else None."""
+    p = resolved(path)
+    for d in (p, *p.parents):
+        if d.is_dir() and is_dataset_folder(d):
+            return d
+    return None
+
+
+def _check_policy(dest: Path, out: PathLike, what: str, command: str, dataset_child: str | None) -> None:
+    """Refuse a destination inside a dataset or inside another command's (non-container) folder."""
+    own = read_marker(dest) == command if dest.is_dir() else False
+    ds = dataset_around(dest)
+    annotation = ds is not None and dataset_child is not None and dest == ds / dataset_child
+    if ds is not None and not own and not annotation:
+        where = "is the dataset" if ds == dest else "lies inside the dataset"
+        raise ConfigError(f"{what} {str(out)!r} {where} {str(ds)!r} (it holds images/ + masks/ or a split.csv); "
+                          f"scarce never writes into a dataset: choose a folder outside it (nothing was written)")
+    for parent in dest.parents:
+        if annotation and parent == ds:  # a dataset scarce made still takes its annotation folder
+            continue
+        maker = read_marker(parent)
+        if maker is not None and maker not in CONTAINER_COMMANDS:
+            raise ConfigError(f"{what} {str(out)!r} lies inside {str(parent)!r}, which `{maker}` made; its files "
+                              f"are that command's: choose a folder outside it (nothing was written)")
+
+
 def check_output_folder(out: PathLike, inputs: Iterable[PathLike | None] = (), overwrite: bool = False,
                         what: str = "output folder", previous: Callable[[Path], bool] | None = None,
-                        containers: Iterable[PathLike | None] = ()) -> Path:
-    """Check that ``out`` may receive this command's files; returns it resolved. Creates nothing.
+                        containers: Iterable[PathLike | None] = (), *, command: str,
+                        dataset_child: str | None = None) -> Path:
+    """Check that ``out`` may receive ``command``'s files (the policy above); returns it resolved.
+    Creates nothing: call it before any work, then :func:`write_marker` (or
+    :func:`staged_output` with ``command``) when the first file is written.
 
     Refuses with a one-line :class:`ConfigError` when ``out`` is a file, overlaps an input folder
-    (:func:`check_overlap`, even with ``overwrite``), or is a non-empty folder — unless
-    ``overwrite`` is set or ``previous(out)`` says it holds an earlier output of the same command
-    (e.g. an earlier report, which is rewritten in place).
+    (:func:`check_overlap`), is or lies in a dataset (except ``<dataset>/<dataset_child>``, e.g.
+    ``scribbles``) or in another command's non-container folder, or is a non-empty folder that
+    ``command`` did not make — ``overwrite`` lifts none of these. A folder ``command`` made
+    (its marker, or ``previous(out)`` for one made before markers existed) is accepted when
+    ``previous`` is given (outputs rewritten in place, e.g. a report) or with ``overwrite``.
     """
     dest = check_overlap(out, inputs, what, containers)
     if dest.exists() and not dest.is_dir():
@@ -102,23 +192,42 @@ def check_output_folder(out: PathLike, inputs: Iterable[PathLike | None] = (), o
                 raise ConfigError(f"{what} {str(out)!r} lies under {str(parent)!r}, which is a file; "
                                   f"choose a folder path")
             break
-    if dest.is_dir() and not overwrite:
-        entries = _entries(dest)
-        if entries and not (previous is not None and previous(dest)):
-            raise ConfigError(f"{what} {str(out)!r} is not empty ({_names(entries)}); choose a new folder, "
-                              f"or pass --overwrite to write into it (only files this command writes "
-                              f"are replaced; nothing is deleted)")
-    return dest
+    _check_policy(dest, out, what, command, dataset_child)
+    entries = [e for e in _entries(dest) if e not in _IGNORED] if dest.is_dir() else []
+    if not entries:
+        return dest
+    maker = read_marker(dest)
+    legacy = maker is None and previous is not None and previous(dest)
+    if maker == command or legacy:
+        if overwrite or previous is not None:
+            return dest
+        raise ConfigError(f"{what} {str(out)!r} holds an earlier output of `{command}`; pass --overwrite to "
+                          f"replace its files (others are kept), or choose a new folder")
+    shown = [e for e in entries if e != MARKER] or entries
+    who = f"was made by `{maker}`" if maker is not None else f"was not made by `{command}`"
+    raise ConfigError(f"{what} {str(out)!r} is not empty ({_names(shown)}) and {who}; choose a new or empty "
+                      f"folder (--overwrite only replaces files in a folder `{command}` made; nothing was written)")
 
 
 def check_output_file(out: PathLike, overwrite: bool = False, what: str = "output file",
-                      inputs: Iterable[PathLike | None] = ()) -> Path:
-    """Refuse an existing ``out`` file unless ``overwrite`` (a folder, or a path under a file,
-    always); returns it resolved."""
+                      inputs: Iterable[PathLike | None] = (), *, command: str,
+                      previous: Callable[[Path], bool] | None = None) -> Path:
+    """Refuse an existing ``out`` file unless ``overwrite`` and ``previous(out)`` says ``command``
+    wrote it (a folder, a path under a file, a file in a dataset or in another command's
+    folder: always); returns it resolved."""
     dest = resolved(out)
     for inp in inputs:
         if inp is not None and resolved(inp) == dest:
             raise ConfigError(f"{what} {str(out)!r} is an input file; choose another path")
+    ds = dataset_around(dest.parent)
+    if ds is not None:
+        raise ConfigError(f"{what} {str(out)!r} lies inside the dataset {str(ds)!r}; scarce never writes into a "
+                          f"dataset (its split.csv is the official split): choose a path outside it")
+    for parent in dest.parents:
+        maker = read_marker(parent)
+        if maker is not None and maker not in CONTAINER_COMMANDS:
+            raise ConfigError(f"{what} {str(out)!r} lies inside {str(parent)!r}, which `{maker}` made; "
+                              f"choose a path outside it")
     if dest.is_dir():
         raise ConfigError(f"{what} {str(out)!r} is a folder; give a file path, e.g. {str(Path(out) / 'split.json')!r}")
     for parent in dest.parents:
@@ -129,6 +238,9 @@ def check_output_file(out: PathLike, overwrite: bool = False, what: str = "outpu
     if dest.exists() and not overwrite:
         raise ConfigError(f"{what} {str(out)!r} already exists; choose another path or pass --overwrite "
                           f"to replace it")
+    if dest.exists() and not (previous is not None and previous(dest)):
+        raise ConfigError(f"{what} {str(out)!r} exists and was not written by `{command}`; --overwrite only "
+                          f"replaces a file it wrote: choose another path")
     return dest
 
 
@@ -154,10 +266,11 @@ def merge_folder(src: PathLike, dest: PathLike) -> list[Path]:
 
 
 @contextlib.contextmanager
-def staged_output(dest: PathLike) -> Iterator[Path]:
+def staged_output(dest: PathLike, command: str | None = None) -> Iterator[Path]:
     """Yield an empty temporary folder on ``dest``'s file system; when the block succeeds its
     files become ``dest`` (a rename when ``dest`` does not exist yet, else :func:`merge_folder`,
-    which keeps every file of ``dest`` that is not rewritten). A failure leaves nothing behind.
+    which keeps every file of ``dest`` that is not rewritten) and ``dest`` is marked as
+    ``command``'s (:func:`write_marker`). A failure leaves nothing behind.
     Call :func:`check_output_folder` first: this only stages and publishes."""
     target = resolved(dest)
     if target.is_dir():  # stage inside: same file system, and the parent may not be writable
@@ -167,6 +280,8 @@ def staged_output(dest: PathLike) -> Iterator[Path]:
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         yield tmp
+        if command is not None and not (target / MARKER).exists():
+            write_marker(tmp, command)
         if target.is_dir():
             merge_folder(tmp, target)
         else:
@@ -176,5 +291,29 @@ def staged_output(dest: PathLike) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-__all__ = ["check_output_folder", "check_output_file", "check_overlap", "is_within", "merge_folder", "resolved",
-           "staged_output"]
+@contextlib.contextmanager
+def claimed_output(dest: PathLike, command: str) -> Iterator[Path]:
+    """Mark ``dest`` as ``command``'s (created when missing) for the block; when the block fails
+    and ``dest`` then holds nothing but what this call made, it is removed again (a folder that
+    existed keeps everything it had). For commands that write file by file (predict, evaluate);
+    call :func:`check_output_folder` first."""
+    target = resolved(dest)
+    created = [d for d in (target, *target.parents) if not d.exists()]  # deepest first
+    had_marker = (target / MARKER).exists()
+    write_marker(target, command)
+    try:
+        yield target
+    except BaseException:
+        if not had_marker and [e.name for e in target.iterdir()] == [MARKER]:
+            (target / MARKER).unlink()
+        for d in created:
+            try:
+                d.rmdir()
+            except OSError:
+                break
+        raise
+
+
+__all__ = ["CONTAINER_COMMANDS", "MARKER", "check_output_folder", "check_output_file", "check_overlap",
+           "claimed_output", "dataset_around", "is_dataset_folder", "is_within", "merge_folder", "read_marker",
+           "resolved", "staged_output", "write_marker"]
