@@ -66,8 +66,10 @@ def config_differences(saved: dict[str, Any], cfg: RunConfig | dict[str, Any]) -
     keys ignored; keys added since the run was made count with their defaults), method fields
     included (``method.lam``), so a refusal names what to change; ``method.name`` alone when the
     method itself differs."""
+    from scarce.engine.planner import adopt_saved_plan
+
     old = _flat(normalized_config(saved))
-    new = _flat(normalized_config(to_dict(cfg)))
+    new = _flat(normalized_config(adopt_saved_plan(to_dict(cfg), saved)))  # a budget planned as saved: same run
     diff = sorted(k for k in set(old) | set(new) if k not in RUNTIME_KEYS and old.get(k) != new.get(k))
     if "method.name" in diff:  # another method: its fields are not differences worth listing
         diff = [k for k in diff if k == "method.name" or not k.startswith("method.")]
@@ -176,17 +178,24 @@ def _check_run_dir(cfg: RunConfig, run_dir: Path, resume: bool) -> None:
         )
 
 
-def train_run(cfg: RunConfig, resume: bool = False) -> dict[str, Any]:
+def train_run(cfg: RunConfig, resume: bool = False, given: Any = ()) -> dict[str, Any]:
     """Train ``cfg.method`` on ``cfg.data`` and evaluate the best-validation checkpoint.
 
     Returns ``{"run_dir", "best_val", "best_step", "tests": {set: metrics}}``; writes into
     ``cfg.out``: config.yaml, split.json, log.csv, checkpoints/, eval/<set>/..., metrics.json.
+    With ``train.budget_minutes`` > 0 the run is planned first (:func:`_resolve_budget`); the
+    planned keys named in ``given`` (the command line's ``--set`` keys) are the user's, kept.
     """
     from scarce.validate import validate_config
 
     run_dir = Path(cfg.out)
     validate_config(cfg)  # the whole config (ranges, size vs stride, device, method) before anything exists
     trimap_widths(cfg)
+    from scarce.engine.planner import needs_plan
+
+    if needs_plan(cfg) and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError("train.budget_minutes plans from step times measured per process, which could differ "
+                          "between torchrun ranks; run `scarce plan` once and pass its --set line instead")
     if not _is_main():  # torchrun: rank 0 holds the folder's lock and does all file I/O
         return _train_locked(cfg, run_dir, resume)
     from scarce.utils.lock import lock_folder
@@ -197,7 +206,37 @@ def train_run(cfg: RunConfig, resume: bool = False) -> dict[str, Any]:
     hint = ("wait for it to finish (or stop it), or train into another folder (--out DIR); "
             "one run folder takes one process")
     with lock_folder(run_dir, what="run folder", hint=hint):  # created here; removed again if left empty
-        return _train_locked(cfg, run_dir, resume)
+        return _train_locked(_resolve_budget(cfg, run_dir, given), run_dir, resume)
+
+
+def _resolve_budget(cfg: RunConfig, run_dir: Path, given: Any = ()) -> RunConfig:
+    """``cfg`` planned for its ``train.budget_minutes`` (:mod:`scarce.engine.planner`) when it
+    asks for a plan and has none yet: the plan in ``run_dir/config.yaml`` when that run was
+    planned for the same budget (a resume keeps its values), else a new plan, printed (stderr)
+    and checked. A planned config (``train.planned`` set) or no budget: ``cfg`` itself."""
+    import sys
+
+    from scarce.engine.planner import adopt_saved_plan, apply_plan, needs_plan, plan_config
+    from scarce.validate import validate_config
+
+    if not needs_plan(cfg):
+        return cfg
+    if (run_dir / "config.yaml").is_file():
+        try:
+            adopted = adopt_saved_plan(to_dict(cfg), load_yaml(run_dir / "config.yaml"))
+        except ConfigError:
+            adopted = to_dict(cfg)
+        if adopted["train"].get("planned") is not None:
+            print(f"scarce: using the plan saved in {run_dir / 'config.yaml'} (train.budget_minutes="
+                  f"{cfg.train.budget_minutes:g})", file=sys.stderr)
+            return from_dict(RunConfig, adopted)
+    plan = plan_config(cfg, given=given, log=lambda m: print(f"scarce: {m}", file=sys.stderr))
+    print("scarce: plan (saved in config.yaml as train.planned; override any key with --set):", file=sys.stderr)
+    for line in plan.lines():
+        print(f"  {line}", file=sys.stderr)
+    planned = apply_plan(cfg, plan)
+    validate_config(planned)
+    return planned
 
 
 def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
@@ -237,7 +276,8 @@ def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool) -> dict[str, Any]
                 atomic_write_json(run_dir / METHOD_FILE, method_spec(cfg).as_dict())
             data.split.save(run_dir / "split.json")
             # after Trainer set train.threads; a resume in another environment appends an entry
-            record_environment(run_dir, environment_info(trainer.device, trainer.world_size),
+            record_environment(run_dir, environment_info(trainer.device, trainer.world_size, precision=trainer.precision,
+                                                         channels_last=bool(cfg.train.channels_last)),
                                restart=not run_started(run_dir))
         fit = trainer.fit(resume=resume)
     except BaseException:
@@ -361,6 +401,11 @@ def load_segmenter(run_dir: str | os.PathLike[str], cfg: RunConfig | None = None
                  f"{num_classes} classes)",
                  "it was written by another network: use the config the run was trained with (check its "
                  "config.yaml and any --set/--config overrides of model.* or data.*), or retrain the run")
+    model.inference_window = int(cfg.eval.window)  # eval.window: read by predict_probs
+    if cfg.train.channels_last:  # as trained; inference ≈1.3× faster on CPU (state dicts are layout-free)
+        import torch
+
+        model = model.to(memory_format=torch.channels_last)
     return model.eval()
 
 
@@ -676,6 +721,7 @@ def _predict_into(out_dir: Path, paths: list[Path], model: Any, cfg: RunConfig, 
 
     from scarce.data.folder import read_image_pil
     from scarce.data.load import image_input
+    from scarce.data.types import content_size
     from scarce.evaluation.evaluate import (overlay_image, predict_probs, save_mask_png, upsampled_labels,
                                             upsampled_probs)
     from scarce.utils.io import atomic_save_png
@@ -690,8 +736,9 @@ def _predict_into(out_dir: Path, paths: list[Path], model: Any, cfg: RunConfig, 
             skipped.append((p, reason))
             continue
         w, h = img.size
-        x = image_input(img, cfg.data.size, cfg.data.intensity)  # = training's input for this file
-        probs = predict_probs(model, x, tta=cfg.eval.tta)[0]  # K×S×S, flip TTA when eval.tta=flip
+        x = image_input(img, cfg.data.size, cfg.data.intensity, cfg.data.aspect)  # = training's input for this file
+        ch, cw = content_size(h, w, cfg.data.size, cfg.data.aspect)  # data.aspect=pad: cut the padding off
+        probs = predict_probs(model, x, tta=cfg.eval.tta)[0][:, :ch, :cw]  # K×S×S, flip TTA when eval.tta=flip
         lab = upsampled_labels(probs, (h, w), cfg.eval.threshold)  # H×W uint8 ids
         dest_png = out_dir / f"{p.stem}.png"
         save_mask_png(dest_png, lab, k)

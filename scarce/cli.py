@@ -85,6 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--seed", type=int, default=0)
     x.add_argument("--data-root", metavar="DIR")
     x.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+    x = dsub.add_parser("fingerprint", help="image sizes, object sizes (share of the image), objects per mask and "
+                        "intensities of datasets (names or folders), one column each")
+    x.add_argument("names", nargs="+", metavar="DATASET")
+    x.add_argument("--data-root", metavar="DIR")
+    x.add_argument("--json", action="store_true", help="print the fingerprints as JSON (for scripts)")
+    x.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     x = dsub.add_parser("synthetic", help="write the built-in synthetic dataset (and its OOD variant)")
     x.add_argument("dest", help="new or empty folder (images/, masks/, split.csv); nothing in it is ever deleted")
     x.add_argument("--n", type=int, default=160)
@@ -94,6 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
 
     # ---- train / evaluate / predict
+    x = sub.add_parser("plan", help="choose data.size/aspect/patch, batch and iterations for a wall-clock budget "
+                       "from the dataset's fingerprint and measured step times (prints each reason and the --set line)")
+    _cfg_args(x)
+    x.add_argument("name", help="dataset (registered name or folder)")
+    x.add_argument("--budget-minutes", type=float, metavar="M",
+                   help="wall-clock budget of the run (default: train.budget_minutes, else 10)")
+    x.add_argument("--json", action="store_true", help="print the plan as JSON (for scripts)")
     x = sub.add_parser("train", help="train one method on one dataset and evaluate it (ID + OOD)")
     _cfg_args(x)
     x.add_argument("--method", help="shortcut for --set method.name=... (a registered method: `scarce methods` lists them)")
@@ -314,7 +327,8 @@ def _dispatch(a: argparse.Namespace) -> int:
         if a.out:
             extra.append(f"out={a.out}")
         cfg = _load_cfg(a, extra)
-        res = train_run(cfg, resume=a.resume)
+        plan_kw = {"given": _set_keys(a.sets)} if cfg.train.budget_minutes else {}  # the planner keeps --set keys
+        res = train_run(cfg, resume=a.resume, **plan_kw)
         if a.json:
             print(json.dumps(res, indent=2))
             return 0
@@ -381,6 +395,8 @@ def _dispatch(a: argparse.Namespace) -> int:
         return 0
     if a.cmd == "status":
         return _status(a)
+    if a.cmd == "plan":
+        return _plan(a)
     if a.cmd == "report":
         from scarce.config import ConfigError
         from scarce.reports.report import check_report_folder, write_report
@@ -550,6 +566,12 @@ def _data(a: argparse.Namespace) -> int:
         info, folder = resolve_dataset(a.name, a.data_root)
         print(write_scribbles(folder, a.length, seed=a.seed, num_classes=info.num_classes, overwrite=a.overwrite))
         return 0
+    if a.data_cmd == "fingerprint":
+        from scarce.data.fingerprint import fingerprint, format_fingerprints
+
+        fps = [fingerprint(n, a.data_root) for n in a.names]
+        print(json.dumps(fps, indent=2) if a.json else format_fingerprints(fps, markdown=a.markdown))
+        return 0
     if a.data_cmd == "synthetic":
         print(D.make_synthetic(a.dest, n=a.n, size=a.size, seed=a.seed, ood=a.ood, overwrite=a.overwrite))
         return 0
@@ -621,6 +643,32 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 128 + e.signum
         print("scarce: interrupted (a run resumes with --resume / re-running the grid)", file=sys.stderr)
         return 130
+
+
+def _set_keys(sets: Sequence[str]) -> list[str]:
+    """The dotted keys that ``--set`` options name (``train.iterations=5`` → ``train.iterations``)."""
+    return [s.split("=", 1)[0].strip() for s in sets if "=" in s]
+
+
+def _plan(a: argparse.Namespace) -> int:
+    """``scarce plan DS``: :func:`scarce.engine.planner.plan_config`, each choice with its reason."""
+    from scarce.config import ConfigError
+    from scarce.engine.planner import plan_config
+
+    if a.budget_minutes is not None and not a.budget_minutes > 0:
+        raise ConfigError(f"--budget-minutes must be > 0, got {a.budget_minutes:g}")
+    cfg = _load_cfg(a, [f"data.dataset={a.name}"])
+    plan = plan_config(cfg, a.budget_minutes, given=_set_keys(a.sets),
+                       log=None if a.json else lambda m: print(f"scarce: {m}", file=sys.stderr))
+    if a.json:
+        print(json.dumps(plan.as_dict(), indent=2))
+        return 0
+    print(f"plan for {a.name} in {plan.budget_minutes:g} min (preset {cfg.preset}, method {cfg.method['name']}):")
+    for line in plan.lines():
+        print(f"  {line}")
+    print(f"use it with: {' '.join(plan.sets())}\n(or --set train.budget_minutes={plan.budget_minutes:g} to plan "
+          "inside `scarce train`)")
+    return 0
 
 
 def _status(a: argparse.Namespace) -> int:

@@ -70,7 +70,19 @@ class DataConfig:
     root: str | None = None
     """Data root holding one folder per registered dataset; falls back to $SCARCE_DATA_ROOT."""
     size: int = 128
-    """Training/inference resolution (square, pixels); predictions are scored at original size."""
+    """Working resolution (pixels): every image becomes size × size for training and inference
+    (see ``aspect``); predictions are scored at each image's original size."""
+    aspect: str = "squash"
+    """How an image becomes size × size: squash (resize both sides to size; the aspect ratio is
+    lost) | pad (resize the longer side to size, keep the aspect ratio, pad the rest with zeros
+    and background; the padding is cut off again before predictions are scaled back)."""
+    patch: int = 0
+    """Train on random patch × patch crops of the size × size images (0 = whole images); the
+    network still predicts whole images, fully convolutionally. A share ``patch_foreground`` of the
+    crops is centred on a random foreground pixel (nnU-Net's oversampling), so small objects are
+    seen."""
+    patch_foreground: float = 0.33
+    """Share of patches forced to contain foreground (with ``patch`` > 0)."""
     budget: int = 40
     """Number of labelled examples, split train:val = 4:1 (40 → 32 + 8)."""
     val_fraction: float = 0.2
@@ -134,6 +146,12 @@ class OptimConfig:
     (adam | adamw | rmsprop | sgd, with this section's lr, momentum, betas, weight decay)."""
     rho: float = 0.05
     """``sam``/``asam``: radius ρ of the weight perturbation (Foret et al.: 0.05; ASAM: 0.5–2)."""
+    fused: bool = False
+    """``adam``/``adamw`` (also as SAM's base): torch's fused kernel, one pass over the weights
+    (the Lite0 U-Net's Adam step 24 → 7 ms on one CPU thread). Same update up to float rounding,
+    so not bit-identical to runs without it: off until a validation says it may be the default.
+    (torch 2.13's fused CPU kernel misreads a ``.grad`` assigned in another memory layout than its
+    parameter's; autograd's gradients always match, so only hand-set gradients could.)"""
 
 
 @dataclass
@@ -173,6 +191,19 @@ class TrainConfig:
     """Also write TensorBoard event files (when the tensorboard package is installed)."""
     channels_last: bool = True
     """Keep the segmenter and batches in channels-last memory format (≈1.3× faster convs on CPU)."""
+    precision: str = "auto"
+    """Precision of the segmenter's training forward passes: ``auto`` (CPU: fp32, faster than bf16
+    here at 128 px; CUDA: bf16 where supported) | ``fp32`` | ``bf16`` (autocast; CUDA or a CPU with
+    native bf16) | ``fp16`` (CUDA, with a GradScaler). The effective one is in environment.json
+    (:mod:`scarce.engine.precision`)."""
+    budget_minutes: float = 0.0
+    """Wall-clock budget of the run in minutes: > 0 plans ``data.aspect``/``size``/``patch`` and
+    ``train.batch_size``/``iterations``/``val_every`` from the dataset's fingerprint and measured
+    step times before training (:mod:`scarce.engine.planner`, as ``scarce plan``), keeping every
+    one the user set; 0 = off."""
+    planned: dict[str, str] | None = None
+    """Written by the planner: {planned key: reason}. Set = the config is resolved and
+    ``budget_minutes`` is not applied again (a resume or a re-run from config.yaml)."""
 
 
 @dataclass
@@ -188,6 +219,10 @@ class EvalConfig:
     """Trimap accuracy (mIoU inside bands of these widths in pixels around ground-truth boundaries,
     the weak-supervision paper's Figure 6) per test set, stored in metrics.json as
     ``trimap: {width: miou}``; empty = off (it costs a distance transform per test image)."""
+    window: int = 0
+    """Inference window: 0 = predict each whole S × S image at once (fully convolutional); N =
+    MONAI's sliding-window inference with N × N windows (50 % overlap, Gaussian blending), e.g.
+    ``data.patch`` for a network trained on patches. Used wherever ``eval.tta`` is."""
     tta: str = "none"
     """Test-time augmentation: ``none`` | ``flip`` (mean probabilities of the image and its
     horizontal and vertical flips). Used by the evaluation, by validation during training (so the

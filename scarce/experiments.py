@@ -296,8 +296,11 @@ def _adopt_finished(specs: list[RunSpec]) -> int:
     for s in specs:
         saved = s.run_dir / "config.yaml"
         if (s.run_dir / "metrics.json").exists() and saved.exists():
-            want = to_dict(from_dict(RunConfig, s.config))
-            if load_yaml(saved) != want:
+            from scarce.engine.planner import adopt_saved_plan
+
+            old = load_yaml(saved)
+            want = to_dict(from_dict(RunConfig, adopt_saved_plan(to_dict(from_dict(RunConfig, s.config)), old)))
+            if old != want:  # (a grid row with train.budget_minutes keeps the plan its run was trained with)
                 save_config(want, saved)
                 n += 1
     return n

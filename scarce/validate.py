@@ -131,6 +131,17 @@ def validate_config(cfg: RunConfig, training: bool = True) -> None:
     from scarce.data.intensity import check_intensity
 
     check_intensity(d.intensity)  # a typo fails before a grid starts, not after loading data
+    from scarce.data.cache import ASPECTS
+
+    if d.aspect not in ASPECTS:
+        raise ConfigError(f"config key 'data.aspect' must be one of {', '.join(ASPECTS)} (squash: resize to "
+                          f"data.size × data.size; pad: keep the aspect ratio and pad), got {d.aspect!r}")
+    if training:
+        _need_int("data.patch", d.patch, 0, 96)
+        if d.patch > d.size:
+            raise ConfigError(f"config key 'data.patch' is {d.patch}, larger than data.size={d.size}: patches are cut "
+                              f"from the data.size × data.size images; use at most {d.size} (0 = whole images)")
+        _need_num("data.patch_foreground", d.patch_foreground, 0.0, 1.0, 0.33)
     # --- eval
     _need_num("eval.threshold", e.threshold, 0.0, 1.0, 0.5, low_open=True)
     _need_num("eval.iou_threshold", e.iou_threshold, 0.0, 1.0, 0.65, high_open=False)
@@ -150,6 +161,10 @@ def validate_config(cfg: RunConfig, training: bool = True) -> None:
         _need_int("train.early_stop", t.early_stop, 0, 5)
         _need_int("train.plateau_patience", t.plateau_patience, 0, 3)
         _need_int("train.threads", t.threads, 0, 1)
+        _need_num("train.budget_minutes", t.budget_minutes, 0.0, None, 10)  # 0 = off (scarce.engine.planner)
+        if t.planned is not None and not isinstance(t.planned, dict):
+            raise ConfigError(f"config key 'train.planned' is written by the planner ({{key: reason}}), got "
+                              f"{t.planned!r}; remove it to plan again")
         _need_num("train.plateau_factor", t.plateau_factor, 0.0, 1.0, 0.5, low_open=True)
         _check_schedule(t)
         o = t.optim
@@ -176,7 +191,12 @@ def validate_config(cfg: RunConfig, training: bool = True) -> None:
                 look_up(str(t.loss), ("auto", *LOSSES.names()), "loss (train.loss)")
         from scarce.utils.seed import resolve_device
 
-        resolve_device(t.device)
+        from scarce.engine.precision import resolve_precision
+
+        precision = resolve_precision(t.precision, resolve_device(t.device))  # name, then what the device runs
+        if precision == "fp16" and two_pass:
+            raise ConfigError(f"train.precision=fp16 scales the loss with a GradScaler, which cannot drive "
+                              f"train.optim.name={o.name!r}'s two-pass step; use train.precision=bf16 (or fp32)")
         from scarce.methods import method_spec
 
         spec = method_spec(cfg)  # unknown method / method key / type → did-you-mean
@@ -198,6 +218,9 @@ def validate_config(cfg: RunConfig, training: bool = True) -> None:
                               f"trains on labelled images only and would ignore it; methods that use unlabelled "
                               f"images: {', '.join(users)} (e.g. --set method.name={example}), "
                               f"or remove data.unlabelled")
+        if d.patch and not getattr(spec.cls, "patches", True):
+            raise ConfigError(f"method {spec.name!r} trains on whole images (its per-image data, e.g. scribbles or a "
+                              f"generator's size, is not cut with the patch); remove data.patch (or set it to 0)")
         check_run = getattr(spec.cls, "check_run_config", None)  # a method's own rules (ctbct: data.size)
         if check_run is not None:
             check_run(cfg, spec.config)
@@ -209,3 +232,12 @@ def validate_config(cfg: RunConfig, training: bool = True) -> None:
         raise ConfigError(f"config key 'data.size' is {d.size}, not a multiple of the stride {stride} of the "
                           f"{cfg.model.name!r} network; use a multiple of {stride}, "
                           f"e.g. --set data.size={lo} or {hi}")
+    _need_int("eval.window", cfg.eval.window, 0, 0)
+    if cfg.eval.window and cfg.eval.window % stride:
+        lo = max(stride, cfg.eval.window // stride * stride)
+        raise ConfigError(f"config key 'eval.window' is {cfg.eval.window}, not a multiple of the stride {stride} of the "
+                          f"{cfg.model.name!r} network; use a multiple of {stride}, e.g. --set eval.window={lo}")
+    if training and d.patch and d.patch % stride:
+        lo = max(stride, d.patch // stride * stride)
+        raise ConfigError(f"config key 'data.patch' is {d.patch}, not a multiple of the stride {stride} of the "
+                          f"{cfg.model.name!r} network; use a multiple of {stride}, e.g. --set data.patch={lo}")

@@ -121,7 +121,11 @@ def test_evaluate_sets_writes_metrics(tmp_path):
         assert {"jaccard_mean", "jaccard_std", "jaccard_t_mean", "jaccard_t_std"} <= set(m)
         assert (tmp_path / name / "per_image.csv").is_file()
     summary = (tmp_path / "summary.txt").read_text().splitlines()
-    assert len(summary) == 2 and summary[0].startswith("id") and "jaccard 1.000" in summary[0]
+    assert len(summary) == 4 and summary[0].startswith("id") and "jaccard 1.000" in summary[0]
+    assert summary[0] == "id   jaccard 1.000 ± 0.000  dice 1.000 ± 0.000  jaccard_t 1.000 ± 0.000  (n=4)"
+    assert summary[1] == ("  by object size: empty 1.000 (n=1) · <2% — (0) · 2-5% — (0) · 5-15% — (0) · "
+                          ">15% 1.000 (3); detection rate 1.000 (4/4 lesions)")
+    assert summary[2].startswith("ood  jaccard 1.000")
 
 
 def test_domain_test_part_folder_has_no_colon(tmp_path):

@@ -158,6 +158,22 @@ def _per_sample(mask: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return mask.to(x.device).view(-1, 1, 1, 1)
 
 
+def _on_drawn(fn: Any, x: torch.Tensor, apply: torch.Tensor, *per_sample: torch.Tensor) -> torch.Tensor:
+    """``fn(x, *per_sample)`` (a per-sample op: no value depends on another sample) on the samples
+    that drew the op only, the others passed through. Bit-identical to computing it on the whole
+    batch and selecting (tests/test_intensity.py), at the cost of the drawn samples: with
+    nnU-Net's probabilities (0.1–0.3 per sample) most of a batch skips each op."""
+    idx = apply.nonzero().flatten()
+    if idx.numel() == 0:
+        return x
+    if idx.numel() == x.shape[0]:
+        return fn(x, *per_sample)
+    dev = idx.to(x.device)
+    out = x.clone()  # keeps x's memory layout, as torch.where(apply, y, x) did
+    out[dev] = fn(x[dev], *(p.to(x.device)[dev] for p in per_sample))
+    return out
+
+
 def _stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per sample and channel mean and (population) std, N×C×1×1."""
     return x.mean(dim=(2, 3), keepdim=True), x.std(dim=(2, 3), keepdim=True, correction=0)
@@ -167,11 +183,11 @@ def _stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _noise(x: torch.Tensor, apply: torch.Tensor, rel_std: torch.Tensor,
            noise: torch.Tensor) -> torch.Tensor:
-    if not bool(apply.any()):
-        return x
-    sd = rel_std.to(x) * x.std(dim=(1, 2, 3), correction=0)
-    y = (x + noise.to(x) * sd.view(-1, 1, 1, 1)).clamp(0.0, 1.0)
-    return torch.where(_per_sample(apply, x), y, x)
+    def op(x: torch.Tensor, rel_std: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        sd = rel_std.to(x) * x.std(dim=(1, 2, 3), correction=0)
+        return (x + noise.to(x) * sd.view(-1, 1, 1, 1)).clamp(0.0, 1.0)
+
+    return _on_drawn(op, x, apply, rel_std, noise)
 
 
 def _blur(x: torch.Tensor, apply: torch.Tensor, sigma: torch.Tensor, max_sigma: float) -> torch.Tensor:
@@ -200,12 +216,12 @@ def _brightness(x: torch.Tensor, apply: torch.Tensor, factor: torch.Tensor) -> t
 def _contrast(x: torch.Tensor, apply: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     from kornia.enhance import adjust_contrast_with_mean_subtraction
 
-    if not bool(apply.any()):
-        return x
-    y = adjust_contrast_with_mean_subtraction(x, factor.to(x))
-    lo, hi = x.amin(dim=(2, 3), keepdim=True), x.amax(dim=(2, 3), keepdim=True)
-    y = torch.minimum(torch.maximum(y, lo), hi)  # preserve_range
-    return torch.where(_per_sample(apply, x), y, x)
+    def op(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+        y = adjust_contrast_with_mean_subtraction(x, factor.to(x))
+        lo, hi = x.amin(dim=(2, 3), keepdim=True), x.amax(dim=(2, 3), keepdim=True)
+        return torch.minimum(torch.maximum(y, lo), hi)  # preserve_range
+
+    return _on_drawn(op, x, apply, factor)
 
 
 def _lowres(x: torch.Tensor, apply: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -226,23 +242,24 @@ def _gamma(x: torch.Tensor, apply: torch.Tensor, gamma: torch.Tensor, invert: bo
            retain_stats: bool) -> torch.Tensor:
     from kornia.enhance import adjust_gamma
 
-    if not bool(apply.any()):
-        return x
-    eps = 1e-7
-    lo, hi = x.amin(dim=(2, 3), keepdim=True), x.amax(dim=(2, 3), keepdim=True)
-    rng = hi - lo
-    xr = ((x - lo) / (rng + eps)).clamp(0.0, 1.0)
-    if invert:
-        xr = 1.0 - xr
-    yr = adjust_gamma(xr, gamma.to(x))
-    if invert:
-        yr = 1.0 - yr
-    y = yr * rng + lo
-    if retain_stats:
-        mean, std = _stats(x)
-        y_mean, y_std = _stats(y)
-        y = (y - y_mean) / (y_std + eps) * std + mean
-    return torch.where(_per_sample(apply, x), y.clamp(0.0, 1.0), x)
+    def op(x: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
+        eps = 1e-7
+        lo, hi = x.amin(dim=(2, 3), keepdim=True), x.amax(dim=(2, 3), keepdim=True)
+        rng = hi - lo
+        xr = ((x - lo) / (rng + eps)).clamp(0.0, 1.0)
+        if invert:
+            xr = 1.0 - xr
+        yr = adjust_gamma(xr, gamma.to(x))
+        if invert:
+            yr = 1.0 - yr
+        y = yr * rng + lo
+        if retain_stats:
+            mean, std = _stats(x)
+            y_mean, y_std = _stats(y)
+            y = (y - y_mean) / (y_std + eps) * std + mean
+        return y.clamp(0.0, 1.0)
+
+    return _on_drawn(op, x, apply, gamma)
 
 
 @INTENSITY_AUGMENTATIONS.register("none")

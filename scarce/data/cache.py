@@ -6,10 +6,11 @@ size, target size, ...), so an edited file is decoded again; the disk cache (``c
 the SHA-1 of the file bytes, so it survives moves and is shared between processes. Disk entries
 are written atomically (a crash never leaves a half-written entry).
 
-Resizing: images PIL bilinear (antialiased when shrinking) to S×S, masks nearest to S×S; then
-the image's intensity preprocessing (``data.intensity``, :mod:`scarce.data.intensity`), part of
-both cache keys so arrays prepared differently never mix (``none`` keeps the keys of earlier
-versions, so existing disk caches stay valid).
+Resizing: images PIL bilinear (antialiased when shrinking) to S×S, masks nearest to S×S, or with
+``data.aspect=pad`` the longer side to S and the rest padded (:func:`content_size`); then the
+image's intensity preprocessing (``data.intensity``, :mod:`scarce.data.intensity`). Both are
+part of both cache keys so arrays prepared differently never mix (``none`` / ``squash`` keep the
+keys of earlier versions, so existing disk caches stay valid).
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from PIL import Image
 
 from scarce.data.folder import read_image_pil, read_pair
 from scarce.data.intensity import check_intensity, preprocess_intensity
+from scarce.data.types import content_size
 from scarce.utils.io import atomic_path
 
 CACHE_VERSION = 1
@@ -48,38 +50,67 @@ class Decoded:
                 + (0 if self.orig is None else self.orig.nbytes))
 
 
-def resize_image(img: Image.Image, size: int) -> np.ndarray:
-    """PIL image → C×S×S uint8 (bilinear, antialiased): the one resize used for training,
-    evaluation and ``scarce predict`` alike."""
-    if img.size != (size, size):
-        img = img.resize((size, size), Image.BILINEAR)
+ASPECTS = ("squash", "pad")
+"""``data.aspect`` values: how an H×W image becomes the S×S working image."""
+
+
+def check_aspect(aspect: str) -> str:
+    """``aspect`` if it is one of :data:`ASPECTS`, else ValueError naming the choices."""
+    if aspect not in ASPECTS:
+        raise ValueError(f"data.aspect must be one of {', '.join(ASPECTS)}, got {aspect!r}")
+    return aspect
+
+
+def pad_to(arr: np.ndarray, size: int) -> np.ndarray:
+    """Zero-pad a ``[C×]h×w`` array at the bottom and right to ``[C×]size×size`` (the padding of
+    :func:`content_size`'s ``pad``: black image, background label 0)."""
+    h, w = arr.shape[-2:]
+    if (h, w) == (size, size):
+        return arr
+    out = np.zeros((*arr.shape[:-2], size, size), dtype=arr.dtype)
+    out[..., :h, :w] = arr
+    return out
+
+
+def resize_image(img: Image.Image, size: int, aspect: str = "squash") -> np.ndarray:
+    """PIL image → C×h×w uint8 content (bilinear, antialiased; h×w = :func:`content_size`, S×S
+    when squashed): the one resize used for training, evaluation and ``scarce predict`` alike."""
+    h, w = content_size(img.height, img.width, size, aspect)
+    if img.size != (w, h):
+        img = img.resize((w, h), Image.BILINEAR)
     arr = np.asarray(img, dtype=np.uint8)
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
 
 
-def prepare_image(img: Image.Image, size: int, intensity: str = "none") -> np.ndarray:
-    """PIL image → C×S×S uint8: :func:`resize_image`, then ``data.intensity`` preprocessing.
+def prepare_image(img: Image.Image, size: int, intensity: str = "none", aspect: str = "squash") -> np.ndarray:
+    """PIL image → C×S×S uint8: :func:`resize_image`, then ``data.intensity`` preprocessing (of
+    the content only), then the ``pad`` padding.
 
     The one image path of training, evaluation and ``scarce predict`` (see
     :func:`scarce.data.load.load_image`).
     """
-    return np.ascontiguousarray(preprocess_intensity(resize_image(img, size), intensity))
+    arr = preprocess_intensity(resize_image(img, size, aspect), intensity)
+    return np.ascontiguousarray(pad_to(arr, size) if aspect == "pad" else arr)
+
+
+def resize_mask(labels: np.ndarray, size: int, aspect: str = "squash") -> np.ndarray:
+    """H×W label ids → S×S (nearest; ``pad``: the content as :func:`content_size`, background
+    padding)."""
+    h, w = content_size(labels.shape[0], labels.shape[1], size, aspect)
+    small = labels if labels.shape == (h, w) else np.asarray(Image.fromarray(labels).resize((w, h), Image.NEAREST))
+    return pad_to(small, size) if aspect == "pad" else small
 
 
 def decode_resize(image_path: Path, mask_path: Path | None, size: int, channels: int,
-                  num_classes: int, intensity: str = "none") -> Decoded:
+                  num_classes: int, intensity: str = "none", aspect: str = "squash") -> Decoded:
     """Decode, validate and resize one pair (no caching). Raises DataError on bad input.
     ``mask_path=None``: the image alone (an unlabelled image: no mask file is opened)."""
     if mask_path is None:
-        arr = prepare_image(read_image_pil(image_path, channels), size, intensity)
+        arr = prepare_image(read_image_pil(image_path, channels), size, intensity, aspect)
         return Decoded(np.ascontiguousarray(arr), None, None)
     img, labels = read_pair(image_path, mask_path, num_classes, channels)
-    arr = prepare_image(img, size, intensity)
-    if labels.shape != (size, size):
-        small = np.asarray(Image.fromarray(labels).resize((size, size), Image.NEAREST))
-    else:
-        small = labels
-    return Decoded(np.ascontiguousarray(arr), np.ascontiguousarray(small), labels)
+    arr = prepare_image(img, size, intensity, aspect)
+    return Decoded(np.ascontiguousarray(arr), np.ascontiguousarray(resize_mask(labels, size, aspect)), labels)
 
 
 class DecodeCache:
@@ -96,13 +127,13 @@ class DecodeCache:
     # ---------------------------------------------------------------- memory
     @staticmethod
     def _mem_key(image_path: Path, mask_path: Path | None, size: int, channels: int,
-                 num_classes: int, intensity: str = "none") -> tuple:
+                 num_classes: int, intensity: str = "none", aspect: str = "squash") -> tuple:
         si = image_path.stat()
         if mask_path is None:  # image only
-            return (str(image_path.resolve()), si.st_mtime_ns, si.st_size, None, size, channels, intensity)
+            return (str(image_path.resolve()), si.st_mtime_ns, si.st_size, None, size, channels, intensity, aspect)
         sm = mask_path.stat()
         return (str(image_path.resolve()), si.st_mtime_ns, si.st_size, str(mask_path.resolve()),
-                sm.st_mtime_ns, sm.st_size, size, channels, num_classes, intensity)
+                sm.st_mtime_ns, sm.st_size, size, channels, num_classes, intensity, aspect)
 
     def _mem_get(self, key: tuple, keep_orig: bool) -> Decoded | None:
         with self._lock:
@@ -131,7 +162,7 @@ class DecodeCache:
 
     # ---------------------------------------------------------------- disk
     def _disk_path(self, image_path: Path, mask_path: Path | None, size: int, channels: int,
-                   num_classes: int, intensity: str = "none") -> Path:
+                   num_classes: int, intensity: str = "none", aspect: str = "squash") -> Path:
         h = hashlib.sha1()
         h.update(image_path.read_bytes())
         h.update(b"\0")
@@ -142,6 +173,8 @@ class DecodeCache:
             h.update(f"|{size}|{channels}|{num_classes}|v{CACHE_VERSION}".encode())
         if intensity != "none":  # ``none`` keeps the key of caches written before the option
             h.update(f"|intensity={intensity}".encode())
+        if aspect != "squash":  # likewise
+            h.update(f"|aspect={aspect}".encode())
         digest = h.hexdigest()
         assert self.cache_dir is not None
         return self.cache_dir / "decoded" / digest[:2] / f"{digest}.npz"
@@ -171,21 +204,22 @@ class DecodeCache:
 
     # ---------------------------------------------------------------- public
     def get(self, image_path: str | Path, mask_path: str | Path | None, size: int, channels: int,
-            num_classes: int, keep_orig: bool = False, intensity: str = "none") -> Decoded:
+            num_classes: int, keep_orig: bool = False, intensity: str = "none", aspect: str = "squash") -> Decoded:
         """One resized pair; ``orig`` is filled when ``keep_orig`` (else may be None);
-        ``intensity`` = ``data.intensity`` preprocessing of the image. ``mask_path=None``
-        decodes the image alone (its own cache entries; no mask file is opened)."""
+        ``intensity`` = ``data.intensity`` preprocessing of the image, ``aspect`` = ``data.aspect``.
+        ``mask_path=None`` decodes the image alone (its own cache entries; no mask file is opened)."""
         image_path = Path(image_path)
         mask_path = None if mask_path is None else Path(mask_path)
         keep_orig = keep_orig and mask_path is not None
         intensity = check_intensity(intensity)
-        key = self._mem_key(image_path, mask_path, size, channels, num_classes, intensity)
+        aspect = check_aspect(aspect)
+        key = self._mem_key(image_path, mask_path, size, channels, num_classes, intensity, aspect)
         hit = self._mem_get(key, keep_orig)
         if hit is not None:
             return hit
         disk = None
         if self.cache_dir is not None:
-            disk = self._disk_path(image_path, mask_path, size, channels, num_classes, intensity)
+            disk = self._disk_path(image_path, mask_path, size, channels, num_classes, intensity, aspect)
             entry = self._disk_read(disk) if disk.is_file() else None
             if entry is not None:
                 with self._lock:
@@ -194,7 +228,7 @@ class DecodeCache:
                     entry = Decoded(entry.image, entry.mask, None)
                 self._mem_put(key, entry)
                 return entry
-        entry = decode_resize(image_path, mask_path, size, channels, num_classes, intensity)
+        entry = decode_resize(image_path, mask_path, size, channels, num_classes, intensity, aspect)
         with self._lock:
             self.stats["decoded"] += 1
         if disk is not None:
@@ -206,17 +240,17 @@ class DecodeCache:
 
     def get_many(self, pairs: Sequence[tuple[Path, Path | None]], size: int, channels: int,
                  num_classes: int, keep_orig: bool = False, threads: int = MAX_THREADS,
-                 intensity: str = "none") -> list[Decoded]:
+                 intensity: str = "none", aspect: str = "squash") -> list[Decoded]:
         """Decode many pairs with at most ``threads`` (≤ 2) threads; order is kept. The first
         bad pair raises its DataError (remaining work is cancelled)."""
         threads = max(1, min(int(threads), MAX_THREADS))
         intensity = check_intensity(intensity)
         if threads == 1 or len(pairs) < 8:
-            return [self.get(i, m, size, channels, num_classes, keep_orig, intensity)
+            return [self.get(i, m, size, channels, num_classes, keep_orig, intensity, aspect)
                     for i, m in pairs]
         with ThreadPoolExecutor(max_workers=threads) as pool:
             futures = [pool.submit(self.get, i, m, size, channels, num_classes, keep_orig,
-                                   intensity)
+                                   intensity, aspect)
                        for i, m in pairs]
             try:
                 return [f.result() for f in futures]

@@ -126,14 +126,14 @@ def load_folder(path_or_name: str | Path, size: int, root: str | Path | None = N
                 num_classes: int | None = None, stems: Sequence[str] | None = None,
                 keep_orig: bool = False, cache: DecodeCache | str | Path | None = None,
                 channels: int | None = None, name: str | None = None,
-                intensity: str = "none") -> SegData:
+                intensity: str = "none", aspect: str = "squash") -> SegData:
     """Decode (or fetch from cache) pairs of a folder into a :class:`SegData`.
 
     Returns images float32 N×C×size×size in [0, 1] and masks int64 N×size×size label ids;
     ``orig_masks`` (H_i×W_i uint8) when ``keep_orig``. ``stems`` selects pairs (default: all,
     sorted). ``channels``/``num_classes`` default to the dataset's. ``cache``: a DecodeCache,
     a cache folder, or None (process-wide memory cache). ``intensity``: ``data.intensity``
-    preprocessing (:mod:`scarce.data.intensity`).
+    preprocessing (:mod:`scarce.data.intensity`); ``aspect``: ``data.aspect``.
     """
     if isinstance(path_or_name, SegData):  # pragma: no cover - defensive
         return path_or_name
@@ -141,7 +141,7 @@ def load_folder(path_or_name: str | Path, size: int, root: str | Path | None = N
     index = scan_folder(folder)
     return _load_index(index, info, size, stems, keep_orig, cache,
                        channels or info.channels, name or info.name,
-                       num_classes or info.num_classes, intensity)
+                       num_classes or info.num_classes, intensity, aspect)
 
 
 def to_float_images(arrays: Sequence[np.ndarray]) -> torch.Tensor:
@@ -151,28 +151,28 @@ def to_float_images(arrays: Sequence[np.ndarray]) -> torch.Tensor:
     return images.mul_(1.0 / 255.0)
 
 
-def image_input(img: "Image.Image", size: int, intensity: str = "none") -> torch.Tensor:
+def image_input(img: "Image.Image", size: int, intensity: str = "none", aspect: str = "squash") -> torch.Tensor:
     """A decoded PIL image (:func:`scarce.data.folder.read_image_pil`) → the model input
     1×C×size×size float32 in [0, 1]: exactly what training/evaluation loading feeds the model for
     the same file (same resize, ``data.intensity`` preprocessing and ×1/255). ``scarce predict``
     calls this for every image, so inference can never drift from training."""
     from scarce.data.cache import prepare_image
 
-    return to_float_images([prepare_image(img, size, intensity)])
+    return to_float_images([prepare_image(img, size, intensity, aspect)])
 
 
-def load_image(path: str | Path, size: int, channels: int, intensity: str = "none"
+def load_image(path: str | Path, size: int, channels: int, intensity: str = "none", aspect: str = "squash"
                ) -> tuple[torch.Tensor, tuple[int, int]]:
     """One image file → (:func:`image_input`, the image's original (H, W))."""
     from scarce.data.folder import read_image_pil
 
     img = read_image_pil(path, channels=channels)
-    return image_input(img, size, intensity), (img.height, img.width)
+    return image_input(img, size, intensity, aspect), (img.height, img.width)
 
 
 def _load_index(index: FolderIndex, info: DatasetInfo, size: int, stems: Sequence[str] | None,
                 keep_orig: bool, cache: DecodeCache | str | Path | None, channels: int,
-                name: str, num_classes: int, intensity: str = "none") -> SegData:
+                name: str, num_classes: int, intensity: str = "none", aspect: str = "squash") -> SegData:
     if stems is None:
         stems = index.stems
     missing = [s for s in stems if s not in index.images]
@@ -181,7 +181,7 @@ def _load_index(index: FolderIndex, info: DatasetInfo, size: int, stems: Sequenc
                         f"{index.root / 'images'}; was the split made for another folder?")
     dc = cache if isinstance(cache, DecodeCache) else get_cache(cache)
     pairs = [(index.images[s], index.masks[s]) for s in stems]
-    decoded = dc.get_many(pairs, size, channels, num_classes, keep_orig, intensity=intensity)
+    decoded = dc.get_many(pairs, size, channels, num_classes, keep_orig, intensity=intensity, aspect=aspect)
     n = len(decoded)
     images = torch.empty((n, channels, size, size), dtype=torch.float32)
     masks = torch.empty((n, size, size), dtype=torch.int64)
@@ -191,7 +191,7 @@ def _load_index(index: FolderIndex, info: DatasetInfo, size: int, stems: Sequenc
     return SegData(
         name=name, images=images, masks=masks, stems=list(stems), num_classes=num_classes,
         orig_masks=[d.orig for d in decoded] if keep_orig else None,  # type: ignore[misc]
-        image_paths=[str(p[0]) for p in pairs])
+        image_paths=[str(p[0]) for p in pairs], aspect=aspect)
 
 
 def dataset_split(info: DatasetInfo, index: FolderIndex, budget: int, seed: int,
@@ -235,7 +235,7 @@ def prepare_run_data(data_cfg: DataConfig, seed: int, with_unlabelled: bool = Fa
 
     def load(idx: FolderIndex, inf: DatasetInfo, stems: Sequence[str], name: str,
              keep: bool) -> SegData:
-        return _load_index(idx, inf, size, stems, keep, dc, ch, name, k, intensity)
+        return _load_index(idx, inf, size, stems, keep, dc, ch, name, k, intensity, data_cfg.aspect)
 
     train = load(index, info, split.train, info.name, False)
     val = load(index, info, split.val, info.name, True)
@@ -390,7 +390,8 @@ def _decode_pool(data_cfg: DataConfig, info: DatasetInfo, items: Sequence[PoolIt
     size, ch = data_cfg.size, info.channels
     intensity = check_intensity(data_cfg.intensity)
     paths = [p for _, p, _ in items]
-    decoded = dc.get_many([(p, None) for p in paths], size, ch, info.num_classes, False, intensity=intensity)
+    decoded = dc.get_many([(p, None) for p in paths], size, ch, info.num_classes, False, intensity=intensity,
+                          aspect=data_cfg.aspect)
     images = torch.empty((len(decoded), ch, size, size), dtype=torch.float32)
     images.copy_(to_float_images([d.image for d in decoded]))
     return ImageSet(name=f"{info.name}:unlabelled", images=images, stems=[s for s, _, _ in items],
@@ -459,7 +460,7 @@ def _load_tests(data_cfg: DataConfig, info: DatasetInfo, index: FolderIndex, spl
         entry = canonical_entry(str(raw), info, index.root, root)
         if entry in (info.name, f"{info.name}:test", str(data_cfg.dataset)):
             tests[info.name] = _load_index(index, info, size, split.test, True, dc, ch, info.name, k,
-                                           intensity)
+                                           intensity, data_cfg.aspect)
             continue
         base, _, part = entry.partition(":") if not Path(entry).is_dir() else (entry, "", "")
         if base in (info.name, str(data_cfg.dataset)):
@@ -506,7 +507,7 @@ def _load_tests(data_cfg: DataConfig, info: DatasetInfo, index: FolderIndex, spl
         if not o_stems:
             raise DataError(f"test set {str(raw)!r}: every image is also {' or '.join(left_out)} (same content); "
                             f"nothing is left to score: remove it from the test sets")
-        tests[name] = _load_index(o_index, o_info, size, o_stems, True, dc, ch, name, k, intensity)
+        tests[name] = _load_index(o_index, o_info, size, o_stems, True, dc, ch, name, k, intensity, data_cfg.aspect)
         if left_out:
             tests[name].excluded = sum(left_out.values())
             tests[name].note = "; ".join(f"{n} image{'s' if n > 1 else ''} left out: {why} (same content)"

@@ -25,6 +25,16 @@ def out_channels(num_classes: int) -> int:
     return 1 if num_classes == 2 else num_classes
 
 
+def content_size(height: int, width: int, size: int, aspect: str = "squash") -> tuple[int, int]:
+    """(h, w) of an H×W image inside its S×S working image (``data.aspect``): (S, S) when
+    squashed; with ``pad`` the longer side becomes S and the shorter keeps the aspect ratio (at
+    least 1 pixel). The content sits at the top-left; the rest is padding."""
+    if aspect != "pad":
+        return size, size
+    scale = size / max(height, width)
+    return max(1, min(size, round(height * scale))), max(1, min(size, round(width * scale)))
+
+
 class DataError(ValueError):
     """Bad input data. The message names the file and says what to do."""
 
@@ -76,6 +86,18 @@ class SegData:
     """Images of the set's folder left out because the run trained on the same image (content)."""
     note: str = ""
     """Why they were left out, e.g. ``"3 images left out: in the unlabelled pool (same content)"``."""
+    aspect: str = "squash"
+    """``data.aspect`` the images were made with: with ``pad`` each holds its content at the
+    top-left (:meth:`content`) and padding elsewhere."""
+
+    def content(self, i: int) -> tuple[int, int]:
+        """(h, w) of image ``i``'s content in its S×S array: what is cut out before a prediction
+        is scaled back to the original H_i×W_i (``orig_masks``); S×S when squashed."""
+        size = int(self.images.shape[-1])
+        if self.aspect != "pad" or self.orig_masks is None:
+            return size, size
+        h, w = np.asarray(self.orig_masks[i]).shape[:2]
+        return content_size(int(h), int(w), size, self.aspect)
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -90,6 +112,7 @@ class SegData:
             num_classes=self.num_classes,
             orig_masks=None if self.orig_masks is None else [self.orig_masks[i] for i in idx_list],
             image_paths=[self.image_paths[i] for i in idx_list] if self.image_paths else [],
+            aspect=self.aspect,
         )
 
 

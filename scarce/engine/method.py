@@ -53,7 +53,10 @@ class TrainContext:
         loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
         rank: int = 0,
         world_size: int = 1,
+        precision: str = "fp32",
     ) -> None:
+        from scarce.engine.precision import make_grad_scaler
+
         self.cfg = cfg
         self.data = data
         self.run_dir = Path(run_dir)
@@ -63,6 +66,10 @@ class TrainContext:
         self.loss_fn = loss_fn
         self.rank = rank
         self.world_size = world_size
+        self.precision = precision
+        """Effective ``train.precision`` (fp32 | bf16 | fp16: :mod:`scarce.engine.precision`)."""
+        self.scaler = make_grad_scaler(precision, device)
+        """fp16's GradScaler (None otherwise); :meth:`step` uses it, the trainer checkpoints it."""
         self.modules: Callable[[], dict[str, nn.Module]] = dict
         """The method's networks (set by the trainer to ``method.modules``): ``step`` keeps their
         BatchNorm running statistics fixed during a closure's re-evaluation (SAM's second pass)."""
@@ -84,14 +91,25 @@ class TrainContext:
         return self.rank == 0
 
     def create_segmenter(self) -> nn.Module:
-        """A fresh segmenter from ``cfg.model`` on the run's device."""
+        """A fresh segmenter from ``cfg.model``, prepared by :meth:`prepare_network`."""
         from scarce.models import model_from_config
 
         model = model_from_config(self.cfg.model, in_channels=self.in_channels, num_classes=self.num_classes)
-        model = model.to(self.device)
+        return self.prepare_network(model)
+
+    def prepare_network(self, net: nn.Module) -> nn.Module:
+        """A segmenting network as every method trains it: on the run's device, channels-last
+        (``train.channels_last``; the weights' layout decides the convolutions' and so the
+        activations' layout, whatever the input's) and with ``train.precision``'s autocast
+        around its training forward passes. The one place for this: :meth:`create_segmenter`
+        and methods' own segmenters (CTBCT's Transformer) call it."""
+        from scarce.engine.precision import apply_precision
+
+        net = net.to(self.device)
+        net.inference_window = int(self.cfg.eval.window)  # read by predict_probs (eval.window)
         if self.cfg.train.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        return model
+            net = net.to(memory_format=torch.channels_last)
+        return apply_precision(net, self.precision, self.device)
 
     def make_optimizer(self, params: Iterable[torch.nn.Parameter] | Iterable[dict[str, Any]],
                        optim: OptimConfig | None = None) -> torch.optim.Optimizer:
@@ -149,16 +167,16 @@ class TrainContext:
                 else:  # a re-evaluation (θ + ε): batch statistics, but running statistics unchanged
                     with frozen_batchnorm(self.modules().values()):
                         value = forward()
-                value.backward()
+                self._backward(value)
                 self.sync_gradients(params)
                 return value
 
             with torch.enable_grad():
                 first = closure()
             if getattr(optimizer, "needs_closure", False):  # e.g. SAM: a second pass at θ + ε
-                optimizer.step(closure)
+                optimizer.step(closure)  # (fp16's GradScaler is refused with it: scarce.validate)
             else:
-                optimizer.step()
+                self._optimizer_step(optimizer)
             return first.detach()
         if getattr(optimizer, "needs_closure", False):
             from scarce.config import ConfigError
@@ -167,10 +185,23 @@ class TrainContext:
                               f"but method {self.cfg.method.get('name')!r} computes it once; use another optimizer "
                               f"(e.g. train.optim.name=adam) or a method that passes a closure to ctx.step")
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        self._backward(loss)
         self.sync_gradients(params)
-        optimizer.step()
+        self._optimizer_step(optimizer)
         return loss.detach()
+
+    def _backward(self, loss: torch.Tensor) -> None:
+        """``loss.backward()``; under fp16 on the GradScaler's scaled loss."""
+        (loss if self.scaler is None else self.scaler.scale(loss)).backward()
+
+    def _optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """``optimizer.step()``; under fp16 the GradScaler unscales the gradients, skips the step
+        when they hold inf/NaN, and updates its scale."""
+        if self.scaler is None:
+            optimizer.step()
+        else:
+            self.scaler.step(optimizer)
+            self.scaler.update()
 
 
 @contextlib.contextmanager
@@ -220,6 +251,9 @@ class Method(abc.ABC):
     closure_step: ClassVar[bool] = False
     """True when the method's steps pass a closure to ``ctx.step`` (two-pass optimisers such as
     ``train.optim.name=sam`` need it; :func:`scarce.validate.validate_config` checks)."""
+    patches: ClassVar[bool] = True
+    """False for a method whose per-image data (scribbles, a generator's output size) cannot be
+    cut with ``data.patch``: it trains on whole images and the config check refuses a patch."""
     streams: ClassVar[tuple[str, ...]] = ("labelled",)
     """Data streams the method consumes each step: ``labelled`` (always) and ``unlabelled``
     (semi-supervised: the trainer then loads ``data.unlabelled`` images only and fills

@@ -24,12 +24,14 @@ OPTIMIZERS: Registry[Callable[[ParamsLike, OptimConfig], torch.optim.Optimizer]]
 
 @OPTIMIZERS.register("adam")
 def _adam(params: ParamsLike, o: OptimConfig) -> torch.optim.Optimizer:
-    return torch.optim.Adam(params, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+    return torch.optim.Adam(params, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay,
+                            **({"fused": True} if getattr(o, "fused", False) else {}))
 
 
 @OPTIMIZERS.register("adamw")
 def _adamw(params: ParamsLike, o: OptimConfig) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(params, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+    return torch.optim.AdamW(params, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay,
+                             **({"fused": True} if getattr(o, "fused", False) else {}))
 
 
 @OPTIMIZERS.register("rmsprop")

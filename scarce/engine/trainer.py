@@ -164,9 +164,12 @@ class Trainer:
         method_gen = torch.Generator().manual_seed(cfg.train.seed * 1000 + 17 + self.rank)
         self.data = self._to_device(data)
         self.loss_name = resolve_loss_name(cfg, data)
+        from scarce.engine.precision import resolve_precision
+
+        self.precision = resolve_precision(cfg.train.precision, self.device)  # effective: fp32 | bf16 | fp16
         self.ctx = TrainContext(
             cfg, self.data, self.run_dir, self.device, method_gen, get_loss(self.loss_name),
-            rank=self.rank, world_size=self.world_size,
+            rank=self.rank, world_size=self.world_size, precision=self.precision,
         )
         torch.manual_seed(cfg.train.seed)  # identical model init on every rank and every run
         self.method: Method = method_cls(self.ctx, mcfg)
@@ -190,6 +193,10 @@ class Trainer:
                                 f"load them with prepare_run_data(..., with_unlabelled=True) (scarce train does)")
             self.unlabelled = Stream(len(self.data.unlabelled), cfg.train.seed * 1000 + 29,
                                      self.method.unlabelled_batch_size(), self.rank, self.world_size)
+        # data.patch: crop windows from their own generator (per rank, checkpointed), so the
+        # method's draws stay those of a whole-image run
+        self.patch_gen = (torch.Generator().manual_seed(cfg.train.seed * 1000 + 41 + self.rank)
+                          if cfg.data.patch else None)
         self.step = 0
         self.best_score = -math.inf
         self.best_step = -1
@@ -252,22 +259,31 @@ class Trainer:
         consumes unlabelled images, the next unlabelled batch from its own stream."""
         mine = self.labelled.next_indices()
         dev_idx = mine.to(self.data.train.images.device)
-        images = self.data.train.images[dev_idx]
+        images, masks = self.data.train.images[dev_idx], self.data.train.masks[dev_idx]
+        patch = int(self.cfg.data.patch)
+        if patch and self.patch_gen is not None:  # data.patch: one random window per image and its mask
+            from scarce.augment.patches import random_patches
+
+            images, masks = random_patches(images, masks, patch, self.patch_gen, float(self.cfg.data.patch_foreground))
         if self.cfg.train.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        batch = Batch(images, self.data.train.masks[dev_idx], mine)
+        batch = Batch(images, masks, mine)
         if self.unlabelled is not None:
             assert self.data.unlabelled is not None
             u_idx = self.unlabelled.next_indices()
             u = self.data.unlabelled.images[u_idx.to(self.data.unlabelled.images.device)]
+            if patch and self.patch_gen is not None:
+                from scarce.augment.patches import random_patches
+
+                u = random_patches(u, None, patch, self.patch_gen)[0]
             if self.cfg.train.channels_last:
                 u = u.contiguous(memory_format=torch.channels_last)
             batch.unlabelled, batch.unlabelled_index = u, u_idx
         return batch
 
     # ------------------------------------------------------------------ checkpoints
-    def _gather_generators(self) -> list[torch.Tensor]:
-        state = self.ctx.generator.get_state()
+    def _gather_generators(self, generator: torch.Generator | None = None) -> list[torch.Tensor]:
+        state = (generator or self.ctx.generator).get_state()
         if self.world_size <= 1:
             return [state]
         import torch.distributed as dist
@@ -282,9 +298,11 @@ class Trainer:
             "method": self.method.state_dict(),
             "schedulers": [s.state_dict() for s in self.schedulers],
             **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
+            **({"grad_scaler": self.ctx.scaler.state_dict()} if self.ctx.scaler is not None else {}),
             # the labelled stream under the keys it always had (older last.pt files resume)
             "sampler_gen": self.labelled.generator.get_state(),
             "method_gens": self._gather_generators(),
+            **({"patch_gens": self._gather_generators(self.patch_gen)} if self.patch_gen is not None else {}),
             "perm": self.labelled.perm,
             "pos": self.labelled.pos,
             **({"streams": {"unlabelled": self.unlabelled.state_dict()}} if self.unlabelled is not None else {}),
@@ -304,11 +322,16 @@ class Trainer:
             s.load_state_dict(sd)
         if self.ema is not None and "ema" in state:  # a resumed run has the same config (run lock)
             self.ema.load_state_dict(state["ema"])
+        if self.ctx.scaler is not None and "grad_scaler" in state:  # fp16
+            self.ctx.scaler.load_state_dict(state["grad_scaler"])
         self.labelled.load_state_dict({"generator": state["sampler_gen"], "perm": state["perm"], "pos": state["pos"]})
         if self.unlabelled is not None:
             self.unlabelled.load_state_dict(state["streams"]["unlabelled"])
         gens = state["method_gens"]
         self.ctx.generator.set_state(gens[self.rank] if self.rank < len(gens) else gens[0])
+        if self.patch_gen is not None:
+            gens = state["patch_gens"]
+            self.patch_gen.set_state(gens[self.rank] if self.rank < len(gens) else gens[0])
         set_rng_state(state["rng"])
         self.best_score = float(state["best_score"])
         self.best_step = int(state["best_step"])

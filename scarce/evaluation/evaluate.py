@@ -8,7 +8,9 @@ upsampling hard labels) and only then thresholded (binary) or arg-maxed (multi-c
 Files written per test set (``out_dir``):
 
 * ``per_image.csv`` — ``stem, dice, jaccard, jaccard_t, accuracy, sensitivity, specificity``
-  (+ ``dice_<class>``, ``jaccard_<class>`` for multi-class), one row per image.
+  (+ ``dice_<class>``, ``jaccard_<class>`` for multi-class), ``fg_fraction`` (the ground
+  truth's foreground share of the frame) and, for binary tasks, ``lesions, lesions_found``
+  (:func:`size_facts`), one row per image.
 * ``predictions/<stem>.png`` — 8-bit masks at original resolution. Binary: 0 / 255.
   Multi-class: a palette PNG whose pixel values are the label ids 0..K-1 (readable back as a
   mask by the data layer and by tools reading ids), shown in distinct colours by a viewer.
@@ -33,7 +35,8 @@ import torch
 import torch.nn.functional as F
 
 from scarce.data.types import SegData
-from scarce.evaluation.metrics import METRICS, aggregate, image_metrics
+from scarce.evaluation.metrics import (METRICS, aggregate, detection_rate, foreground_fraction, image_metrics,
+                                       lesion_detection, size_bins, size_table)
 from scarce.evaluation.trimap import DEFAULT_WIDTHS, miou_from_confusion, trimap_confusions, trimap_miou
 from scarce.losses import class_probs
 from scarce.utils.io import atomic_save_png, atomic_write_bytes, atomic_write_json, atomic_write_text
@@ -78,6 +81,10 @@ def predict_probs(model: torch.nn.Module, images: torch.Tensor, batch_size: int 
     Runs in eval mode without gradients, in batches of ``batch_size``; the model's previous
     train/eval mode is restored afterwards. ``device=None`` uses the model's own device.
 
+    A network with ``inference_window`` = N > 0 (``eval.window``, set where networks are built)
+    is run by MONAI's ``sliding_window_inference`` on N × N windows (50 % overlap, Gaussian
+    blending of the logits) when an image is larger.
+
     ``tta="flip"`` averages the *probabilities* (sigmoid → [1 − p, p], or softmax; not the
     logits) of the image and of its horizontal and vertical flips, each flipped back to the
     image's geometry: three forward passes per batch. The single place TTA is implemented —
@@ -86,14 +93,24 @@ def predict_probs(model: torch.nn.Module, images: torch.Tensor, batch_size: int 
     flips = _TTA_FLIPS[check_tta(tta)]
     dev = _device(model, device)
     was_training = model.training
+    window = int(getattr(model, "inference_window", 0) or 0)  # eval.window, set on the network
+
+    def logits(x: torch.Tensor) -> torch.Tensor:
+        if window and (x.shape[-1] > window or x.shape[-2] > window):
+            from monai.inferers import sliding_window_inference
+
+            return sliding_window_inference(x, (window, window), max(1, batch_size), model, overlap=0.5,
+                                            mode="gaussian")
+        return model(x)
+
     model.eval()
     try:
         out = []
         for start in range(0, int(images.shape[0]), max(1, batch_size)):
             x = images[start:start + batch_size].to(dev, dtype=torch.float32)
-            p = class_probs(model(x).float())
+            p = class_probs(logits(x).float())
             for dims in flips[1:]:  # B×K×S×S each, flipped back before summing
-                p = p + class_probs(model(x.flip(dims)).float()).flip(dims)
+                p = p + class_probs(logits(x.flip(dims)).float()).flip(dims)
             out.append((p / len(flips) if len(flips) > 1 else p).cpu())
         if not out:
             return torch.zeros((0, 0, *images.shape[2:]), dtype=torch.float32)
@@ -253,7 +270,8 @@ def evaluate_set(model: torch.nn.Module, data: SegData, num_classes: int,
 
     Returns one row per image: ``{stem, dice, jaccard, jaccard_t, accuracy, sensitivity,
     specificity}`` (+ ``dice_<class>``/``jaccard_<class>`` when K > 2; class names from
-    ``class_names`` or ``c1..``). With ``out_dir`` also writes ``per_image.csv``,
+    ``class_names`` or ``c1..``), then :func:`size_facts` (``fg_fraction``; binary: ``lesions``,
+    ``lesions_found``). With ``out_dir`` also writes ``per_image.csv``,
     ``predictions/`` (if ``save_predictions``) and ``overlays/`` (see module docstring).
     ``tta`` (``none`` | ``flip``) is passed to :func:`predict_probs`.
     """
@@ -285,9 +303,11 @@ def _evaluate_set(model: torch.nn.Module, data: SegData, num_classes: int, out_d
         for j in range(probs.shape[0]):
             i = start + j
             gt = np.asarray(gts[i])
-            pred = upsampled_labels(probs[j], tuple(gt.shape), threshold)
+            ch, cw = data.content(i)  # data.aspect=pad: the padding is cut off before scaling back
+            pred = upsampled_labels(probs[j][:, :ch, :cw], tuple(gt.shape), threshold)
             row: dict[str, Any] = {"stem": stems[i]}
             row.update(image_metrics(pred, gt, num_classes, iou_threshold, per_class, class_names))
+            row.update(size_facts(pred, gt, num_classes))
             rows.append(row)
             if widths:
                 for w, cm in trimap_confusions([pred], [gt], num_classes, widths).items():
@@ -297,7 +317,8 @@ def _evaluate_set(model: torch.nn.Module, data: SegData, num_classes: int, out_d
             if save_predictions:
                 save_mask_png(out / "predictions" / prediction_filename(stems[i]), pred, num_classes)
             if i in show:
-                atomic_save_png(out / "overlays" / f"{stems[i]}.png", overlay_image(data.images[i], gt, pred))
+                atomic_save_png(out / "overlays" / f"{stems[i]}.png",
+                                overlay_image(data.images[i][:, :ch, :cw], gt, pred))
     if out is not None:
         _write_csv(out / "per_image.csv", rows)
     trimap = {w: miou_from_confusion(cm) for w, cm in confusions.items()} if widths else None
@@ -316,8 +337,54 @@ def _json_safe(obj: Any) -> Any:
     return obj
 
 
+def size_facts(pred: np.ndarray, gt: np.ndarray, num_classes: int) -> dict[str, Any]:
+    """Per-image object-size columns of ``per_image.csv``: ``fg_fraction`` (the ground truth's
+    non-background share, :func:`~scarce.evaluation.metrics.foreground_fraction`) and, for binary
+    tasks, ``lesions`` / ``lesions_found`` (:func:`~scarce.evaluation.metrics.lesion_detection`)."""
+    facts: dict[str, Any] = {"fg_fraction": foreground_fraction(gt)}
+    if num_classes == 2:
+        facts["lesions"], facts["lesions_found"] = lesion_detection(pred, gt)
+    return facts
+
+
+def size_results(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Set-level entries of the object-size evaluation, from :func:`size_facts` rows:
+    ``by_size`` (:func:`~scarce.evaluation.metrics.size_table`: ``{bin: {n, <metric>_mean}}``)
+    and, when the rows count lesions (binary tasks), ``detection_rate`` (found / lesions over the
+    set; NaN without lesions), ``lesions`` and ``lesions_found`` (totals)."""
+    out: dict[str, Any] = {"by_size": size_table(rows)}
+    if any("lesions" in r for r in rows):
+        out["detection_rate"], out["lesions"], out["lesions_found"] = detection_rate(rows)
+    return out
+
+
+def format_size_line(m: Mapping[str, Any], primary_metric: str = "dice") -> str | None:
+    """The summary's object-size line of one set (None when its metrics have no ``by_size`` nor
+    ``detection_rate``: runs evaluated before they existed), e.g.
+    ``  by object size: <2% 0.144 (n=5) · 2-5% 0.630 (24) · 5-15% 0.756 (52) · >15% 0.731 (39);
+    detection rate 0.852 (120/141 lesions)``. The ``empty`` bin is shown only when it holds images."""
+    by_size = m.get("by_size") if isinstance(m.get("by_size"), Mapping) else None
+    parts = []
+    for b in size_bins() if by_size is not None else []:
+        cell = by_size.get(b) if isinstance(by_size.get(b), Mapping) else {}
+        n = int(cell.get("n") or 0)
+        if b == size_bins()[0] and n == 0:
+            continue
+        mean = cell.get(f"{primary_metric}_mean")
+        value = "—" if mean is None or (isinstance(mean, float) and math.isnan(mean)) else f"{mean:.3f}"
+        parts.append(f"{b} {value} ({'n=' if not parts else ''}{n})")
+    text = f"by object size: {' · '.join(parts)}" if parts else ""
+    if "detection_rate" in m:
+        rate = m.get("detection_rate")
+        shown = "—" if rate is None or (isinstance(rate, float) and math.isnan(rate)) else f"{rate:.3f}"
+        det = f"detection rate {shown} ({m.get('lesions_found', 0)}/{m.get('lesions', 0)} lesions)"
+        text = f"{text}; {det}" if text else det
+    return f"  {text}" if text else None
+
+
 def format_summary(metrics: Mapping[str, Mapping[str, Any]], primary_metric: str = "dice") -> list[str]:
-    """One line per test set, e.g. ``isic2018   jaccard 0.812 ± 0.120  dice 0.880 ± 0.090  (n=100)``."""
+    """Per test set one line, e.g. ``isic2018   jaccard 0.812 ± 0.120  dice 0.880 ± 0.090  (n=100)``,
+    then (when the set's metrics hold them) its object-size line (:func:`format_size_line`)."""
     keys = [primary_metric] + [k for k in ("dice", "jaccard", "jaccard_t") if k != primary_metric]
     width = max((len(s) for s in metrics), default=0)
     lines = []
@@ -330,6 +397,9 @@ def format_summary(metrics: Mapping[str, Mapping[str, Any]], primary_metric: str
             parts.append(f"{k} {mean:.3f} ± {std:.3f}" if std is not None else f"{k} {mean:.3f}")
         note = f"; {m['note']}" if m.get("note") else ""
         lines.append(f"{name:<{width}}  " + "  ".join(parts) + f"  (n={m.get('n', 0)}{note})")
+        size_line = format_size_line(m, primary_metric)
+        if size_line is not None:
+            lines.append(size_line)
     return lines
 
 
@@ -346,6 +416,10 @@ def evaluate_sets(model: torch.nn.Module, tests: Mapping[str, SegData], num_clas
     ``out_dir`` writes ``out_dir/<set>/…`` per set (:func:`scarce.utils.paths.set_folder`), ``out_dir/metrics.json`` and
     ``out_dir/summary.txt`` (:func:`format_summary` lines, primary metric first).
 
+    Each set's entry also holds ``by_size`` (mean of every metric per object-size bin, with n)
+    and, for binary tasks, ``detection_rate``, ``lesions``, ``lesions_found``
+    (:func:`size_results`; docs/evaluation.md).
+
     ``trimap_widths`` (e.g. ``[2, 4, 8, 16]``; empty = off) adds ``trimap: {width: mIoU}`` to
     each set's entry (:mod:`scarce.evaluation.trimap`, accumulated over the set at original
     resolution): boundary accuracy is what weak supervision trades away, and Dice hides it.
@@ -360,7 +434,7 @@ def evaluate_sets(model: torch.nn.Module, tests: Mapping[str, SegData], num_clas
         rows, trimap = _evaluate_set(model, data, num_classes, None if out is None else out / set_folder(name), threshold,
                                      save_predictions, overlays, iou_threshold, device, batch_size, class_names,
                                      trimap_widths, tta=tta)
-        results[name] = _json_safe(aggregate(rows))
+        results[name] = _json_safe({**aggregate(rows), **size_results(rows)})
         if getattr(data, "excluded", 0):  # images the run trained on, left out of this test set
             results[name]["excluded"] = int(data.excluded)
             results[name]["note"] = str(data.note)
@@ -424,7 +498,8 @@ def model_trimap(model: torch.nn.Module, data: SegData, widths: Sequence[int] = 
             p = probs[j:j + 1]
             if data.orig_masks is not None:
                 gt = np.asarray(data.orig_masks[i]).astype(np.int64)
-                p = F.interpolate(p, size=gt.shape, mode="bilinear", align_corners=False)
+                ch, cw = data.content(i)
+                p = F.interpolate(p[..., :ch, :cw], size=gt.shape, mode="bilinear", align_corners=False)
             else:
                 gt = data.masks[i].cpu().numpy()
             lab = (p[0, 1] > threshold).long() if p.shape[1] == 2 else p[0].argmax(0)

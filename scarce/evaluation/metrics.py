@@ -18,6 +18,15 @@ Conventions (same as the official ISIC 2018 scorer):
 
 :class:`SegMetric` accumulates per-image rows and aggregates them (mean ± std), like MONAI's
 ``DiceMetric`` but with the row kept per image so it can be written to ``per_image.csv``.
+
+Object size and lesion detection (why: a mean Dice hides how small objects fare, and small
+lesions are the ones a clinician most needs found): :func:`foreground_fraction` (share of the
+frame that is not background) and :func:`size_bin` (:data:`SIZE_BINS`) split a test set by object
+size, :func:`size_table` gives the mean of each metric per bin; :func:`lesion_detection` counts
+the ground truth's connected components and how many a prediction found (IoU ≥ 0.1 with a
+predicted component, or its centroid inside the predicted mask), :func:`detection_rate` pools
+them over a set. These per-image counts (:data:`IMAGE_FACTS`) are facts, not scores:
+:func:`aggregate` leaves them out of its means.
 """
 from __future__ import annotations
 
@@ -196,14 +205,16 @@ def aggregate(rows: Iterable[Mapping[str, Any]], keys: Sequence[str] | None = No
     """Mean and std of every numeric key over per-image rows → ``{k_mean, k_std, ..., n}``.
 
     NaN entries (images skipped via ``empty=nan``) are ignored. ``ddof=0``: the test set is the
-    whole population being described, not a sample.
+    whole population being described, not a sample. Without ``keys``, the per-image facts of
+    :data:`IMAGE_FACTS` (object size, lesion counts) are not averaged.
     """
     rows = list(rows)
     if keys is None:
         keys = []
         for r in rows:
             for k, v in r.items():
-                if k not in keys and isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, bool):
+                if (k not in keys and k not in IMAGE_FACTS and isinstance(v, (int, float, np.floating, np.integer))
+                        and not isinstance(v, bool)):
                     keys.append(k)
     out: dict[str, float] = {}
     for k in keys:
@@ -251,3 +262,106 @@ class SegMetric:
     def aggregate(self) -> dict[str, float]:
         """Mean ± std (ddof 0) of every metric over the accumulated images, plus ``n``."""
         return aggregate(self.rows)
+
+
+# --------------------------------------------------------------------------- object size and lesions
+
+IMAGE_FACTS: tuple[str, ...] = ("fg_fraction", "lesions", "lesions_found")
+"""Per-image keys that describe the image (:func:`foreground_fraction`, :func:`lesion_detection`)
+rather than score it; :func:`aggregate` does not average them."""
+
+EMPTY_BIN = "empty"
+SIZE_BINS: tuple[tuple[str, float, float], ...] = (
+    ("<2%", 0.0, 0.02), ("2-5%", 0.02, 0.05), ("5-15%", 0.05, 0.15), (">15%", 0.15, 1.0))
+"""Object-size bins ``(label, lo, hi)`` by foreground fraction f: ``<2%`` is 0 < f < 0.02,
+``2-5%`` 0.02 ≤ f < 0.05, ``5-15%`` 0.05 ≤ f ≤ 0.15, ``>15%`` f > 0.15; f = 0 (empty ground
+truth) is its own bin :data:`EMPTY_BIN`, listed first by :func:`size_bins`."""
+
+DETECTION_IOU = 0.1
+"""A ground-truth component counts as found at IoU ≥ this with one predicted component."""
+
+
+def size_bins() -> list[str]:
+    """Bin labels in table order: :data:`EMPTY_BIN`, then :data:`SIZE_BINS` small to large."""
+    return [EMPTY_BIN] + [label for label, _, _ in SIZE_BINS]
+
+
+def foreground_fraction(gt: Any) -> float:
+    """Share of the pixels of ``gt`` that are not background (label ≠ 0; any foreground class
+    for multi-class masks): 0.0 for an empty mask, NaN for a 0-pixel array."""
+    g = _labels(gt)
+    return _ratio(np.count_nonzero(g), g.size, float("nan"))
+
+
+def size_bin(fraction: float) -> str:
+    """The :data:`SIZE_BINS` label of a foreground fraction (:data:`EMPTY_BIN` for 0)."""
+    f = float(fraction)
+    if math.isnan(f) or f < 0 or f > 1:
+        raise ValueError(f"foreground fraction must lie in [0, 1], got {fraction!r}")
+    if f == 0:
+        return EMPTY_BIN
+    if f < 0.02:
+        return "<2%"
+    if f < 0.05:
+        return "2-5%"
+    return "5-15%" if f <= 0.15 else ">15%"
+
+
+def size_table(rows: Iterable[Mapping[str, Any]], metrics: Sequence[str] = METRICS,
+               key: str = "fg_fraction") -> dict[str, dict[str, Any]]:
+    """Metrics by object size: ``{bin: {"n": images, "<m>_mean": mean of m over them}}`` for every
+    bin of :func:`size_bins` (n = 0 and NaN means when a bin holds no image), from per-image rows
+    carrying ``key`` (:func:`foreground_fraction`); rows without it are left out. NaN scores are
+    ignored as :func:`aggregate` does."""
+    groups: dict[str, list[Mapping[str, Any]]] = {b: [] for b in size_bins()}
+    for r in rows:
+        f = r.get(key)
+        if f is None or math.isnan(float(f)):
+            continue
+        groups[size_bin(float(f))].append(r)
+    out: dict[str, dict[str, Any]] = {}
+    for b, members in groups.items():
+        agg = aggregate(members, keys=[m for m in metrics])
+        out[b] = {"n": len(members), **{f"{m}_mean": agg[f"{m}_mean"] for m in metrics}}
+    return out
+
+
+def lesion_detection(pred: Any, gt: Any, iou_threshold: float = DETECTION_IOU) -> tuple[int, int]:
+    """(lesions, found) of one binary H×W prediction: ``lesions`` = connected components of the
+    ground-truth foreground (label ≠ 0; 8-connectivity, :func:`scipy.ndimage.label`), ``found`` =
+    how many of them a prediction hit: IoU ≥ ``iou_threshold`` with one connected component of
+    the predicted foreground, or the component's centroid (rounded to the nearest pixel) inside
+    the predicted foreground. A predicted component may find several lesions."""
+    from scipy import ndimage
+
+    p, g = _labels(pred) != 0, _labels(gt) != 0
+    if p.shape != g.shape:
+        raise ValueError(f"pred shape {p.shape} != gt shape {g.shape}")
+    structure = np.ones((3,) * g.ndim, dtype=bool)
+    g_lab, n_g = ndimage.label(g, structure=structure)
+    if n_g == 0:
+        return 0, 0
+    p_lab, n_p = ndimage.label(p, structure=structure)
+    g_area = np.bincount(g_lab.ravel(), minlength=n_g + 1)[1:]
+    p_area = np.bincount(p_lab.ravel(), minlength=n_p + 1)[1:]
+    both = (g_lab > 0) & (p_lab > 0)
+    pairs, inter = np.unique((g_lab[both] - 1).astype(np.int64) * n_p + (p_lab[both] - 1), return_counts=True)
+    gi, pi = pairs // max(n_p, 1), pairs % max(n_p, 1)  # overlapping (lesion, predicted component) pairs only
+    iou = inter / (g_area[gi] + p_area[pi] - inter)
+    by_iou = np.zeros(n_g, dtype=bool)
+    by_iou[gi[iou >= iou_threshold]] = True
+    centroids = ndimage.center_of_mass(g, g_lab, index=np.arange(1, n_g + 1))
+    idx = np.floor(np.asarray(centroids, dtype=np.float64) + 0.5).astype(np.int64)
+    by_centre = p[tuple(idx.T)]
+    return int(n_g), int(np.count_nonzero(by_iou | by_centre))
+
+
+def detection_rate(rows: Iterable[Mapping[str, Any]]) -> tuple[float, int, int]:
+    """(found / lesions pooled over the rows, lesions, found) from per-image ``lesions`` and
+    ``lesions_found`` (:func:`lesion_detection`); rate NaN when the rows hold no lesion."""
+    lesions = found = 0
+    for r in rows:
+        if r.get("lesions") is not None:
+            lesions += int(r["lesions"])
+            found += int(r.get("lesions_found") or 0)
+    return _ratio(found, lesions, float("nan")), lesions, found

@@ -22,6 +22,7 @@ _NAMES = {
     "mean_over_sets": "tables", "monitor_section": "domains", "monitor_plot": "domains",
     "export_records": "records", "record_files": "records",
     "tsne_panel": "tsne", "write_tsne": "tsne", "pooled_features": "tsne",
+    "size_section": "sizes", "size_table": "sizes",
 }
 
 __all__ = sorted(_NAMES)

@@ -321,7 +321,8 @@ def browser_sets(df: "pd.DataFrame", dataset: str, metric: str, base: Path, out:
         for stem in pick_images(scores, stems, cap):
             i = index[stem]
             gt = data.orig_masks[i] if data.orig_masks is not None else data.masks[i].numpy().astype(np.uint8)
-            both = overlay_image(data.images[i], gt, np.zeros_like(gt), max_side=tile_side)
+            ch, cw = data.content(i)  # data.aspect=pad: the image without its padding
+            both = overlay_image(data.images[i][:, :ch, :cw], gt, np.zeros_like(gt), max_side=tile_side)
             w = both.shape[1] // 2
             name = _slug(stem)
             rel = (folder / name).relative_to(out).as_posix()
@@ -333,7 +334,8 @@ def browser_sets(df: "pd.DataFrame", dataset: str, metric: str, base: Path, out:
                 if p is None or not p.is_file():
                     preds.append(None)
                     continue
-                pic = overlay_image(data.images[i], gt, _read_labels(p, data.num_classes), max_side=tile_side)
+                pic = overlay_image(data.images[i][:, :ch, :cw], gt, _read_labels(p, data.num_classes),
+                                    max_side=tile_side)
                 atomic_write_bytes(folder / f"{name}_m{k}.jpg", _jpeg(np.ascontiguousarray(pic[:, w:])))
                 preds.append(f"{rel}_m{k}.jpg")
             sc = [scores[lab].get(stem) for lab in labels]

@@ -16,7 +16,9 @@ Output (``out_dir``):
   (one budget); with ``curves=True`` also ``curves/<run>.png`` from each run's ``log.csv``.
 * Only when the runs hold the data (:mod:`scarce.reports.extras`): ``<dataset>_<metric>_by_<axis>``
   .md/.csv/.png (scribble length / λ axis), ``<dataset>_<test set>_trimap.md``/``.png``
-  (``eval.trimap_widths``), ``<dataset>_<row>_alpha.png``, ``<dataset>_<row>_gallery.png`` and
+  (``eval.trimap_widths``), ``<dataset>_<test set>_by_size.md``/``.csv`` (the metric by object
+  size and the lesion detection rate, :mod:`scarce.reports.sizes`), ``<dataset>_<row>_alpha.png``,
+  ``<dataset>_<row>_gallery.png`` and
   ``<dataset>_derived_architecture.md`` (run folders with ``architecture.json``, e.g. E2EAug),
   ``<dataset>_monitor_curves.png`` (runs trained with ``eval.monitor``: :mod:`scarce.reports.domains`).
 * A dataset scored on several test sets (ID + OOD sets / domains) gets a ``mean over test sets``
@@ -39,6 +41,7 @@ from scarce.reports.extras import architecture_section, axis_section, known_axes
 from scarce.reports.domains import monitor_section
 from scarce.reports.environments import EnvironmentMarks, environment_section
 from scarce.reports.plots import bar_plot, curves_plot, sample_efficiency_plot
+from scarce.reports.sizes import size_section
 from scarce.reports.tables import (MEAN_OVER_SETS, collect_roots, duplicate_runs, keep_newest, metric_names,
                                    results_table, runs_without_tests, summarize, to_markdown)
 from scarce.utils.io import atomic_write_text
@@ -280,6 +283,7 @@ def write_report(runs_root: str | Path | Sequence[str | Path], out_dir: str | Pa
         for axis in known_axes():
             lines += axis_section(sub, ds, m, axis, out)
         lines += trimap_section(sub, ds, out)
+        lines += size_section(sub, ds, m, out)
         lines += architecture_section(sub, runs_root, ds, out)
         lines += monitor_section(sub, runs_root, ds, out)
         lines += environment_section(sub, runs_root, ds)

@@ -37,6 +37,10 @@ METRICS_FILES = ("metrics.json", "eval/metrics.json")
 TRIMAP_PREFIX = "trimap_w"
 """collect_runs column of the trimap mIoU at one band width: ``trimap_w8`` (from metrics.json
 ``tests.<set>.trimap.8``)."""
+SIZE_PREFIX = "size:"
+"""collect_runs columns of the object-size table (metrics.json ``tests.<set>.by_size``):
+``size:<bin>:n`` (images in the bin) and ``size:<bin>:<metric>`` (the run's mean of that metric
+over them), e.g. ``size:<2%:dice``; no ``_mean`` suffix, so they are not report metrics."""
 KEY_COLUMNS = ["run", "dataset", "budget", "seed", "model", "method", "augment", "row", "test_set", "test_index"]
 
 
@@ -118,6 +122,18 @@ def _scan(root: Path) -> Iterable[tuple[Path, dict[str, Any], dict[str, Any], Ma
         yield run_dir, cfg, base, tests, run_level
 
 
+def size_columns(by_size: Mapping[str, Any]) -> dict[str, float]:
+    """:data:`SIZE_PREFIX` columns of one test set's ``by_size`` entry (null → NaN)."""
+    out: dict[str, float] = {}
+    for b, cell in by_size.items():
+        if not isinstance(cell, Mapping):
+            continue
+        for key, v in cell.items():
+            name = key[: -len("_mean")] if key.endswith("_mean") else key
+            out[f"{SIZE_PREFIX}{b}:{name}"] = _float_or_nan(v)
+    return out
+
+
 def _test_sets(tests: Mapping[str, Any]) -> list[str]:
     """The test sets of a run's metrics that hold scores."""
     return [str(t) for t, v in tests.items() if isinstance(v, Mapping)]
@@ -134,7 +150,8 @@ def collect_runs(runs_root: str | Path) -> "pd.DataFrame":
     Also one column per report axis declared on a method Config field (:func:`run_axes`:
     ``scribble_length``, ``method_lam``, ... — NaN where the run does not set it) with the run's
     line signature beside it (``line:<axis>``), and, when the run was evaluated with ``eval.trimap_widths``, one
-    ``trimap_w<width>`` column per band width (:func:`trimap_results`). Finished runs without any
+    ``trimap_w<width>`` column per band width (:func:`trimap_results`), and the object-size columns
+    ``size:<bin>:<metric>`` / ``size:<bin>:n`` when the evaluation wrote ``by_size`` (:func:`size_columns`). Finished runs without any
     test set (:func:`runs_without_tests`) have no row.
     """
     import pandas as pd
@@ -157,6 +174,8 @@ def collect_runs(runs_root: str | Path) -> "pd.DataFrame":
                     for w, miou in v.items():
                         if _int_or_none(w) is not None:
                             rec[f"{TRIMAP_PREFIX}{int(w)}"] = float("nan") if miou is None else float(miou)
+                elif k == "by_size" and isinstance(v, Mapping):
+                    rec.update(size_columns(v))
             records.append(rec)
     df = pd.DataFrame.from_records(records)
     if df.empty:

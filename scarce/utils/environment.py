@@ -126,14 +126,17 @@ def _scarce_commit() -> str | None:
     return head + ("+dirty" if dirty else "") if head else None
 
 
-def environment_info(device: Any = "cpu", world_size: int = 1) -> dict[str, Any]:
+def environment_info(device: Any = "cpu", world_size: int = 1, precision: str | None = None,
+                     channels_last: bool | None = None) -> dict[str, Any]:
     """This process's environment as a JSON-able dict.
 
     ``device``: the torch device the run trains on (its CUDA name is recorded); ``world_size``:
     DDP processes. Keys: python, os, cpu, cpu_id (vendor family/model/stepping), cpu_caches,
     cpu_capability (torch's kernel ISA), cpu_count, threads (``torch.get_num_threads()`` now, so
     call it after the run set ``train.threads``), device, world_size, packages {name: version},
-    scarce, scarce_commit, host.
+    scarce, scarce_commit, host; and, when given, ``precision`` (the *effective*
+    ``train.precision``: what ``auto`` chose on this device) and ``channels_last`` — both part of
+    the fingerprint (they change the arithmetic; an entry without them matches any value).
     """
     import torch
 
@@ -160,6 +163,8 @@ def environment_info(device: Any = "cpu", world_size: int = 1) -> dict[str, Any]
         "scarce": __version__,
         "scarce_commit": _scarce_commit(),
         "host": platform.node(),
+        **({"precision": str(precision)} if precision is not None else {}),
+        **({"channels_last": bool(channels_last)} if channels_last is not None else {}),
     }
 
 

@@ -68,6 +68,7 @@ class SyntheticPairMethod(Method):
     """
 
     APPEARANCES: ClassVar[tuple[str, ...]] = ("none", "match_real")
+    patches = False  # the GAN is pretrained on, and generates, whole data.size images
 
     def __init__(self, ctx: TrainContext, mcfg: Any) -> None:
         super().__init__(ctx, mcfg)

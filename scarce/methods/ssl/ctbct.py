@@ -142,10 +142,8 @@ def build_transformer(ctx: TrainContext, mcfg: CTBCTConfig) -> TransformerSegmen
 
     norm = resolve_input_norm(ctx.cfg.model.input_norm, None, "none")
     net = TransformerSegmenter(ctx.in_channels, out_channels(ctx.num_classes), mcfg.transformer_features,
-                               mcfg.transformer_depth, mcfg.transformer_norm, norm).to(ctx.device)
-    if ctx.cfg.train.channels_last:
-        net = net.to(memory_format=torch.channels_last)
-    return net
+                               mcfg.transformer_depth, mcfg.transformer_norm, norm)
+    return ctx.prepare_network(net)  # device, train.channels_last and train.precision as the CNN
 
 
 def dice_to_labels(probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -185,8 +183,10 @@ class CTBCT(SemiSupervisedMethod):
     @classmethod
     def check_run_config(cls, cfg: Any, mcfg: CTBCTConfig) -> None:
         """Called by :func:`scarce.validate.validate_config`: refuse a size the Transformer cannot
-        take before any data is loaded."""
+        take before any data is loaded (a patch too: the Transformer then sees patches)."""
         check_config(mcfg, int(cfg.data.size))
+        if int(cfg.data.patch):
+            check_config(mcfg, int(cfg.data.patch))
 
     def modules(self) -> dict[str, nn.Module]:
         return {"model": self.model, "transformer": self.transformer}

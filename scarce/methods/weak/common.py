@@ -101,6 +101,7 @@ class WeakMethod(Method):
     """Base of the scribble methods: loads the seeds once (also on resume) and gives PCE."""
 
     Config = WeakConfig
+    patches = False  # the seeds and affinities are per whole image
 
     def __init__(self, ctx: TrainContext, mcfg: Any) -> None:
         super().__init__(ctx, mcfg)
