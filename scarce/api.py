@@ -313,6 +313,8 @@ def _evaluate(cfg: RunConfig, model: Any, tests: dict[str, Any], num_classes: in
         extra["trimap_widths"] = widths
     if e.tta != "none":  # likewise
         extra["tta"] = e.tta
+    if e.surface_metrics:  # MONAI's HD95 / ASD / NSD per image (scarce.evaluation.surface)
+        extra["surface_tolerance"] = float(e.surface_tolerance)
     return evaluate_sets(
         model, tests, num_classes=num_classes, out_dir=eval_dir,
         threshold=e.threshold, save_predictions=e.save_predictions, overlays=e.overlays,

@@ -33,6 +33,32 @@ def _load_cfg(a: argparse.Namespace, extra: Sequence[str] = ()) -> Any:
     return load_config(a.config, sets, preset=a.preset)
 
 
+def _budget_arg(value: str) -> int | str:
+    """``--budget``: an integer or ``all`` (as ``data.budget``)."""
+    if value.strip().lower() == "all":
+        return "all"
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expects an integer or 'all', got {value!r}") from None
+
+
+COMPLETION_SHELLS = ("bash", "zsh", "tcsh")
+
+
+def _print_completion(parser: argparse.ArgumentParser, shell: str) -> int:
+    """``scarce --print-completion SHELL``: shtab's completion script for ``parser`` (shtab is
+    optional: without it, one error line naming the install)."""
+    try:
+        import shtab
+    except ImportError:
+        print("scarce: error: shell completion needs the shtab package: pip install shtab "
+              "(or pip install 'scarce[completion]')", file=sys.stderr)
+        return 2
+    print(shtab.complete(parser, shell=shell))
+    return 0
+
+
 OVERWRITE_HELP = ("replace the files this command writes in a folder it made earlier (other files are kept; "
                   "a folder it did not make, a dataset or another command's folder is never written)")
 
@@ -41,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="scarce", description="Medical image segmentation when annotations are scarce.",
                                 epilog=EPILOG)
     p.add_argument("--version", action="store_true", help="print the version and exit")
+    p.add_argument("--print-completion", choices=COMPLETION_SHELLS, metavar="SHELL",
+                   help="print a shell completion script (bash | zsh | tcsh; needs `pip install shtab`), e.g. "
+                        "scarce --print-completion bash > ~/.local/share/bash-completion/completions/scarce")
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
 
     # ---- data
@@ -73,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     x = dsub.add_parser("split", help="make (and save) the few-label split of a dataset")
     _cfg_args(x)
     x.add_argument("name", nargs="?", help="dataset (default: data.dataset of the config)")
-    x.add_argument("--budget", type=int)
+    x.add_argument("--budget", type=_budget_arg, metavar="N|all",
+                   help="labelled images (default: data.budget, 40); all = every one outside the test part")
     x.add_argument("--seed", type=int)
     x.add_argument("--out", metavar="FILE", help="write the split JSON here (default: print it); an existing file is refused")
     x.add_argument("--overwrite", action="store_true",
@@ -143,6 +173,21 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--probabilities", action="store_true",
                    help="also write OUT/probabilities/<stem>.png: 8-bit p(foreground)*255 (multi-class: "
                    "<stem>_class<k>.png per class k >= 1)")
+    x = sub.add_parser("export-model", help="export a finished run's segmenter as ONNX or TorchScript, with its "
+                       "preprocessing in the file's metadata, checked against scarce's own predictions")
+    x.add_argument("run_dir", metavar="RUN")
+    x.add_argument("--format", "-f", dest="fmt", choices=("onnx", "torchscript"), default="onnx",
+                   help="onnx (needs pip install \"scarce[onnx]\"; default) or torchscript")
+    x.add_argument("-o", "--out", metavar="FILE",
+                   help="export file (default RUN/export/model.onnx or model.torchscript.pt; a FILE.json record "
+                        "is written beside it)")
+    x.add_argument("--check-images", type=int, default=64, metavar="N",
+                   help="test images of the run the export is checked on (default 64)")
+    x.add_argument("--set", "-s", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key of the run's config, e.g. --set train.threads=1")
+    x.add_argument("--data-root", metavar="DIR")
+    x.add_argument("--overwrite", action="store_true", help="replace an export this command wrote earlier")
+    x.add_argument("--json", action="store_true", help="print the result as JSON (for scripts)")
 
     # ---- GAN
     g = sub.add_parser("gan", help="mask→image GAN utilities (E2EAug / separate)")
@@ -361,6 +406,19 @@ def _dispatch(a: argparse.Namespace) -> int:
                                  overlays=a.overlays, probabilities=a.probabilities)
         extras = " + ".join(n for n, on in (("overlays/", a.overlays), ("probabilities/", a.probabilities)) if on)
         print(f"wrote {len(written)} masks to {a.out}" + (f" (and {extras})" if extras else ""))
+        return 0
+    if a.cmd == "export-model":
+        from scarce.model_export import export_model
+
+        res = export_model(a.run_dir, a.fmt, a.out, overwrite=a.overwrite, sets=a.sets, data_root=a.data_root,
+                           check_images=a.check_images)
+        if a.json:
+            print(json.dumps(res, indent=2))
+            return 0
+        print(f"exported {a.run_dir} ({res['format']}) to {res['path']}  (metadata and check: {res['record']})")
+        print(f"check on {res['images']} test images ({', '.join(res['test_sets'])}): max |difference| of the "
+              f"probabilities vs scarce's own {res['max_abs_diff']:.2g}; {res['labels_differing']} of "
+              f"{res['pixels']} labels differ")
         return 0
     if a.cmd == "gan":
         if a.gan_cmd != "pretrain":
@@ -613,6 +671,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(__version__)
         return 0
+    if a.print_completion:
+        return _print_completion(parser, a.print_completion)
     import warnings
 
     warnings.formatwarning = lambda msg, cat, *args, **kw: f"scarce: warning: {msg}\n"

@@ -30,7 +30,7 @@ def _discover(roots: Sequence[str | Path]) -> tuple[list[dict[str, Any]], list[s
     report's :func:`~scarce.reports.tables.collect_runs`), and the unfinished run folders."""
     import yaml
 
-    from scarce.reports.tables import _get, _int_or_none, row_label
+    from scarce.reports.tables import _get, _int_or_none, row_label, run_budget
 
     finished: list[dict[str, Any]] = []
     unfinished: list[str] = []
@@ -50,7 +50,7 @@ def _discover(roots: Sequence[str | Path]) -> tuple[list[dict[str, Any]], list[s
             if not isinstance(cfg, dict):
                 continue
             finished.append({"run": shown, "run_dir": run_dir, "dataset": str(_get(cfg, "data.dataset", "unknown")),
-                             "row": row_label(cfg), "budget": _int_or_none(_get(cfg, "data.budget")),
+                             "row": row_label(cfg), "budget": run_budget(run_dir, cfg),
                              "seed": _int_or_none(_get(cfg, "train.seed"))})
     return finished, unfinished
 

@@ -120,9 +120,9 @@ def validate_config(cfg: RunConfig, training: bool = True) -> None:
     d, t, e = cfg.data, cfg.train, cfg.eval
     # --- data
     _need_int("data.size", d.size, 1, 128)
-    if not _is_int(d.budget):
-        raise ConfigError(f"config key 'data.budget' must be an integer (labelled images; 0 = the whole pool), "
-                          f"got {d.budget!r}")
+    if not (_is_int(d.budget) or d.budget == "all"):
+        raise ConfigError(f"config key 'data.budget' must be an integer (labelled images) or 'all' (every labelled "
+                          f"image outside the test part; 0 means the same), got {d.budget!r}")
     if training:
         _need_num("data.val_fraction", d.val_fraction, 0.0, 1.0, 0.2)
         _need_int("data.synthetic_n", d.synthetic_n, 1, 160)
@@ -146,6 +146,9 @@ def validate_config(cfg: RunConfig, training: bool = True) -> None:
     _need_num("eval.threshold", e.threshold, 0.0, 1.0, 0.5, low_open=True)
     _need_num("eval.iou_threshold", e.iou_threshold, 0.0, 1.0, 0.65, high_open=False)
     _need_int("eval.overlays", e.overlays, 0, 6)
+    if not isinstance(e.surface_metrics, bool):
+        raise ConfigError(f"config key 'eval.surface_metrics' expects true or false, got {e.surface_metrics!r}")
+    _need_num("eval.surface_tolerance", e.surface_tolerance, 0.0, None, 2)
     from scarce.evaluation.evaluate import check_tta
 
     check_tta(e.tta)  # none | flip, did-you-mean

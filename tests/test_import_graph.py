@@ -102,8 +102,9 @@ LAYERS = [
     ["scarce.evaluation"],
     ["scarce.engine", "scarce.methods", "scarce.validate"],
     ["scarce.reports"],
-    ["scarce.experiments", "scarce.api", "scarce.demo", "scarce.robustness", "scarce.status"],
-    ["scarce.cli"],
+    ["scarce.experiments", "scarce.api", "scarce.demo", "scarce.robustness", "scarce.status", "scarce.model_export",
+     "scarce.library"],
+    ["scarce.cli", "scarce.__main__"],
 ]
 
 

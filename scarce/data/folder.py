@@ -216,8 +216,13 @@ def list_images(folder: str | Path) -> list[Path]:
 
 def read_image_pil(path: str | Path, channels: int = 3) -> Image.Image:
     """Like :func:`read_image` but returns a PIL image of mode ``RGB`` or ``L``."""
-    path = Path(path)
-    img = _open(path, "image")
+    return pil_8bit(_open(Path(path), "image"), channels)
+
+
+def pil_8bit(img: Image.Image, channels: int = 3) -> Image.Image:
+    """A decoded PIL image of any mode → mode ``L`` (``channels`` = 1) or ``RGB``, with the
+    normalisations of the module docstring (16-bit scaled to 8, alpha dropped, palettes expanded):
+    what :func:`read_image_pil` returns for a file holding that image."""
     mode = img.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         arr = np.asarray(img)

@@ -194,11 +194,23 @@ def _load_index(index: FolderIndex, info: DatasetInfo, size: int, stems: Sequenc
         image_paths=[str(p[0]) for p in pairs], aspect=aspect)
 
 
-def dataset_split(info: DatasetInfo, index: FolderIndex, budget: int, seed: int,
+def dataset_split(info: DatasetInfo, index: FolderIndex, budget: int | str, seed: int,
                   val_fraction: float = 0.2) -> Split:
-    """The run's :class:`Split` of a parsed folder (official test split or fixed held-out)."""
+    """The run's :class:`Split` of a parsed folder (official test split or fixed held-out).
+
+    ``budget`` ``"all"`` (or 0) takes every labelled image outside the test part. An unregistered
+    folder with fewer such images than the default budget (``DataConfig.budget``, 40) takes all it
+    has, with one warning line saying what was used (a first run on one's own 20 images works); a
+    registered dataset, or any other budget, larger than the pool is refused (DataError)."""
     pool, test = pool_and_test(index.stems, index.splits, info.train_split, info.test_split)
-    split = make_split(pool, test, budget, seed, val_fraction, dataset=info.name)
+    n_pool = len(set(pool))
+    small = info.task == "custom" and budget == DataConfig.budget and n_pool < budget
+    split = make_split(pool, test, "all" if small else budget, seed, val_fraction, dataset=info.name)
+    if small:
+        warnings.warn(f"data.budget={budget} (the default) is more than the {n_pool} labelled images of "
+                      f"{info.name!r} outside its {len(split.test)} test images: using all {n_pool} "
+                      f"({len(split.train)} training + {len(split.val)} validation); set data.budget=all for the "
+                      f"same without this warning, or a smaller data.budget")  # one location: said once per process, however many callers
     split.meta = {"folder": str(index.root),
                   "test_source": "official" if (info.test_split and index.splits) else "held_out"}
     return split

@@ -92,11 +92,11 @@ def _val_positions(n: int, val_fraction: float) -> np.ndarray:
     return ceil(i) != ceil(i + 1)
 
 
-def make_split(pool_stems: Sequence[str], test_stems: Sequence[str], budget: int, seed: int,
+def make_split(pool_stems: Sequence[str], test_stems: Sequence[str], budget: int | str, seed: int,
                val_fraction: float = 0.2, dataset: str = "") -> Split:
     """Budget-``N`` labelled split of ``pool_stems`` (train + val = N), nested across budgets.
 
-    ``budget <= 0`` takes the whole pool. A budget larger than the pool raises DataError.
+    ``budget`` ``"all"`` or ``<= 0`` takes the whole pool. A budget larger than the pool raises DataError.
     """
     if not 0.0 <= val_fraction < 1.0:
         raise DataError(f"val_fraction must be in [0, 1), got {val_fraction}")
@@ -107,13 +107,13 @@ def make_split(pool_stems: Sequence[str], test_stems: Sequence[str], budget: int
         raise DataError(f"{len(overlap)} stems are both in the labelled pool and the test set "
                         f"(e.g. {sorted(overlap)[0]!r}); check split.csv")
     n_pool = len(pool)
-    if budget <= 0:
+    if budget == "all" or budget <= 0:
         budget = n_pool
     if budget > n_pool:
         name = f" of {dataset!r}" if dataset else ""
         raise DataError(f"budget {budget} is larger than the labelled pool{name}: only {n_pool} "
                         f"images are available (test images excluded); choose data.budget <= "
-                        f"{n_pool}")
+                        f"{n_pool} (data.budget=all takes all {n_pool})")
     rng = np.random.default_rng(seed)
     perm = [pool[i] for i in rng.permutation(n_pool)]
     is_val = _val_positions(n_pool, val_fraction)

@@ -2,11 +2,11 @@
 
 Why a key: mixed precision is the cheap speed-up on a GPU (bf16/fp16 tensor cores) and on CPUs
 with native bf16 (AVX512-BF16, AMX), but not everywhere: on the 2-core AMD EPYC (AVX512-BF16)
-this project trains on, the EfficientNet-Lite0 U-Net step in bf16 autocast is *slower* than in
-fp32 channels-last at the ``quality`` preset's 128 px (1.14× the time, one thread, bare loop) and
-faster only from about 256 px (0.84×; docs/results/benchmarks/step_speed.md), and bf16 was not
-validated on real data, so ``auto`` keeps fp32 on CPU. What ``auto`` chose is recorded in
-``environment.json`` (``precision``).
+this project trains on, a training step of the EfficientNet-Lite0 U-Net in bf16 autocast takes
+1.24× (supervised) and 1.17× (FixMatch) the time of fp32 channels-last at the ``quality``
+preset's 128 px, about the same at 192 px, and 0.98× / 0.77× at 256 px (one thread;
+docs/results/benchmarks/step_speed.md); bf16 was not validated on real data, so ``auto`` keeps
+fp32 on CPU. What ``auto`` chose is recorded in ``environment.json`` (``precision``).
 
 How: autocast wraps each *segmenter forward pass* only (a forward pre-hook enters it, a forward
 hook leaves it and casts the logits back to float32), installed once where the engine builds a

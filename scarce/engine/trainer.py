@@ -44,6 +44,9 @@ from scarce.utils.seed import resolve_device, rng_state, seed_everything, set_rn
 
 CKPT_DIR = "checkpoints"
 
+TENSORBOARD_MISSING = ("train.tensorboard=true but the tensorboard package is not installed: this run logs to "
+                       "log.csv only (pip install tensorboard, or set train.tensorboard=false)")
+
 @dataclass
 class FitResult:
     best_score: float
@@ -365,9 +368,14 @@ class Trainer:
         if self.cfg.train.tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # an optional package (scarce[tb]): CSV only, said once
+                import warnings
 
+                warnings.warn(TENSORBOARD_MISSING, stacklevel=2)
+                return
+            try:
                 self._tb = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.step + 1)
-            except Exception:  # tensorboard not installed: CSV only
+            except Exception:  # event files cannot be written: CSV only
                 self._tb = None
 
     def _log(self, row: dict[str, Any]) -> None:

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from scarce.data.types import SegData
 from scarce.evaluation.metrics import (METRICS, aggregate, detection_rate, foreground_fraction, image_metrics,
                                        lesion_detection, size_bins, size_table)
+from scarce.evaluation.surface import surface_metrics, surface_results
 from scarce.evaluation.trimap import DEFAULT_WIDTHS, miou_from_confusion, trimap_confusions, trimap_miou
 from scarce.losses import class_probs
 from scarce.utils.io import atomic_save_png, atomic_write_bytes, atomic_write_json, atomic_write_text
@@ -261,7 +262,8 @@ def evaluate_set(model: torch.nn.Module, data: SegData, num_classes: int,
                  out_dir: str | Path | None = None, threshold: float = 0.5,
                  save_predictions: bool = True, overlays: int = 6, iou_threshold: float = 0.65,
                  device: str | torch.device | None = None, batch_size: int = 16,
-                 class_names: Sequence[str] | None = None, tta: str = "none") -> list[dict[str, Any]]:
+                 class_names: Sequence[str] | None = None, tta: str = "none",
+                 surface_tolerance: float | None = None) -> list[dict[str, Any]]:
     """Score ``model`` on every image of ``data`` at its original mask resolution.
 
     Predicts at the training size S (``data.images`` N×C×S×S), upsamples the N×K×S×S
@@ -273,16 +275,19 @@ def evaluate_set(model: torch.nn.Module, data: SegData, num_classes: int,
     ``class_names`` or ``c1..``), then :func:`size_facts` (``fg_fraction``; binary: ``lesions``,
     ``lesions_found``). With ``out_dir`` also writes ``per_image.csv``,
     ``predictions/`` (if ``save_predictions``) and ``overlays/`` (see module docstring).
-    ``tta`` (``none`` | ``flip``) is passed to :func:`predict_probs`.
+    ``tta`` (``none`` | ``flip``) is passed to :func:`predict_probs`. ``surface_tolerance`` (pixels;
+    None = off) adds MONAI's boundary metrics ``hd95, asd, nsd, surface_undefined``
+    (:mod:`scarce.evaluation.surface`) to every row.
     """
     return _evaluate_set(model, data, num_classes, out_dir, threshold, save_predictions, overlays,
-                         iou_threshold, device, batch_size, class_names, tta=tta)[0]
+                         iou_threshold, device, batch_size, class_names, tta=tta,
+                         surface_tolerance=surface_tolerance)[0]
 
 
 def _evaluate_set(model: torch.nn.Module, data: SegData, num_classes: int, out_dir: str | Path | None,
                   threshold: float, save_predictions: bool, overlays: int, iou_threshold: float,
                   device: str | torch.device | None, batch_size: int, class_names: Sequence[str] | None,
-                  trimap_widths: Sequence[int] = (), tta: str = "none"
+                  trimap_widths: Sequence[int] = (), tta: str = "none", surface_tolerance: float | None = None
                   ) -> tuple[list[dict[str, Any]], dict[int, float] | None]:
     """:func:`evaluate_set` plus, when ``trimap_widths`` is non-empty, the trimap mIoU of the same
     predictions (one pass: the upsampled labels are reused, so the numbers equal
@@ -308,6 +313,8 @@ def _evaluate_set(model: torch.nn.Module, data: SegData, num_classes: int, out_d
             row: dict[str, Any] = {"stem": stems[i]}
             row.update(image_metrics(pred, gt, num_classes, iou_threshold, per_class, class_names))
             row.update(size_facts(pred, gt, num_classes))
+            if surface_tolerance is not None:  # at the original resolution, like Dice
+                row.update(surface_metrics(pred, gt, num_classes, surface_tolerance, per_class, class_names))
             rows.append(row)
             if widths:
                 for w, cm in trimap_confusions([pred], [gt], num_classes, widths).items():
@@ -400,7 +407,29 @@ def format_summary(metrics: Mapping[str, Mapping[str, Any]], primary_metric: str
         size_line = format_size_line(m, primary_metric)
         if size_line is not None:
             lines.append(size_line)
+        surface_line = format_surface_line(m)
+        if surface_line is not None:
+            lines.append(surface_line)
     return lines
+
+
+def format_surface_line(m: Mapping[str, Any]) -> str | None:
+    """The summary's boundary line of one set (None when its metrics hold no ``hd95_mean``), e.g.
+    ``  boundary: hd95 3.20 ± 1.10 px  asd 1.05 ± 0.40 px  nsd@2px 0.853 ± 0.100  (undefined: 2)``."""
+    if "hd95_mean" not in m:
+        return None
+
+    def cell(key: str, fmt: str) -> str:
+        mean, std = m.get(f"{key}_mean"), m.get(f"{key}_std")
+        if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+            return "—"
+        return f"{mean:{fmt}} ± {std:{fmt}}" if std is not None and not math.isnan(float(std)) else f"{mean:{fmt}}"
+
+    tol = m.get("surface_tolerance")
+    nsd = f"nsd@{tol:g}px" if isinstance(tol, (int, float)) else "nsd"
+    undefined = m.get("surface_undefined")
+    tail = f"  (undefined: {undefined})" if undefined else ""
+    return f"  boundary: hd95 {cell('hd95', '.2f')} px  asd {cell('asd', '.2f')} px  {nsd} {cell('nsd', '.3f')}{tail}"
 
 
 def evaluate_sets(model: torch.nn.Module, tests: Mapping[str, SegData], num_classes: int,
@@ -408,7 +437,8 @@ def evaluate_sets(model: torch.nn.Module, tests: Mapping[str, SegData], num_clas
                   save_predictions: bool = True, overlays: int = 6, iou_threshold: float = 0.65,
                   device: str | torch.device | None = None, batch_size: int = 16,
                   class_names: Sequence[str] | None = None,
-                  trimap_widths: Sequence[int] = (), tta: str = "none") -> dict[str, dict[str, Any]]:
+                  trimap_widths: Sequence[int] = (), tta: str = "none",
+                  surface_tolerance: float | None = None) -> dict[str, dict[str, Any]]:
     """Evaluate the ID and OOD test sets in one call (see :func:`evaluate_set`).
 
     Returns ``{set: {dice_mean, dice_std, jaccard_mean, jaccard_std, jaccard_t_mean, ...,
@@ -426,6 +456,12 @@ def evaluate_sets(model: torch.nn.Module, tests: Mapping[str, SegData], num_clas
 
     ``tta`` (``none`` | ``flip``, ``eval.tta``): test-time augmentation of every prediction
     (:func:`predict_probs`); checked before the first set is scored.
+
+    ``surface_tolerance`` (pixels, ``eval.surface_tolerance``; None = off): MONAI's boundary
+    metrics per image (:mod:`scarce.evaluation.surface`), so each set's entry also holds
+    ``hd95_mean``, ``asd_mean``, ``nsd_mean`` (+ std), ``surface_undefined`` (classes where exactly
+    one of prediction and ground truth is empty: left out of the distance means) and
+    ``surface_tolerance``.
     """
     check_tta(tta)
     out = Path(out_dir) if out_dir is not None else None
@@ -433,8 +469,10 @@ def evaluate_sets(model: torch.nn.Module, tests: Mapping[str, SegData], num_clas
     for name, data in tests.items():
         rows, trimap = _evaluate_set(model, data, num_classes, None if out is None else out / set_folder(name), threshold,
                                      save_predictions, overlays, iou_threshold, device, batch_size, class_names,
-                                     trimap_widths, tta=tta)
+                                     trimap_widths, tta=tta, surface_tolerance=surface_tolerance)
         results[name] = _json_safe({**aggregate(rows), **size_results(rows)})
+        if surface_tolerance is not None:
+            results[name].update(surface_results(rows, surface_tolerance))
         if getattr(data, "excluded", 0):  # images the run trained on, left out of this test set
             results[name]["excluded"] = int(data.excluded)
             results[name]["note"] = str(data.note)

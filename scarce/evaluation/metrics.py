@@ -266,9 +266,10 @@ class SegMetric:
 
 # --------------------------------------------------------------------------- object size and lesions
 
-IMAGE_FACTS: tuple[str, ...] = ("fg_fraction", "lesions", "lesions_found")
-"""Per-image keys that describe the image (:func:`foreground_fraction`, :func:`lesion_detection`)
-rather than score it; :func:`aggregate` does not average them."""
+IMAGE_FACTS: tuple[str, ...] = ("fg_fraction", "lesions", "lesions_found", "surface_undefined")
+"""Per-image keys that describe the image (:func:`foreground_fraction`, :func:`lesion_detection`,
+the boundary metrics' count of undefined classes, :mod:`scarce.evaluation.surface`) rather than
+score it; :func:`aggregate` does not average them."""
 
 EMPTY_BIN = "empty"
 SIZE_BINS: tuple[tuple[str, float, float], ...] = (

@@ -54,9 +54,12 @@ def _get(cfg: Mapping[str, Any], dotted: str, default: Any = None) -> Any:
 
 
 def row_label(cfg: Mapping[str, Any]) -> str:
-    """Display label of a run: its ``row``/``label`` key, else ``<method>[+<augment>]-<model>``.
+    """Display label of a run: its ``row``/``label`` key, else
+    ``<method>[+<augment>]-<model>[-<encoder>]`` (the encoder only when ``model.encoder`` is set,
+    ``efficientnet_`` left out).
 
-    e.g. ``supervised-unet``, ``supervised+standard-unet``, ``combine-deeplabv3``.
+    e.g. ``supervised-unet``, ``supervised+standard-unet``, ``combine-deeplabv3``,
+    ``supervised+combine-unet-lite0`` (the pretrained EfficientNet-Lite0 U-Net).
     """
     explicit = cfg.get("row") or cfg.get("label")
     if explicit:
@@ -64,9 +67,24 @@ def row_label(cfg: Mapping[str, Any]) -> str:
     method = str(_get(cfg, "method.name", "unknown"))
     augment = _get(cfg, "method.augment")
     model = str(_get(cfg, "model.name", "unknown"))
+    encoder = _get(cfg, "model.encoder")
     if augment not in (None, False, "", "none", "None"):
         method = f"{method}+{augment}"
+    if encoder not in (None, False, "", "none", "None"):
+        model = f"{model}-{str(encoder).removeprefix('efficientnet_')}"
     return f"{method}-{model}"
+
+
+def run_budget(run_dir: Path, cfg: Mapping[str, Any]) -> int | None:
+    """Labelled images of a run: ``data.budget``, or the number its ``split.json`` used where that
+    differs (``data.budget=all`` or 0: the whole pool; an unregistered folder smaller than the
+    default budget)."""
+    budget = _int_or_none(_get(cfg, "data.budget"))
+    try:
+        used = json.loads((Path(run_dir) / "split.json").read_text()).get("budget")
+    except (OSError, ValueError, AttributeError):
+        return budget
+    return used if isinstance(used, int) and not isinstance(used, bool) and used > 0 else budget
 
 
 def _find_metrics(run_dir: Path) -> Path | None:
@@ -112,7 +130,7 @@ def _scan(root: Path) -> Iterable[tuple[Path, dict[str, Any], dict[str, Any], Ma
         base = {
             "run": run_dir.relative_to(root).as_posix() if run_dir != root else ".",
             "dataset": str(_get(cfg, "data.dataset", "unknown")),
-            "budget": _int_or_none(_get(cfg, "data.budget")),
+            "budget": run_budget(run_dir, cfg),
             "seed": _int_or_none(_get(cfg, "train.seed")),
             "model": str(_get(cfg, "model.name", "unknown")),
             "method": str(_get(cfg, "method.name", "unknown")),

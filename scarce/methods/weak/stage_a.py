@@ -98,9 +98,21 @@ def present_labels(seeds: np.ndarray, num_classes: int) -> np.ndarray:
     return p if p.size else np.arange(num_classes, dtype=np.int64)
 
 
+def _gco():
+    """The ``gco`` module (gco-wrapper, the ``weak`` extra); a one-line ConfigError without it."""
+    try:
+        import gco
+    except ImportError:
+        from scarce.errors import ConfigError
+
+        raise ConfigError("the weak methods' graph cuts need the gco-wrapper package, which is not installed: "
+                          "pip install gco-wrapper (or pip install -e \".[weak]\")") from None
+    return gco
+
+
 def solve_stage_a(job: StageAJob) -> np.ndarray:
     """α-expansion solution of Stage A for one image → H×W uint8 labels (see module docstring)."""
-    import gco
+    gco = _gco()
 
     probs = np.asarray(job.probs)
     k, h, w = probs.shape
@@ -142,6 +154,8 @@ def solve_many(jobs: Sequence[StageAJob] | Iterable[StageAJob], workers: int = 1
     Results are returned in input order and do not depend on ``workers``.
     """
     jobs = list(jobs)
+    if jobs:
+        _gco()  # missing: one line here, not a traceback from every worker
     if workers <= 1 or len(jobs) <= 1:
         return [solve_stage_a(j) for j in jobs]
     import multiprocessing as mp
