@@ -373,3 +373,17 @@ def test_report_out_is_runs_or_foreign_is_refused_earlier_report_is_rewritten(tm
     (rep / "figure.png").write_bytes(b"x")  # a file added to a report folder survives its rewrite
     assert main(["report", str(runs), str(rep), "--overwrite"]) == 0
     assert (rep / "figure.png").read_bytes() == b"x" and (rep / "results.md").is_file()
+
+
+def test_predict_names_files_it_cannot_read_instead_of_skipping_them_silently(tmp_path, run, capsys):
+    imgs = _images(tmp_path / "imgs", n=1)
+    (imgs / "scan.nii.gz").write_bytes(b"\x1f\x8b not really a volume")
+    with pytest.warns(UserWarning, match=r"1 file\(s\) are not images scarce reads \(scan\.nii\.gz\), skipped: "
+                                         r"export 2D slices as PNG first"):
+        assert main(["predict", str(run), str(imgs), str(tmp_path / "out")]) == 0
+    only = tmp_path / "only"
+    only.mkdir()
+    (only / "scan.nii.gz").write_bytes(b"x")
+    assert main(["predict", str(run), str(only), str(tmp_path / "out2")]) == 2
+    err = capsys.readouterr().err
+    assert "holds no images" in err and "scan.nii.gz" in err and err.count("\n") == 1

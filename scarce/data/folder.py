@@ -208,10 +208,23 @@ def list_images(folder: str | Path) -> list[Path]:
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise DataError(f"image folder {folder} does not exist")
-    paths = [p for p in _files(folder) if _ext(p) in IMAGE_EXTS]
+    files = _files(folder)
+    paths = [p for p in files if _ext(p) in IMAGE_EXTS]
+    other = [p for p in files if _ext(p) not in IMAGE_EXTS and not p.name.startswith(".")]
     if not paths:
-        raise DataError(f"{folder} holds no images ({', '.join(IMAGE_EXTS)})")
+        raise DataError(f"{folder} holds no images ({', '.join(IMAGE_EXTS)})"
+                        + (f"; {_unsupported(other)}" if other else ""))
+    if other:  # never skipped silently: a NIfTI volume among PNGs is named
+        warnings.warn(f"{folder}: {_unsupported(other)}; the {len(paths)} image file(s) go on", stacklevel=2)
     return paths
+
+
+def _unsupported(other: list[Path]) -> str:
+    """``"2 files are not images scarce reads (scan.nii.gz, notes.txt): ..."``: what is skipped and why."""
+    vol = any(_ext(p) in VOLUME_EXTS for p in other)
+    names = ", ".join(p.name for p in other[:3]) + (", ..." if len(other) > 3 else "")
+    fix = "export 2D slices as PNG first" if vol else f"scarce reads {', '.join(IMAGE_EXTS)}"
+    return f"{len(other)} file(s) are not images scarce reads ({names}), skipped: {fix}"
 
 
 def read_image_pil(path: str | Path, channels: int = 3) -> Image.Image:
