@@ -177,13 +177,18 @@ def run(args: argparse.Namespace) -> str:
         none_s, flip_s = statistics.median(t[0]), statistics.median(t[1])
         lines.append(f"| {b.name} | {b.size} | {args.infer_images / none_s:.1f} | {args.infer_images / flip_s:.1f} | "
                      f"{_ratio(t[1], t[0]):.2f} |")
+    return emit(lines, args.out)
+
+
+def emit(lines: list[str], out: str | None) -> str:
+    """Print the table and, with ``out``, write it atomically (the benchmarks' one output path)."""
     text = "\n".join(lines) + "\n"
     print(text)
-    if args.out:
+    if out:
         from scarce.utils.io import atomic_write_text
 
-        atomic_write_text(args.out, text)
-        print(f"written: {args.out}")
+        atomic_write_text(out, text)
+        print(f"written: {out}")
     return text
 
 

@@ -49,7 +49,7 @@ for p in (str(ROOT), str(ROOT / "benchmarks")):
     if p not in sys.path:
         sys.path.insert(0, p)
 
-from quality_cost import _ratio, _timed  # noqa: E402  (the interleaved-ratio helpers)
+from quality_cost import _ratio, _timed, emit  # noqa: E402  (the interleaved-ratio helpers)
 
 EXTRAS = ("noaug", "bf16", "fused", "compile")
 
@@ -233,14 +233,7 @@ def run(args: argparse.Namespace) -> str:
         for (m, s), costs in once.items():
             for k, v in costs.items():
                 lines.append(f"\n{m} {s} px: {k} {v:.0f} s (cold: empty inductor cache)")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        from scarce.utils.io import atomic_write_text
-
-        atomic_write_text(args.out, text)
-        print(f"written: {args.out}")
-    return text
+    return emit(lines, args.out)
 
 
 def main(argv: list[str] | None = None) -> None:

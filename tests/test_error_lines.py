@@ -21,19 +21,11 @@ import torch
 from PIL import Image
 
 from scarce.cli import main
-from tests.test_errors_ux import _read_only
+from tests.test_errors_ux import _one_line_error, _read_only
 
 FAST = ["data.size=32", "data.synthetic_n=40", "data.budget=20", "model.width=4", "model.depth=2",
         "train.iterations=6", "train.val_every=3", "train.batch_size=4", "train.progress=false",
         "train.tensorboard=false", "eval.overlays=1", "train.threads=1"]
-
-
-def _one_line_error(capsys) -> str:
-    err = capsys.readouterr().err
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("scarce: error: "), err
-    assert "Traceback" not in err
-    return lines[0]
 
 
 def _digest(folder: Path) -> dict[str, str]:
