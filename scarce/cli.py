@@ -282,6 +282,10 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     x = sub.add_parser("methods", help="registered training methods: family, what each does, its config keys")
     x.add_argument("name", nargs="?", help="one method: its config keys with defaults and help")
+    x.add_argument("--markdown", action="store_true",
+                   help="every method as Markdown: family, data streams, data.patch support, config keys "
+                        "(the pages under docs/methods/)")
+    x.add_argument("--family", metavar="F", help="with --markdown: one family's page (a sub-package of scarce/methods, e.g. weak)")
     x = sub.add_parser("demo", help="train and compare methods on built-in synthetic data (minutes on a CPU)")
     x.add_argument("--out", default="runs/demo", help="demo folder (runs + report)")
     x.add_argument("--set", "-s", dest="sets", action="append", default=[], metavar="KEY=VALUE",
@@ -321,40 +325,32 @@ def _print_results(tests: dict[str, Any], metric: str, footer: str, note: str = 
     print(footer)
 
 
-def _method_summary(cls: type, limit: int = 90) -> str:
-    """First sentence of a method module's docstring, without its ``name``: prefix."""
-    import re
-    import sys as _sys
-
-    doc = (_sys.modules[cls.__module__].__doc__ or "").strip().split("\n\n")[0]
-    text = re.sub(r"^``\w+``:\s*", "", " ".join(doc.split()))
-    text = re.split(r"(?<=[.;])\s(?=[A-Z])", text)[0]
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
-
-
-def _methods(name: str | None) -> int:
-    """``scarce methods [NAME]``: the method registry (the one list of method names)."""
-    import dataclasses
-
+def _methods(name: str | None, markdown: bool = False, family: str | None = None) -> int:
+    """``scarce methods [NAME] [--markdown [--family F]]``: the method registry (the one list of
+    method names); the descriptions come from :mod:`scarce.methods.docs`, as do docs/methods/."""
+    from scarce.config import ConfigError
     from scarce.methods import load_builtin_methods
+    from scarce.methods.docs import config_rows, method_family, method_summary, methods_markdown
 
+    if family is not None and not markdown:
+        raise ConfigError("--family goes with --markdown (scarce methods --markdown --family F)")
+    if markdown:
+        if name is not None:
+            raise ConfigError("--markdown prints every method (or one --family); leave out NAME")
+        print(methods_markdown(family), end="")
+        return 0
     reg = load_builtin_methods()
     if name is None:
-        rows = []
-        for n in reg.names():
-            cls = reg.get(n)
-            family = cls.__module__.split(".")[2] if cls.__module__.count(".") >= 3 else "-"
-            rows.append({"method": n, "family": family, "what": _method_summary(cls)})
+        rows = [{"method": n, "family": method_family(reg.get(n)), "what": method_summary(reg.get(n), 90)}
+                for n in reg.names()]
         _print_table(rows, ["method", "family", "what"])
         print("\nscarce methods NAME shows a method's config keys; set them with --set method.KEY=VALUE")
         return 0
     cls = reg.get(name)
-    print(f"{cls.name} ({cls.__module__}): {_method_summary(cls, 400)}\n")
-    rows = [{"key": f"method.{f.name}", "default": repr(f.default) if f.default is not dataclasses.MISSING
-             else repr(f.default_factory()) if f.default_factory is not dataclasses.MISSING else ""}
-            for f in dataclasses.fields(cls.Config)]
+    print(f"{cls.name} ({cls.__module__}): {method_summary(cls, 400)}\n")
+    rows = config_rows(cls)
     if rows:
-        _print_table(rows, ["key", "default"])
+        _print_table(rows, ["key", "default", "help"])
     else:
         print("(no config keys of its own)")
     return 0
@@ -515,7 +511,7 @@ def _dispatch(a: argparse.Namespace) -> int:
         print(f"t-SNE: {res['png']}  ({res['points']} points from {len(a.runs)} run(s); coordinates: {res['csv']})")
         return 0
     if a.cmd == "methods":
-        return _methods(a.name)
+        return _methods(a.name, a.markdown, a.family)
     if a.cmd == "demo":
         from scarce.demo import run_demo
 
