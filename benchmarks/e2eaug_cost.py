@@ -84,6 +84,7 @@ def _synthetic_run_data(n: int, size: int, channels: int = 3):
 def _trainer(args: argparse.Namespace, method: dict, tmp: str):
     from scarce.config import load_config
     from scarce.engine.trainer import Trainer
+    from scarce.methods import method_spec
 
     method = {**method}
     if method["name"] != "supervised":
@@ -93,7 +94,7 @@ def _trainer(args: argparse.Namespace, method: dict, tmp: str):
             f"train.device={args.device}", f"train.iterations={10**6}"]
     cfg = load_config(sets=sets, preset="cpu")   # the measured recipe (not the product default)
     cfg.method = method
-    trainer = Trainer(cfg, _synthetic_run_data(max(8, args.batch * 2), args.size), tmp)
+    trainer = Trainer(cfg, _synthetic_run_data(max(8, args.batch * 2), args.size), tmp, method=method_spec(cfg))
     trainer.method.setup()
     return trainer
 

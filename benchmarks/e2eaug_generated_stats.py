@@ -1,4 +1,4 @@
-"""Issue 12 item 4: do E2EAug's generated images copy the training set's intensity distribution?
+"""Do E2EAug's generated images copy the training set's intensity distribution?
 
 For a finished E2EAug run (its ``checkpoints/last.pt`` holds the generator), this paints images
 for the run's own training masks augmented as in training (``mask_ops``) and compares simple
@@ -44,14 +44,16 @@ def main() -> None:
     from scarce.augment.intensity import apply_intensity
     from scarce.data.load import prepare_run_data
     from scarce.engine.trainer import Trainer
+    from scarce.methods import method_spec
     from scarce.methods.gan.pretrain import augment_masks_for
+    from scarce.utils.runfolder import RunPaths
     from scarce.models.gan import one_hot_masks
 
     cfg = load_run_config(a.run)
     data = prepare_run_data(cfg.data, seed=cfg.train.seed)
     with tempfile.TemporaryDirectory() as d:
-        m = Trainer(cfg, data, Path(d)).method
-    ck = torch.load(Path(a.run) / "checkpoints" / "last.pt", weights_only=True, map_location="cpu")
+        m = Trainer(cfg, data, Path(d), method=method_spec(cfg)).method
+    ck = torch.load(RunPaths(a.run).last_checkpoint, weights_only=True, map_location="cpu")
     m.generator.load_state_dict(ck["method"]["modules"]["generator"])
     m.generator.eval()
     g = torch.Generator().manual_seed(0)

@@ -8,7 +8,7 @@ into ``--runs`` (default ``runs/report_example``, git-ignored; resumed when run 
 
 writes the report, and headless Chromium (the system ``chromium`` + ``chromedriver``, paths
 given explicitly: nothing is downloaded) opens ``index.html`` from ``file://`` and saves
-``screenshot.png`` beside it (the README shows it). The run folders are not committed.
+``screenshot.png`` beside it (docs/experiments.md shows it). The run folders are not committed.
 
     python benchmarks/html_report_example.py
     python benchmarks/html_report_example.py --iterations 60 --out /tmp/example   # quicker look

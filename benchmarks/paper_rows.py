@@ -1,4 +1,4 @@
-"""Our report tables with the E2EAug paper's Table 2–3 rows beside them (issues 12 and 14).
+"""Our report tables with the E2EAug paper's Table 2–3 rows beside them (quality preset and semi-supervised grids).
 
 Reads a ``scarce report`` folder's ``results.csv`` and writes one markdown table per dataset:
 our rows (mean ± std over seeds of the dataset's primary metric, one column per test set) and,

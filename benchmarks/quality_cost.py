@@ -1,5 +1,5 @@
 """What a better segmenter costs: the ``cpu`` preset's U-Net vs the EfficientNet-Lite0 U-Net
-(issue 12, item 6), per training iteration, per run, and at inference with and without flip TTA.
+per training iteration, per run, and at inference with and without flip TTA.
 
 Why: the quality preset must fit ≤ 10 minutes of wall time per supervised run on 2 cores, and
 flip TTA (``eval.tta=flip``) triples every forward pass of evaluation, validation and

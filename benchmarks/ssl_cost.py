@@ -1,4 +1,4 @@
-"""Cost of the semi-supervised methods (issue 14 benchmark, item 4): seconds and peak memory per
+"""Cost of the semi-supervised methods: seconds and peak memory per
 training iteration of every method with an unlabelled stream, against ``supervised``, measured
 side by side in one process (these machines are noisy: read the ratios).
 
@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def _trainer(name: str, args: argparse.Namespace, root: Path):
     from scarce.config import load_config
     from scarce.engine.trainer import Trainer
+    from scarce.methods import method_spec
     from tests.tiny import tiny_run_data
 
     sets = [f"out={root / name}", f"data.size={args.size}", f"train.batch_size={args.batch}",
@@ -46,7 +47,7 @@ def _trainer(name: str, args: argparse.Namespace, root: Path):
         sets += [f"model.width={args.width}"]
     cfg = load_config(sets=sets, preset="cpu")   # the measured recipe (not the product default)
     data = tiny_run_data(n_train=args.n, n_val=2, n_test=2, size=args.size, n_unlabelled=args.n)
-    t = Trainer(cfg, data, root / name)
+    t = Trainer(cfg, data, root / name, method=method_spec(cfg))
     t.method.setup()
     return t
 

@@ -1,4 +1,4 @@
-"""Training-step speed (issue 35, item 1): today's step vs the new default, and the new default vs
+"""Training-step speed: the step as it was vs the channels-last default, and the default vs
 a bare PyTorch loop over the same network, side by side in one process.
 
 Why: the ``quality`` preset (EfficientNet-Lite0 U-Net) is what users train on 2 CPU cores, and
@@ -6,7 +6,7 @@ every step it saves buys resolution or iterations. Rows, per method (``supervise
 ``fixmatch`` on the ``quality`` preset, their default augmentation) and size:
 
 * **today** — the Trainer's step in NCHW fp32 (``train.channels_last=false train.precision=fp32``),
-  with the intensity augmentation's ops on the whole batch as before this issue (same bits);
+  with the intensity augmentation's ops on the whole batch (same bits);
 * **new** — the Trainer's step with the defaults (``train.channels_last=true``,
   ``train.precision=auto``: fp32 on CPU);
 * **bare** — a bare PyTorch loop over the same network as *new* (channels-last, same optimizer
@@ -73,9 +73,11 @@ def _data(method: str, size: int, args: argparse.Namespace) -> Any:
 
 def _trainer(method: str, size: int, args: argparse.Namespace, data: Any, sets: list[str]) -> Any:
     from scarce.engine.trainer import Trainer
+    from scarce.methods import method_spec
 
     root = Path(tempfile.mkdtemp(prefix="step_speed_"))
-    t = Trainer(_config(method, size, args, root, sets), data, root)
+    cfg = _config(method, size, args, root, sets)
+    t = Trainer(cfg, data, root, method=method_spec(cfg))
     t.method.setup()
     return t
 
@@ -121,7 +123,7 @@ def _bare(method: str, size: int, args: argparse.Namespace, trainer: Any) -> tup
 
 def _whole_batch(fn: Callable[..., torch.Tensor], x: torch.Tensor, apply: torch.Tensor,
                  *per_sample: torch.Tensor) -> torch.Tensor:
-    """How the intensity ops ran before issue 35: on the whole batch, then selected (same bits as
+    """The intensity ops applied to the whole batch, then selected (same bits as
     :func:`scarce.augment.intensity._on_drawn`, the cost of every sample)."""
     if not bool(apply.any()):
         return x

@@ -116,6 +116,7 @@ def trainer_ratio(args: argparse.Namespace, device: torch.device) -> None:
     try:
         from scarce.config import RunConfig
         from scarce.engine.trainer import Trainer
+        from scarce.methods import method_spec
     except Exception as e:  # the trainer is developed in parallel
         print(f"\ntrainer not available yet ({type(e).__name__}: {e}); skipping the ratio")
         return
@@ -166,7 +167,7 @@ def trainer_ratio(args: argparse.Namespace, device: torch.device) -> None:
     t_trainer = t_bare = float("inf")
     try:
         with tempfile.TemporaryDirectory() as run_dir:
-            trainer = Trainer(cfg, data, run_dir)
+            trainer = Trainer(cfg, data, run_dir, method=method_spec(cfg))
             trainer.fit(max_steps=args.warmup)
             for _ in range(args.warmup):
                 bare_step()

@@ -1,4 +1,4 @@
-"""Cost of the weak-supervision methods (issue 5 benchmark).
+"""Cost of the weak-supervision methods.
 
 1. Stage-A seconds per image (α-expansion, GCO v3, ≤ 5 cycles, 8-grid) at 128 and 256 px.
 2. Wall time of one training epoch of ``grid_tr`` (Stage A amortised over its M epochs) relative
@@ -63,6 +63,7 @@ def epoch_seconds(name: str, n: int, size: int, batch: int, epochs: int, workers
     from scarce.config import load_config
     from scarce.data.types import DatasetInfo, RunData
     from scarce.engine.trainer import Trainer
+    from scarce.methods import method_spec
 
     info = DatasetInfo("syn", "synthetic", "dice")
     data = RunData(info, _segdata(n, size, 0), _segdata(2, size, 1), {}, None)
@@ -79,7 +80,7 @@ def epoch_seconds(name: str, n: int, size: int, batch: int, epochs: int, workers
         "method": method,
     }, preset="cpu")
     with tempfile.TemporaryDirectory() as d:
-        tr = Trainer(cfg, data, d)
+        tr = Trainer(cfg, data, d, method=method_spec(cfg))
         tr.method.setup()
         # warm-up: one-off caches (dense_gd builds one bilateral grid per image on first use)
         for _ in range(spe):

@@ -1,4 +1,4 @@
-"""How good are Grid-TR's Stage-A proposals? (issue 5 analysis, not a speed benchmark)
+"""How good are Grid-TR's Stage-A proposals? (an analysis, not a speed benchmark)
 
 For every finished ``grid_tr`` run under a folder, compares the last Stage-A proposals (saved in
 ``checkpoints/last.pt``) with the training images' full masks, which the method never sees

@@ -1,7 +1,8 @@
 """Library entry points behind the CLI: one function per command (nnU-Net style thin CLI).
 
 ``train_run`` = prepare data (validated before anything is written) → save resolved config and
-split → Trainer.fit → best-validation checkpoint → evaluation on the ID + OOD test sets.
+split → Trainer.fit → best-validation checkpoint → evaluation on the ID + OOD test sets. What a
+run folder holds and whether a folder holds the run a config asks for: :mod:`scarce.runfolder`.
 """
 from __future__ import annotations
 
@@ -11,11 +12,11 @@ from typing import Any
 
 from scarce.config import ConfigError, RunConfig, from_dict, load_yaml, save_config, to_dict
 from scarce.data.types import DataError
-from scarce.methods import METHOD_FILE
+from scarce.runfolder import RunFolder, config_differences
 from scarce.utils.io import atomic_write_json
+from scarce.utils.runfolder import (CONFIG_FILE, EVAL_DIR, SHIFTS_DIR, RunPaths, is_eval_output,  # noqa: F401
+                                    is_run_folder)
 
-RESULT_FILE = "metrics.json"
-"""Written last and atomically: its presence marks a finished run (grids skip such runs)."""
 TRAIN, EVALUATE, EVALUATE_SHIFTS, PREDICT = ("scarce train", "scarce evaluate", "scarce evaluate --shifts",
                                              "scarce predict")
 """Command names in the output markers (:mod:`scarce.utils.paths`) of the folders these write."""
@@ -25,159 +26,6 @@ def _is_main() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def normalized_config(saved: dict[str, Any]) -> dict[str, Any]:
-    """A saved ``config.yaml`` with keys added to the dataclasses since it was written filled in
-    with their defaults (e.g. ``eval.trimap_widths``), so runs made before a new option existed
-    still count as the same config, and the method section with the method's own defaults filled
-    in (so a grid row that spells out a default, e.g. ``lam: 1.0``, shares runs with one that does
-    not); falls back to the raw dict when it no longer parses."""
-    try:
-        d = to_dict(from_dict(RunConfig, saved))
-    except (ConfigError, TypeError, ValueError):
-        return saved
-    try:  # the method's own defaults too: {name: e2eaug} and {name: e2eaug, lam: 1.0} are one run
-        from scarce.methods import method_spec  # lazy: importing scarce does no work
-
-        d["method"] = method_spec(d["method"]).as_dict()
-    except (ConfigError, KeyError, TypeError, ValueError):
-        pass
-    return d
-
-
-RUNTIME_KEYS = {"out", "label", "data.cache_dir", "train.progress", "train.threads", "train.device",
-                "train.tensorboard", "train.log_every"}
-"""Keys that do not change a run's result (where it runs, how it reports): ignored when deciding
-whether a saved run folder holds "the same" run."""
-
-
-def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in (d or {}).items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flat(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
-def config_differences(saved: dict[str, Any], cfg: RunConfig | dict[str, Any]) -> list[str]:
-    """Dotted keys whose values differ between a saved ``config.yaml`` and ``cfg`` (runtime-only
-    keys ignored; keys added since the run was made count with their defaults), method fields
-    included (``method.lam``), so a refusal names what to change; ``method.name`` alone when the
-    method itself differs."""
-    from scarce.engine.planner import adopt_saved_plan
-
-    old = _flat(normalized_config(saved))
-    new = _flat(normalized_config(adopt_saved_plan(to_dict(cfg), saved)))  # a budget planned as saved: same run
-    diff = sorted(k for k in set(old) | set(new) if k not in RUNTIME_KEYS and old.get(k) != new.get(k))
-    if "method.name" in diff:  # another method: its fields are not differences worth listing
-        diff = [k for k in diff if k == "method.name" or not k.startswith("method.")]
-    return diff
-
-
-def is_run_folder(folder: Path) -> bool:
-    """True when ``folder`` holds a run's ``config.yaml`` (the first file a run writes), also one
-    made before run folders carried their marker: ``train`` continues it or refuses it on its own
-    terms (:func:`_check_run_dir`); any other non-empty folder is refused. A folder holding only
-    the ``FAILED.txt`` a grid wrote for a run that failed before its first file is one too."""
-    if {e.name for e in folder.iterdir()} <= {"FAILED.txt", ".scarce.lock"}:
-        return True
-    try:
-        saved = load_yaml(folder / "config.yaml") if (folder / "config.yaml").is_file() else None
-    except (ConfigError, OSError, ValueError):
-        return False
-    return isinstance(saved, dict) and isinstance(saved.get("data"), dict) and "method" in saved
-
-
-def run_started(run_dir: Path) -> bool:
-    """True when ``run_dir`` holds training state (a checkpoint or results); a folder with only
-    ``config.yaml``/``split.json``/logs (a run killed before its first validation) holds nothing
-    to resume or lose, so it may be started over with another config."""
-    ckpt = run_dir / "checkpoints"
-    return (run_dir / RESULT_FILE).exists() or (ckpt / "last.pt").exists() or (ckpt / "best.pt").exists()
-
-
-def saved_config(run_dir: Path) -> dict[str, Any]:
-    """A run folder's ``config.yaml`` with its method section resolved as the run started (from
-    :data:`METHOD_FILE` when the run has one): compared with a new config, a method default that
-    changed since then shows as a difference instead of silently applying to the rest of the run.
-    Folders written before the file existed fall back to ``config.yaml`` alone."""
-    d = load_yaml(run_dir / "config.yaml")
-    path = run_dir / METHOD_FILE
-    written = d.get("method")
-    if path.is_file() and isinstance(written, dict):
-        import json
-
-        try:
-            started = json.loads(path.read_text())
-        except (OSError, ValueError) as e:
-            raise ConfigError(f"{str(path)!r} is unreadable ({e}); it records the method's settings as the "
-                              "run started — restore it from a copy, or train into another folder") from e
-        if isinstance(started, dict) and started.get("name") == written.get("name"):
-            d = {**d, "method": {**started, **written}}
-    return d
-
-
-def changed_defaults(run_dir: Path, saved: dict[str, Any], cfg: RunConfig | dict[str, Any],
-                     diff: list[str]) -> dict[str, Any]:
-    """``method.<field>`` → its value when the run started, for each differing method field that
-    neither the run's ``config.yaml`` nor ``cfg`` writes out: that field's default changed since.
-    ``saved`` is :func:`saved_config` of ``run_dir``, ``diff`` its :func:`config_differences`."""
-    written = load_yaml(run_dir / "config.yaml").get("method") or {}
-    new = (cfg.method if isinstance(cfg, RunConfig) else cfg.get("method")) or {}
-    started = saved.get("method") or {}
-    out: dict[str, Any] = {}
-    for k in diff:
-        name = k.removeprefix("method.")
-        if k != name and name != "name" and name not in written and name not in new and name in started:
-            out[k] = started[name]
-    return out
-
-
-def default_change_hint(changed: dict[str, Any], how: str) -> str:
-    """``"; the default of method.beta changed since this run started (then 0.1): <how>"`` with
-    ``{sets}`` in ``how`` → the ``--set`` options that restore the values, ``{fields}`` → them as
-    method fields (``beta: 0.1``, for a grid's method row); ``""`` when none."""
-    if not changed:
-        return ""
-    then = ", ".join(f"{k}={v!r}" for k, v in changed.items())
-    sets = " ".join(f"--set {k}={v}" for k, v in changed.items())
-    fields = ", ".join(f"{k.removeprefix('method.')}: {v}" for k, v in changed.items())
-    return (f"; the default of {', '.join(changed)} changed since this run started (then {then}): "
-            f"{how.format(sets=sets, fields=fields)}")
-
-
-def _check_run_dir(cfg: RunConfig, run_dir: Path, resume: bool) -> None:
-    """Refuse to mix two different configs in one folder (resume must use the same one)."""
-    if not (run_dir / "config.yaml").exists():
-        return
-    saved = saved_config(run_dir)
-    diff = config_differences(saved, cfg)
-    if diff and not run_started(run_dir):
-        import warnings
-
-        warnings.warn(f"run folder {str(run_dir)!r} holds the config of a run that stopped before its first "
-                      f"checkpoint ({', '.join(diff[:5])} differ); starting it over with this config")
-        return
-    if diff:
-        hint = default_change_hint(changed_defaults(run_dir, saved, cfg, diff), "to go on as it started, add {sets}")
-        raise ConfigError(
-            f"run folder {str(run_dir)!r} already holds a run with a different config ({', '.join(diff[:5])} differ)"
-            f"{hint}; {'otherwise ' if hint else ''}choose another output folder (--set out=...) or delete it"
-        )
-    if not resume and (run_dir / RESULT_FILE).exists():
-        raise ConfigError(
-            f"run folder {str(run_dir)!r} holds a finished run; add --resume to get its results "
-            "(nothing is retrained) or choose another output folder (--set out=...)"
-        )
-    if not resume and (run_dir / "checkpoints" / "last.pt").exists() and not (run_dir / RESULT_FILE).exists():
-        raise ConfigError(
-            f"run folder {str(run_dir)!r} holds an unfinished run; add --resume to continue it "
-            "or choose another output folder (--set out=...)"
-        )
-
-
 def train_run(cfg: RunConfig, resume: bool = False, given: Any = ()) -> dict[str, Any]:
     """Train ``cfg.method`` on ``cfg.data`` and evaluate the best-validation checkpoint.
 
@@ -185,19 +33,22 @@ def train_run(cfg: RunConfig, resume: bool = False, given: Any = ()) -> dict[str
     ``cfg.out``: config.yaml, split.json, log.csv, checkpoints/, eval/<set>/..., metrics.json.
     With ``train.budget_minutes`` > 0 the run is planned first (:func:`_resolve_budget`); the
     planned keys named in ``given`` (the command line's ``--set`` keys) are the user's, kept.
+    The method is resolved once here and passed to the plan, the trainer and ``method.json``.
     """
+    from scarce.methods import method_spec
     from scarce.validate import validate_config
 
     run_dir = Path(cfg.out)
     validate_config(cfg)  # the whole config (ranges, size vs stride, device, method) before anything exists
     trimap_widths(cfg)
+    spec = method_spec(cfg)  # the run's method (a plan changes no method key)
     from scarce.engine.planner import needs_plan
 
     if needs_plan(cfg) and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ConfigError("train.budget_minutes plans from step times measured per process, which could differ "
                           "between torchrun ranks; run `scarce plan` once and pass its --set line instead")
     if not _is_main():  # torchrun: rank 0 holds the folder's lock and does all file I/O
-        return _train_locked(cfg, run_dir, resume)
+        return _train_locked(cfg, run_dir, resume, spec)
     from scarce.utils.lock import lock_folder
     from scarce.utils.paths import check_output_folder
 
@@ -206,31 +57,62 @@ def train_run(cfg: RunConfig, resume: bool = False, given: Any = ()) -> dict[str
     hint = ("wait for it to finish (or stop it), or train into another folder (--out DIR); "
             "one run folder takes one process")
     with lock_folder(run_dir, what="run folder", hint=hint):  # created here; removed again if left empty
-        return _train_locked(_resolve_budget(cfg, run_dir, given), run_dir, resume)
+        return _train_locked(_resolve_budget(cfg, run_dir, given, spec), run_dir, resume, spec)
 
 
-def _resolve_budget(cfg: RunConfig, run_dir: Path, given: Any = ()) -> RunConfig:
+def plan_config(cfg: RunConfig, budget_minutes: float | None = None, *, given: Any = (),
+                step_seconds: Any = None, log: Any = None, method: Any = None) -> Any:
+    """The plan (:class:`scarce.engine.planner.Plan`) of a resolved config: the fingerprint of its
+    labelled split, the step time of its segmenter (:func:`~scarce.engine.planner.measure_step_seconds`
+    unless given), its ``train.budget_minutes`` (or ``budget_minutes``, or
+    :data:`~scarce.engine.planner.DEFAULT_BUDGET_MINUTES`), the keys the user set kept. ``method``:
+    the run's :class:`~scarce.methods.MethodSpec` when the caller has it (whole-image methods are
+    planned without patches), else resolved from ``cfg``."""
+    from scarce.data.fingerprint import fingerprint
+    from scarce.data.load import resolve_dataset
+    from scarce.engine.planner import (DEFAULT_BUDGET_MINUTES, MULTIPLE, fixed_keys, labelled_stems,
+                                       measure_step_seconds, plan)
+    from scarce.methods import method_spec
+    from scarce.validate import model_stride
+
+    budget = budget_minutes or getattr(cfg.train, "budget_minutes", 0) or DEFAULT_BUDGET_MINUTES
+    info, _ = resolve_dataset(cfg.data.dataset, cfg.data.root, cfg.data.num_classes, cfg.data.synthetic_n,
+                              cfg.data.cache_dir)
+    fp = fingerprint(cfg.data.dataset, cfg.data.root, num_classes=cfg.data.num_classes, stems=labelled_stems(cfg),
+                     intensity_images=0)
+    if log:
+        log(f"planning {info.name} for {budget:g} min: fingerprint of {fp['images']} labelled images; "
+            "measuring training steps (1 thread, a few seconds each)")
+    if step_seconds is None:
+        step_seconds = measure_step_seconds(cfg, info.channels, info.num_classes)
+    multiple = max(MULTIPLE, model_stride(cfg.model))
+    patches = bool(getattr((method or method_spec(cfg)).cls, "patches", True))
+    return plan(fp, budget, step_seconds, fixed=fixed_keys(cfg, given), patches=patches, multiple=multiple)
+
+
+def _resolve_budget(cfg: RunConfig, run_dir: Path, given: Any = (), method: Any = None) -> RunConfig:
     """``cfg`` planned for its ``train.budget_minutes`` (:mod:`scarce.engine.planner`) when it
     asks for a plan and has none yet: the plan in ``run_dir/config.yaml`` when that run was
     planned for the same budget (a resume keeps its values), else a new plan, printed (stderr)
     and checked. A planned config (``train.planned`` set) or no budget: ``cfg`` itself."""
     import sys
 
-    from scarce.engine.planner import adopt_saved_plan, apply_plan, needs_plan, plan_config
+    from scarce.engine.planner import adopt_saved_plan, apply_plan, needs_plan
     from scarce.validate import validate_config
 
     if not needs_plan(cfg):
         return cfg
-    if (run_dir / "config.yaml").is_file():
+    saved = RunPaths(run_dir).config_file
+    if saved.is_file():
         try:
-            adopted = adopt_saved_plan(to_dict(cfg), load_yaml(run_dir / "config.yaml"))
+            adopted = adopt_saved_plan(to_dict(cfg), load_yaml(saved))
         except ConfigError:
             adopted = to_dict(cfg)
         if adopted["train"].get("planned") is not None:
-            print(f"scarce: using the plan saved in {run_dir / 'config.yaml'} (train.budget_minutes="
+            print(f"scarce: using the plan saved in {saved} (train.budget_minutes="
                   f"{cfg.train.budget_minutes:g})", file=sys.stderr)
             return from_dict(RunConfig, adopted)
-    plan = plan_config(cfg, given=given, log=lambda m: print(f"scarce: {m}", file=sys.stderr))
+    plan = plan_config(cfg, given=given, log=lambda m: print(f"scarce: {m}", file=sys.stderr), method=method)
     print("scarce: plan (saved in config.yaml as train.planned; override any key with --set):", file=sys.stderr)
     for line in plan.lines():
         print(f"  {line}", file=sys.stderr)
@@ -239,50 +121,49 @@ def _resolve_budget(cfg: RunConfig, run_dir: Path, given: Any = ()) -> RunConfig
     return planned
 
 
-def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
-    """:func:`train_run` once the config is valid and this process holds the run folder."""
+def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, spec: Any) -> dict[str, Any]:
+    """:func:`train_run` once the config is valid and this process holds the run folder;
+    ``spec``: the run's method (:func:`scarce.methods.method_spec`)."""
     from scarce.data.load import prepare_run_data
     from scarce.engine.trainer import Trainer
-    from scarce.utils.environment import ENVIRONMENT_FILE, environment_info, record_environment
+    from scarce.utils.environment import environment_info, record_environment
 
-    _check_run_dir(cfg, run_dir, resume)
-    from scarce.methods import method_spec
-
-    needs_pool = "unlabelled" in method_spec(cfg).cls.streams
+    folder = RunFolder(run_dir)
+    folder.check_for(cfg, resume)
+    cfg = _choose_labelled(cfg, run_dir)  # data.selection: the training images, before any file is written
+    needs_pool = "unlabelled" in spec.cls.streams
     data = prepare_run_data(cfg.data, seed=cfg.train.seed, with_unlabelled=needs_pool,  # validates all inputs first
-                            monitor=cfg.eval.monitor)
-    if (run_dir / RESULT_FILE).exists() and resume:
+                            monitor=cfg.eval.monitor, scribbles=spec.cls.scribble_files(spec.config))
+    if folder.finished() and resume:
         import json
 
-        return json.loads((run_dir / RESULT_FILE).read_text())
+        return json.loads(folder.result_file.read_text())
     try:
-        trainer = Trainer(cfg, data, run_dir)  # builds the networks: a bad model/optim key fails here
+        trainer = Trainer(cfg, data, run_dir, method=spec)  # builds the networks: a bad model/optim key fails here
     except ValueError as e:
         if isinstance(e, (ConfigError, DataError)):
             raise
         raise ConfigError(f"cannot build the run from this config: {e}") from e
     # files this call creates before the first checkpoint: removed again if the run fails before
     # it, so the corrected command starts in a clean folder (never touches files that were there)
-    from scarce.utils.paths import MARKER, write_marker
+    from scarce.utils.paths import write_marker
 
-    fresh = [p for p in (run_dir / "config.yaml", run_dir / METHOD_FILE, run_dir / "split.json", run_dir / "log.csv",
-                         run_dir / "tb", run_dir / "checkpoints", run_dir / ENVIRONMENT_FILE, run_dir / MARKER)
-             if not p.exists()]
+    fresh = [p for p in folder.fresh_files() if not p.exists()]
     try:
         if _is_main():  # ... before anything is written, so a corrected command can reuse the folder
             write_marker(run_dir, TRAIN)
-            save_config(cfg, run_dir / "config.yaml")
-            if not run_started(run_dir):  # the method as it starts; a resume keeps the first record
-                atomic_write_json(run_dir / METHOD_FILE, method_spec(cfg).as_dict())
-            data.split.save(run_dir / "split.json")
+            save_config(cfg, folder.config_file)
+            if not folder.started():  # the method as it starts; a resume keeps the first record
+                atomic_write_json(folder.method_file, spec.as_dict())
+            data.split.save(folder.split_file)
             # after Trainer set train.threads; a resume in another environment appends an entry
             record_environment(run_dir, environment_info(trainer.device, trainer.world_size, precision=trainer.precision,
                                                          channels_last=bool(cfg.train.channels_last)),
-                               restart=not run_started(run_dir))
+                               restart=not folder.started())
         fit = trainer.fit(resume=resume)
     except BaseException:
         trainer.close_logs()
-        if _is_main() and not run_started(run_dir):
+        if _is_main() and not folder.started():
             import shutil
 
             for p in fresh:
@@ -298,9 +179,50 @@ def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool) -> dict[str, Any]
 
         model = trainer.load_best()
         result["params"] = count_parameters(model)
-        result["tests"] = _evaluate(cfg, model, data.tests, data.train.num_classes, run_dir / "eval")
-        atomic_write_json(run_dir / RESULT_FILE, result)
+        result["tests"] = _evaluate(cfg, model, data.tests, data.train.num_classes, folder.eval_dir)
+        if data.val.partial:  # no validation masks: say how the checkpoint was chosen, in the summary too
+            _note_pixel_validation(cfg, data, result, folder.eval_dir)
+        atomic_write_json(folder.result_file, result)
     return result
+
+
+def _note_pixel_validation(cfg: RunConfig, data: Any, result: dict[str, Any], eval_dir: Path) -> None:
+    """Record that a run without validation masks chose its checkpoint on held-out scribbled
+    pixels (and, without test masks, that no score on masks exists): ``result["note"]`` and the
+    last line of ``eval/summary.txt``."""
+    from scarce.data.scribble_data import pixel_validation_note
+    from scarce.utils.io import atomic_write_text
+    from scarce.utils.runfolder import SUMMARY_FILE
+
+    note = pixel_validation_note(cfg.data.val_fraction, data.info.metric, bool(result["tests"]))
+    result["validation"], result["note"] = "scribble_pixels", note
+    summary = eval_dir / SUMMARY_FILE
+    head = summary.read_text() if summary.is_file() else ""
+    atomic_write_text(summary, (head if head.strip() else "") + note + "\n")
+
+
+def _choose_labelled(cfg: RunConfig, run_dir: Path) -> RunConfig:
+    """``cfg`` with ``data.selected`` filled in by its ``data.selection`` strategy
+    (:func:`scarce.suggest.select_labelled`; saved in config.yaml, so the run repeats on the same
+    images): the images the same run in ``run_dir`` chose before (a resume), else chosen now.
+    ``random`` or a ``data.selected`` already set: ``cfg`` itself."""
+    import dataclasses
+
+    from scarce.data.splits import adopt_saved_selection
+    from scarce.suggest import check_selection, select_labelled, selection_log
+
+    if check_selection(cfg.data.selection) is None or cfg.data.selected is not None:
+        return cfg
+    if RunPaths(run_dir).config_file.is_file():
+        saved = RunFolder(run_dir).saved_config()
+        adopted = from_dict(RunConfig, adopt_saved_selection(to_dict(cfg), saved))
+        if adopted.data.selected is not None and not config_differences(saved, adopted):
+            return adopted
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError(f"data.selection={cfg.data.selection} trains its own models to choose the images, once per "
+                          "process; run it without torchrun first (or set data.selected to the chosen stems)")
+    chosen = select_labelled(cfg, log=selection_log)
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, selected=chosen.stems))
 
 
 def _evaluate(cfg: RunConfig, model: Any, tests: dict[str, Any], num_classes: int, eval_dir: Path) -> dict[str, Any]:
@@ -341,7 +263,7 @@ def load_run_config(run_dir: str | os.PathLike[str], config: str | os.PathLike[s
     (e.g. ``eval.save_predictions=false`` or ``data.root=...`` for evaluate/predict)."""
     from scarce.config import deep_merge, parse_overrides
 
-    path = Path(run_dir) / "config.yaml"
+    path = RunPaths(run_dir).config_file
     if not path.exists():
         raise ConfigError(f"{str(run_dir)!r} is not a run folder (no config.yaml); pass the folder a `scarce train` run wrote")
     d = load_yaml(path)
@@ -357,6 +279,18 @@ def load_run_config(run_dir: str | os.PathLike[str], config: str | os.PathLike[s
 
         validate_config(cfg, training=False)
     return cfg
+
+
+def uses_scribble_files(cfg: RunConfig) -> bool:
+    """True when the run's method trains on the dataset's ``scribbles/`` files (its images are then
+    chosen by their scribbles in a folder being annotated: :mod:`scarce.data.scribble_data`)."""
+    from scarce.methods import method_spec
+
+    try:
+        spec = method_spec(cfg)
+    except (ConfigError, KeyError):
+        return False
+    return bool(spec.cls.scribble_files(spec.config))
 
 
 def uses_pool(cfg: RunConfig) -> bool:
@@ -378,7 +312,7 @@ def load_segmenter(run_dir: str | os.PathLike[str], cfg: RunConfig | None = None
     from scarce.utils.io import torch_load
 
     cfg = cfg or load_run_config(run_dir)
-    best = Path(run_dir) / "checkpoints" / "best.pt"
+    best = RunPaths(run_dir).best_checkpoint
     if not best.exists():
         raise ConfigError(f"no best checkpoint in {str(run_dir)!r}: the run has not validated yet (train it first)")
     fix = "retrain the run, or, if it is unfinished, continue it from checkpoints/last.pt with `scarce train ... --resume`"
@@ -409,13 +343,6 @@ def load_segmenter(run_dir: str | os.PathLike[str], cfg: RunConfig | None = None
 
         model = model.to(memory_format=torch.channels_last)
     return model.eval()
-
-
-def is_eval_output(folder: Path) -> bool:
-    """True when ``folder`` holds an earlier evaluation (``metrics.json`` + ``summary.txt``) and is
-    not itself a run folder: ``evaluate --out`` may rewrite it."""
-    return ((folder / "metrics.json").is_file() and (folder / "summary.txt").is_file()
-            and not (folder / "config.yaml").exists())
 
 
 def check_test_sets(cfg: RunConfig, run_dir: str | os.PathLike[str], fix: str) -> None:
@@ -466,8 +393,9 @@ def evaluate_run(run_dir: str | os.PathLike[str], test_sets: list[str] | None = 
         check_output_folder(out, containers=[run_dir], overwrite=overwrite, what="evaluation folder",
                             previous=is_eval_output, command=EVALUATE)
 
-    cfg, out_dir = _evaluation_target(run_dir, config, sets, data_root, test_sets, out, "eval", "the evaluation")
-    tests = load_test_sets(cfg.data, seed=cfg.train.seed, with_unlabelled=uses_pool(cfg))
+    cfg, out_dir = _evaluation_target(run_dir, config, sets, data_root, test_sets, out, EVAL_DIR, "the evaluation")
+    tests = load_test_sets(cfg.data, seed=cfg.train.seed, with_unlabelled=uses_pool(cfg),
+                           scribbles=uses_scribble_files(cfg))
     num_classes = next(iter(tests.values())).num_classes
     channels = int(next(iter(tests.values())).images.shape[1])
     model = load_segmenter(run_dir, cfg, in_channels=channels, num_classes=num_classes)
@@ -479,15 +407,11 @@ def evaluate_run(run_dir: str | os.PathLike[str], test_sets: list[str] | None = 
         return _evaluate(cfg, model, tests, num_classes, out_dir)
 
 
-SHIFTS_DIR = "eval_shifts"
-"""A run's intensity-shift evaluation (:func:`evaluate_shifts`) without ``out``: ``<run>/eval_shifts``."""
-
-
 def is_shift_output(folder: Path) -> bool:
     """True when ``folder`` holds an earlier shift evaluation (``shifts.csv`` + ``shifts.json``)
     and is not a run folder: :func:`evaluate_shifts` may rewrite it without ``overwrite``."""
     return ((folder / "shifts.csv").is_file() and (folder / "shifts.json").is_file()
-            and not (folder / "config.yaml").exists())
+            and not (folder / CONFIG_FILE).exists())
 
 
 def _shift_meta(run_dir: str | os.PathLike[str], cfg: RunConfig, shifts: list[str],
@@ -501,7 +425,7 @@ def _shift_meta(run_dir: str | os.PathLike[str], cfg: RunConfig, shifts: list[st
 
     from scarce.evaluation.shifts import SHIFT_PARAMS, SHIFT_SEED
 
-    best = Path(run_dir) / "checkpoints" / "best.pt"
+    best = RunPaths(run_dir).best_checkpoint
     if not best.is_file():
         raise ConfigError(f"no best checkpoint in {str(run_dir)!r}: the run has not validated yet (train it first)")
     h = hashlib.sha1()
@@ -584,7 +508,7 @@ def evaluate_shifts(run_dir: str | os.PathLike[str], shifts: str | list[str] | N
         torch.set_num_threads(int(cfg.train.threads))
     # decoded without data.intensity: the shift comes first, then the run's preprocessing
     tests = load_test_sets(dataclasses.replace(cfg.data, intensity="none"), seed=cfg.train.seed,
-                           with_unlabelled=uses_pool(cfg))
+                           with_unlabelled=uses_pool(cfg), scribbles=uses_scribble_files(cfg))
     first = next(iter(tests.values()))
     num_classes, channels = first.num_classes, int(first.images.shape[1])
     model = load_segmenter(run_dir, cfg, in_channels=channels, num_classes=num_classes)
@@ -638,7 +562,8 @@ def tsne_runs(runs: list[str | os.PathLike[str]], out: str | os.PathLike[str], p
             import torch
 
             torch.set_num_threads(int(cfg.train.threads))
-        tests = load_test_sets(cfg.data, seed=cfg.train.seed, with_unlabelled=uses_pool(cfg))
+        tests = load_test_sets(cfg.data, seed=cfg.train.seed, with_unlabelled=uses_pool(cfg),
+                           scribbles=uses_scribble_files(cfg))
         try:
             panels.append((title, tsne_panel(model, tests, seed=seed, perplexity=perplexity)))
         except ValueError as e:  # too few test images, or a network without a known feature hook
@@ -658,7 +583,7 @@ def _dataset_metric(cfg: RunConfig) -> str:
 
 def predict_folder(run_dir: str | os.PathLike[str], images: str | os.PathLike[str], out: str | os.PathLike[str],
                    config: str | None = None, sets: list[str] | None = None, overwrite: bool = False,
-                   overlays: bool = False, probabilities: bool = False) -> list[str]:
+                   overlays: bool = False, probabilities: bool = False, dicom_seg: bool = False) -> list[str]:
     """Segment every image in a folder with a finished run's best checkpoint.
 
     Writes into ``out`` (one atomic file each, named like the inputs, at each input's size):
@@ -671,6 +596,12 @@ def predict_folder(run_dir: str | os.PathLike[str], images: str | os.PathLike[st
       multi-class: ``<stem>_class<k>.png`` per class k = 1..K-1, p(k)·255. 8-bit PNG rather than
       .npy: viewable, small, and 1/255 steps are finer than any threshold one would pick.
 
+    NIfTI and DICOM volumes (files, DICOM series sub-folders) are segmented slice by slice along
+    the run's ``data.slice_axis`` and written back as volumes (docs/formats.md): NIfTI in →
+    ``<name>.nii[.gz]`` with the input's affine and header; DICOM in → ``<stem>.nii.gz`` on the
+    series' grid, and with ``dicom_seg`` also ``<stem>_seg.dcm``, a DICOM Segmentation
+    referencing the series (needs highdicom). Other files are named and counted in one warning.
+
     ``out`` must be new, empty or an earlier prediction folder (with ``overwrite``: same-named
     files are replaced, nothing else is touched); it may never be, lie inside or contain
     ``images`` (or the run folder), nor lie in a dataset or another command's folder
@@ -681,13 +612,18 @@ def predict_folder(run_dir: str | os.PathLike[str], images: str | os.PathLike[st
     ``written`` and ``skipped``), so neither a script nor a user mistakes the folder for complete.
     Returns the mask paths.
     """
-    from scarce.data.folder import list_images
+    from scarce.data.folder import list_inputs
     from scarce.data.registry import get_info
+    from scarce.data.volumes import label_volume_name
     from scarce.utils.paths import check_output_folder, claimed_output
 
     cfg = load_run_config(run_dir, config, sets)
-    paths = list_images(Path(images))
-    stems = [p.stem for p in paths]
+    if dicom_seg:
+        from scarce.data.volumes import check_highdicom
+
+        check_highdicom()  # before anything is read or written
+    paths, volumes = list_inputs(Path(images))
+    stems = [p.stem for p in paths] + [label_volume_name(v) for v in volumes]
     dupes = sorted({s for s in stems if stems.count(s) > 1})
     if dupes:
         raise ConfigError(f"{images}: several images share the stem(s) {', '.join(dupes[:5])}; "
@@ -702,15 +638,100 @@ def predict_folder(run_dir: str | os.PathLike[str], images: str | os.PathLike[st
     out_dir = Path(out)
     with claimed_output(out_dir, PREDICT):  # nothing written at all: the folder is removed again
         _predict_into(out_dir, paths, model, cfg, info.channels, k, overlays, probabilities, written, skipped)
+        if volumes:
+            _predict_volumes(out_dir, volumes, model, cfg, info.channels, k, overlays, probabilities, written, skipped,
+                             info.classes if dicom_seg else None)
         if skipped:
             names = ", ".join(p.name for p, _ in skipped[:10]) + (", ..." if len(skipped) > 10 else "")
-            err = DataError(f"{len(skipped)} of {len(paths)} images could not be read and were skipped ({names}); "
+            err = DataError(f"{len(skipped)} of {len(paths) + len(volumes)} images could not be read and were skipped ({names}); "
                             f"the other {len(written)} mask{'' if len(written) == 1 else 's'} "
                             f"{'is' if len(written) == 1 else 'are'} in {out_dir}: re-export or remove the skipped "
                             f"files and predict them into a new folder")
             err.written, err.skipped = written, [str(p) for p, _ in skipped]  # type: ignore[attr-defined]
             raise err
     return written
+
+
+def _predict_volumes(out_dir: Path, volumes: list[Path], model: Any, cfg: RunConfig, channels: int, k: int,
+                     overlays: bool, probabilities: bool, written: list[str], skipped: list[tuple[Path, str]],
+                     seg_classes: list[str] | tuple[str, ...] | None = None) -> None:
+    """:func:`predict_folder` for NIfTI/DICOM volumes: each slice along the run's ``data.slice_axis``
+    is fed to the model exactly as training fed it (the run's window / normalisation, resize and
+    ``data.intensity``), the labels are stacked back into a volume on the input's voxel grid and
+    written as NIfTI (:func:`scarce.data.volumes.write_label_volume`: a NIfTI input's affine and
+    header, a DICOM input's position and orientation). ``probabilities``: p·255 as uint8 volumes in
+    ``probabilities/``; overlays are drawn for 2D images only. ``seg_classes`` (class names): a DICOM
+    input also gets ``<stem>_seg.dcm`` (DICOM-SEG, :func:`scarce.data.volumes.dicom_seg_bytes`)."""
+    import warnings
+
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from scarce.data.folder import pil_8bit
+    from scarce.data.load import image_input
+    from scarce.data.types import content_size
+    from scarce.data.volumes import (label_volume_name, read_header, resolve_axis, take_slice, volume_options,
+                                     volume_uint8, write_label_volume)
+    from scarce.evaluation.evaluate import predict_probs, upsampled_labels, upsampled_probs
+
+    if overlays:
+        warnings.warn(f"overlays are drawn for 2D images only; the {len(volumes)} volume(s) get masks "
+                      f"{'and probabilities ' if probabilities else ''}only")
+    opts = volume_options(cfg.data)
+    for v in volumes:
+        try:
+            header = read_header(v)
+            axis = resolve_axis(header, opts.slice_axis)
+            vol = volume_uint8(v, opts.window, opts.normalise)  # decoded once, as for training
+        except DataError as e:
+            warnings.warn(f"skipped {v}: not a readable volume ({e}); the others go on")
+            skipped.append((v, str(e)))
+            continue
+        labels = np.zeros(header.shape, np.uint8)
+        planes = (1 if k == 2 else k - 1) if probabilities else 0
+        prob_vols = [np.zeros(header.shape, np.uint8) for _ in range(planes)]
+        n = header.shape[axis]
+        for start in range(0, n, 16):  # 16 slices per forward pass
+            idx = list(range(start, min(n, start + 16)))
+            slices = [take_slice(vol, axis, i) for i in idx]
+            x = torch.cat([image_input(pil_8bit(Image.fromarray(sl, "L"), channels), cfg.data.size,
+                                       cfg.data.intensity, cfg.data.aspect) for sl in slices])
+            probs = predict_probs(model, x, tta=cfg.eval.tta)  # B×K×S×S
+            for j, (i, sl) in enumerate(zip(idx, slices)):
+                h, w = sl.shape
+                ch, cw = content_size(h, w, cfg.data.size, cfg.data.aspect)
+                p = probs[j][:, :ch, :cw]
+                where: list[Any] = [slice(None)] * 3
+                where[axis] = i
+                labels[tuple(where)] = upsampled_labels(p, (h, w), cfg.eval.threshold)
+                if planes:
+                    up = upsampled_probs(p, (h, w)).clamp(0, 1).mul(255).round().to(torch.uint8).numpy()
+                    for c in range(planes):
+                        prob_vols[c][tuple(where)] = up[c + 1]
+        dest = out_dir / label_volume_name(v)
+        write_label_volume(v, labels, dest)
+        written.append(str(dest))
+        for c, pv in enumerate(prob_vols):
+            name = label_volume_name(v, "" if k == 2 else f"_class{c + 1}")
+            write_label_volume(v, pv, out_dir / "probabilities" / name)
+        if seg_classes is not None and header.kind == "dicom":
+            from scarce.data.volumes import dicom_seg_bytes, volume_stem
+            from scarce.utils.io import atomic_write_bytes
+
+            seg = out_dir / f"{volume_stem(v)}_seg.dcm"
+            atomic_write_bytes(seg, dicom_seg_bytes(v, labels, list(seg_classes), _version()))
+            written.append(str(seg))
+
+
+def _version() -> str:
+    """scarce's installed version (DICOM-SEG's software version), ``0`` when not installed."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("scarce")
+    except metadata.PackageNotFoundError:
+        return "0"
 
 
 def _predict_into(out_dir: Path, paths: list[Path], model: Any, cfg: RunConfig, channels: int, k: int,
@@ -795,3 +816,104 @@ def pretrain_gan_run(cfg: RunConfig, vanilla: bool = False, overwrite: bool = Fa
     mask_gallery(out / GAN_GALLERY, gc, gen, data.train, cfg.train.seed, rows=gc.gallery or 8)
     return {"checkpoint": str(res.path) if res.path else None, "cached": res.cached, "losses": res.losses,
             "gallery": str(out / GAN_GALLERY)}
+
+
+SUGGEST = "scarce suggest"
+
+
+def suggest_images(dataset: str | os.PathLike[str], n: int, out: str | os.PathLike[str], *,
+                   run: str | os.PathLike[str] | None = None, strategy: str = "coreset",
+                   exclude_labelled: bool = False, labelled: str | os.PathLike[str] | None = None,
+                   seed: int | None = None, size: int | None = None, data_root: str | None = None,
+                   overwrite: bool = False, threads: int = 0) -> dict[str, Any]:
+    """``scarce suggest``: rank the images of ``dataset`` worth annotating next and write the ``n``
+    best as a CSV (``stem, score, why``; :mod:`scarce.suggest`) to the file ``out``.
+
+    ``run`` (a finished run folder): its segmenter for the model strategies, and its ``data.size``
+    / ``aspect`` / ``intensity`` and split seed; on the run's own dataset, ``exclude_labelled``
+    drops its training and validation images (matched by content on another dataset).
+    ``labelled``: a file of stems already annotated (split.json, a CSV with a ``stem`` column, or
+    one stem per line), always dropped; ``coreset`` measures coverage from them. ``seed``: the
+    nested split whose validation and test images are never suggested, and the strategy's ties
+    (default: the run's split seed, else 0). ``threads`` > 0 sets torch's threads. The
+    destination is checked before any work; the dataset is never written."""
+    import time
+
+    import torch
+
+    from scarce import suggest as S
+    from scarce.data.identity import file_digest, same_folder
+    from scarce.data.load import resolve_dataset
+    from scarce.utils.io import atomic_write_text
+    from scarce.utils.paths import check_output_file
+
+    dest = check_output_file(out, overwrite, what="suggestion file", command=SUGGEST,
+                             previous=S.is_suggestions_file)
+    spec = S.STRATEGIES.get(strategy)  # unknown: did-you-mean, before any work
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ConfigError(f"-n must be an integer >= 1 (images to suggest), got {n!r}")
+    if spec.needs_model and run is None:
+        raise S.needs_model_error(spec.name)
+    if exclude_labelled and run is None and labelled is None:
+        raise ConfigError("--exclude-labelled drops the labelled images of a run: pass --run RUN (or --labelled FILE)")
+    if threads and threads > 0:
+        torch.set_num_threads(int(threads))
+    cfg = load_run_config(run, sets=[f"data.root={data_root}"] if data_root else None) if run is not None else None
+    if cfg is not None and size is not None and int(size) != int(cfg.data.size):
+        raise ConfigError(f"--size {size} differs from the run's data.size={cfg.data.size}, the size its model "
+                          f"was trained at; leave --size out with --run")
+    root = data_root or (cfg.data.root if cfg is not None else None)
+    _, folder = resolve_dataset(str(dataset), root)
+    run_folder, missing = None, None
+    if cfg is not None:
+        try:
+            run_folder = resolve_dataset(cfg.data.dataset, cfg.data.root or root, cfg.data.num_classes,
+                                         cfg.data.synthetic_n, cfg.data.cache_dir)[1]
+        except DataError as e:  # only needed to match the run's labelled images
+            missing = e
+    if exclude_labelled and missing is not None:
+        raise missing
+    same = run_folder is not None and same_folder(folder, run_folder)
+    split_seed = int(seed) if seed is not None else (
+        (cfg.data.split_seed if cfg.data.split_seed is not None else cfg.train.seed) if same and cfg else 0)
+    held = S.read_stems(labelled) if labelled is not None else []
+    run_held: list[str] = []
+    if exclude_labelled and run is not None:
+        from scarce.data.splits import Split
+
+        split = Split.load(RunPaths(run).split_file)
+        run_held = [*split.train, *split.val]
+    cands = S.dataset_candidates(dataset, split_seed, root, cfg.data.val_fraction if cfg else 0.2,
+                                 labelled=[*held, *(run_held if same else [])])
+    if run_held and not same:  # the run trained on another folder: its images, matched by content
+        from scarce.data.folder import scan_folder
+
+        r_index = scan_folder(run_folder)
+        digests = {file_digest(r_index.images[s]) for s in run_held if s in r_index.images}
+        cands.drop(lambda _s, p: file_digest(p) not in digests, "already labelled (same content)")
+    info, index = cands.info, cands.index
+    d = cfg.data if cfg is not None else None
+    px, aspect, intensity = (d.size, d.aspect, d.intensity) if d is not None else (int(size or 128), "squash", "none")
+    cache_dir = d.cache_dir if d is not None else None
+    model = None
+    if cfg is not None and spec.needs_model:
+        model = load_segmenter(run, cfg)
+        if int(model.in_channels) != int(info.channels):
+            raise ConfigError(f"the run's model takes {model.in_channels}-channel images, {str(dataset)!r} has "
+                              f"{info.channels}-channel ones; suggest with a run trained on such images")
+    centre_files = [f for s in dict.fromkeys([*held, *(run_held if same else [])])
+                    if (f := index.images.get(s) or index.unlabelled.get(s)) is not None]
+    centres = (S.decode_images(centre_files, px, info.channels, info.num_classes, intensity, aspect, cache_dir)
+               if centre_files and spec.name == "coreset" else None)
+    paths = list(cands.paths)
+    pool = S.Pool(cands.stems, lambda: S.decode_images(paths, px, info.channels, info.num_classes, intensity,
+                                                       aspect, cache_dir), split_seed, model=model, labelled=centres)
+    start = time.perf_counter()
+    rows = S.suggest(pool, n, spec.name)
+    seconds = dict(pool.seconds)
+    seconds["rank"] = time.perf_counter() - start - sum(seconds.values())  # the strategy itself
+    atomic_write_text(dest, S.suggestions_csv(rows))
+    return {"out": str(dest), "strategy": spec.name, "suggested": len(rows), "candidates": len(pool),
+            "left_out": cands.left_out, "seed": split_seed, "size": px,
+            "seconds": {k: round(v, 3) for k, v in seconds.items()}}
+

@@ -35,7 +35,7 @@ ENV_PRESET = "SCARCE_PRESET"
 """Environment variable naming the default preset (e.g. ``cpu`` for fast grids and the tests)."""
 DEFAULT_PRESET = "quality"
 """The preset when nothing names one: ImageNet-pretrained EfficientNet-Lite0 U-Net, 800
-iterations (issue 12: chosen on validation; the from-scratch ``cpu`` preset stays for tests and
+iterations (chosen on validation; the from-scratch ``cpu`` preset stays for tests and
 large paper-faithful grids)."""
 
 
@@ -110,6 +110,32 @@ class DataConfig:
     ``scarce predict`` alike; see :mod:`scarce.data.intensity`): none | percentile (clip to the
     [0.5, 99.5] percentiles, rescale to [0, 1]) | clahe (scikit-image CLAHE; RGB on HSV value) |
     percentile_clahe."""
+    slice_axis: str | int = "auto"
+    """NIfTI/DICOM volumes in the dataset folder become 2D slices along this axis (docs/formats.md):
+    auto (each volume's through-plane axis: the file's slice dimension, else its thickest voxel
+    axis, else the last) | axial | coronal | sagittal (from the volume's orientation) | 0 | 1 | 2
+    (array axis)."""
+    empty_slices: str = "keep"
+    """Training slices of a volume whose mask has no foreground: keep | drop | subsample:K (every
+    K-th of each volume). Validation and test always keep every slice."""
+    window: str = "none"
+    """CT intensity window of volumes, in Hounsfield units: none | lung (W1500 L-600) |
+    mediastinum (W350 L50) | soft_tissue (W400 L50) | liver (W150 L30) | bone (W1800 L400) | brain
+    (W80 L40) | W,L (e.g. 400,40). Clips to [L - W/2, L + W/2] and scales to [0, 1]."""
+    normalise: str = "volume"
+    """Intensities of volumes without a window (MR): volume (clip to the volume's [0.5, 99.5]
+    percentiles, rescale) | zscore (per-volume z-score, ±3 SD → [0, 1]) | minmax (the volume's
+    min..max)."""
+    selection: str = "random"
+    """How the budget's training images are chosen (validation and test images never are; see
+    docs/suggest.md): ``random`` (the nested split's seeded order) | ``suggest:<strategy>`` (a
+    ``scarce suggest`` strategy chooses them from the same candidates, in rounds for the strategies
+    that need a model: budget/4 → budget/2 → budget, retraining this config at a quarter of
+    ``train.iterations`` between rounds)."""
+    selected: list[str] | None = None
+    """Written by ``data.selection``: the training images it chose (stems). Set = not chosen again
+    (a resume, or a re-run from config.yaml, trains on the same images); a list given by hand
+    fixes the training images of the budget."""
 
 
 @dataclass

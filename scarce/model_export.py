@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from scarce.config import ConfigError, RunConfig
+from scarce.utils.runfolder import BEST_CKPT, CKPT_DIR, RunPaths
 
 EXPORT_MODEL = "scarce export-model"
 """Command name in the output marker of ``RUN/export`` and in the ``<file>.json`` records."""
@@ -106,7 +107,7 @@ def resolve_output(run_dir: str | os.PathLike[str], fmt: str, out: str | os.Path
                 raise ConfigError(f"export file {str(p)!r} already exists; pass --overwrite to replace it, or "
                                   f"choose another path with -o FILE")
         return target, True
-    best = run / "checkpoints" / "best.pt"
+    best = RunPaths(run).best_checkpoint
     for p in (target, record_path(target)):
         check_output_file(p, overwrite=overwrite, what="export file", inputs=[best], command=EXPORT_MODEL,
                           previous=is_export_record)
@@ -186,8 +187,8 @@ def export_metadata(cfg: RunConfig, run_dir: Path, channels: int, num_classes: i
         "format": fmt,
         "scarce_version": __version__,
         "run": Path(run_dir).resolve().name,
-        "checkpoint": "checkpoints/best.pt",
-        "checkpoint_sha1": _sha1(Path(run_dir) / "checkpoints" / "best.pt"),
+        "checkpoint": f"{CKPT_DIR}/{BEST_CKPT}",
+        "checkpoint_sha1": _sha1(RunPaths(run_dir).best_checkpoint),
         "network": m.name + (f" ({m.encoder})" if m.encoder else ""),
         "input_name": "image",
         "input_shape": ["N", channels, s, s],
@@ -383,7 +384,7 @@ def export_model(run_dir: str | os.PathLike[str], fmt: str = "onnx", out: str | 
     cfg = load_run_config(run_dir, sets=sets)
     if data_root:
         cfg.data.root = data_root
-    if not (Path(run_dir) / "checkpoints" / "best.pt").is_file():
+    if not RunPaths(run_dir).best_checkpoint.is_file():
         raise ConfigError(f"no best checkpoint in {str(run_dir)!r}: the run has not validated yet (train it first)")
     dest, own_folder = resolve_output(run_dir, fmt, out, overwrite)
     check_test_sets(cfg, run_dir, "the export is checked on the run's test images: add --set "

@@ -28,6 +28,7 @@ import yaml
 
 from scarce.utils.lock import LOCK_NAME, pid_alive
 from scarce.utils.progress import format_duration
+from scarce.utils.runfolder import CONFIG_FILE, RunPaths
 
 STATES = ("done", "running", "stopped", "failed", "new")
 
@@ -128,15 +129,16 @@ def run_status(run_dir: str | os.PathLike[str], iterations: int | None = None) -
     """The state of the run in ``run_dir`` (which need not exist: ``new``). ``iterations``: the
     run's length when the folder has no config yet (a grid's run)."""
     run_dir = Path(run_dir)
-    cfg = _read_yaml(run_dir / "config.yaml")
+    files = RunPaths(run_dir)
+    cfg = _read_yaml(files.config_file)
     iters = _number((cfg.get("train") or {}).get("iterations")) if cfg else None
     st = RunStatus(run_dir, "new", iterations=int(iters) if iters is not None else iterations)
-    rows = _log_rows(run_dir / "log.csv")
+    rows = _log_rows(files.log_file)
     if rows:
         step = _number(rows[-1].get("step"))
         st.step = int(step) if step is not None else None
         st.sec_per_step = _number(rows[-1].get("sec_per_step"))
-    metrics_path = run_dir / "metrics.json"
+    metrics_path = files.result_file
     if metrics_path.is_file():
         st.state = "done"
         try:
@@ -151,7 +153,7 @@ def run_status(run_dir: str | os.PathLike[str], iterations: int | None = None) -
         st.state = "running"
         st.detail = f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}, started {holder.get('started', '?')}"
         return st
-    failed = run_dir / "FAILED.txt"
+    failed = files.failed_file
     if failed.is_file():
         st.state = "failed"
         try:
@@ -159,8 +161,7 @@ def run_status(run_dir: str | os.PathLike[str], iterations: int | None = None) -
         except OSError:
             st.detail = "FAILED.txt unreadable"
         return st
-    ckpt = run_dir / "checkpoints"
-    if (ckpt / "last.pt").is_file() or (ckpt / "best.pt").is_file():
+    if files.last_checkpoint.is_file() or files.best_checkpoint.is_file():
         st.state = "stopped"
     return st
 
@@ -171,7 +172,7 @@ def find_runs(root: str | os.PathLike[str]) -> list[Path]:
     root = Path(root)
     if not root.is_dir():
         raise ValueError(f"{str(root)!r} is not a folder of runs (a grid's 'out' folder, or a run folder)")
-    return sorted(p.parent for p in root.rglob("config.yaml"))
+    return sorted(p.parent for p in root.rglob(CONFIG_FILE))
 
 
 def summarize(statuses: Sequence[RunStatus]) -> dict[str, int]:

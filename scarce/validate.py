@@ -131,6 +131,9 @@ def validate_config(cfg: RunConfig, training: bool = True) -> None:
     from scarce.data.intensity import check_intensity
 
     check_intensity(d.intensity)  # a typo fails before a grid starts, not after loading data
+    from scarce.data.volumes import volume_options
+
+    volume_options(d)  # data.slice_axis, window, normalise, empty_slices (NIfTI/DICOM volumes)
     from scarce.data.cache import ASPECTS
 
     if d.aspect not in ASPECTS:
@@ -142,6 +145,13 @@ def validate_config(cfg: RunConfig, training: bool = True) -> None:
             raise ConfigError(f"config key 'data.patch' is {d.patch}, larger than data.size={d.size}: patches are cut "
                               f"from the data.size × data.size images; use at most {d.size} (0 = whole images)")
         _need_num("data.patch_foreground", d.patch_foreground, 0.0, 1.0, 0.33)
+        from scarce.suggest import check_selection
+
+        check_selection(d.selection)  # random | suggest:<strategy>, did-you-mean
+        if d.selected is not None and (not isinstance(d.selected, (list, tuple)) or not d.selected
+                                       or not all(isinstance(s, str) and s for s in d.selected)):
+            raise ConfigError(f"config key 'data.selected' is a list of training image stems (written by "
+                              f"data.selection), got {d.selected!r}; remove it to choose again")
     # --- eval
     _need_num("eval.threshold", e.threshold, 0.0, 1.0, 0.5, low_open=True)
     _need_num("eval.iou_threshold", e.iou_threshold, 0.0, 1.0, 0.65, high_open=False)
@@ -196,7 +206,11 @@ def validate_config(cfg: RunConfig, training: bool = True) -> None:
 
         from scarce.engine.precision import resolve_precision
 
-        precision = resolve_precision(t.precision, resolve_device(t.device))  # name, then what the device runs
+        device = resolve_device(t.device)
+        if cfg.preset == "gpu" and t.device == "auto" and device.type == "cpu":
+            raise ConfigError("preset 'gpu' spends a GPU's budget (512 px, 4000 iterations) and no GPU was found; "
+                              "use --preset quality on a CPU, or --set train.device=cpu to run it here anyway")
+        precision = resolve_precision(t.precision, device)  # name, then what the device runs
         if precision == "fp16" and two_pass:
             raise ConfigError(f"train.precision=fp16 scales the loss with a GradScaler, which cannot drive "
                               f"train.optim.name={o.name!r}'s two-pass step; use train.precision=bf16 (or fp32)")

@@ -1,4 +1,4 @@
-"""Run folders written before the engine/methods restructure (issue 13) stay valid.
+"""Run folders written before the engine/methods restructure stay valid.
 
 The fixtures in tests/fixtures/run_v1 were written by the code as of commit 7b0326b (before
 ``scarce/methods`` was split into ``scarce/engine`` + method families):
@@ -58,7 +58,7 @@ def test_old_run_reports_identically(old_run: Path) -> None:
 def test_old_configs_are_the_same_runs_today(row: str) -> None:
     """Re-resolving the same grid row today gives no config difference (the grid would resume
     these runs instead of refusing them), and the method section still parses."""
-    from scarce.api import config_differences
+    from scarce.runfolder import config_differences
     from scarce.config import load_config
     from scarce.methods import method_spec
 
@@ -72,7 +72,7 @@ def test_old_configs_are_the_same_runs_today(row: str) -> None:
                   "gan_aug": {"real_augment": "none", "intensity": "none"}}.get(row)
     if old_values:
         # the deliberate changes since: the quality preset's E2EAug, Separate and gan_aug recipes augment
-        # their real half (issue 12); the comparison names the keys, spelling out the old values resumes
+        # their real half; the comparison names the keys, spelling out the old values resumes
         assert config_differences(saved, today) == [f"method.{k}" for k in sorted(old_values)]
         today = load_config({"method": {**saved["method"], **old_values}, "label": row,
                              "data": {"dataset": "kvasir_seg", "budget": 40}}, preset="quality")

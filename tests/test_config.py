@@ -104,7 +104,7 @@ def test_import_scarce_is_lazy():
 def test_config_differences_fills_method_defaults():
     """A grid row that spells out a method default is the same run as one that does not (so grids
     can share finished runs), while a real change of a method option is still a difference."""
-    from scarce.api import config_differences
+    from scarce.runfolder import config_differences
     from scarce.config import RunConfig, to_dict
 
     saved = to_dict(RunConfig())
@@ -164,3 +164,18 @@ def test_preset_method_defaults_name_real_fields(name):
         assert spec.as_dict()["name"] == method
         for k, v in fields_.items():
             assert getattr(spec.config, k) == v
+
+
+def test_gpu_preset_refuses_a_cpu_only_machine_unless_the_device_is_named(monkeypatch):
+    """The gpu preset's 512 px × 4000 iterations would take hours on a laptop: without a GPU it
+    stops with one line naming the two ways out; naming the device explicitly is allowed."""
+    import torch
+
+    from scarce.validate import validate_config
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    cfg = load_config(None, ["data.dataset=synthetic"], preset="gpu")
+    assert (cfg.data.size, cfg.data.aspect, cfg.train.iterations) == (512, "pad", 4000)
+    with pytest.raises(ConfigError, match="preset 'gpu'.*no GPU was found.*--preset quality.*train.device=cpu"):
+        validate_config(cfg)
+    validate_config(load_config(None, ["data.dataset=synthetic", "train.device=cpu"], preset="gpu"))

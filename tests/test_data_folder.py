@@ -126,6 +126,7 @@ def test_empty_and_missing_subfolders(tmp_path):
     (tmp_path / "e" / "masks").mkdir()
     assert "no images" in _err(tmp_path / "e")
     (tmp_path / "f" / "images").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(tmp_path / "f" / "images" / "a.png")  # images, no masks/ (and no scribbles/)
     assert "masks/" in _err(tmp_path / "f")
     with pytest.raises(DataError, match="does not exist"):
         load_folder(tmp_path / "nope", 16)

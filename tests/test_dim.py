@@ -1,4 +1,4 @@
-"""DiM (issue 15, our design): the divergence term, per-domain averaging, the ablation switches
+"""DiM (our design): the divergence term, per-domain averaging, the ablation switches
 and SAM guided by the full objective."""
 from __future__ import annotations
 

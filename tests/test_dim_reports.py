@@ -1,4 +1,4 @@
-"""DiM reporting (issue 15): ``eval.monitor`` per-domain curves (logged, never selected on), the
+"""DiM reporting: ``eval.monitor`` per-domain curves (logged, never selected on), the
 report's curve figure and "mean over test sets" column, and ``scarce tsne``."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""f_divergence against closed forms (issue 15): every registered f on hand-made distributions."""
+"""f_divergence against closed forms: every registered f on hand-made distributions."""
 from __future__ import annotations
 
 import math

@@ -1,4 +1,4 @@
-"""Issue 11 (items 5, 6, 8, 9): `scarce report` duplicates / missing folder, corrupt checkpoints,
+"""Errors a user meets: `scarce report` duplicates / missing folder, corrupt checkpoints,
 file-system errors (read-only, disk full, a path under a file) as one line + exit 2 with nothing
 partial, evaluate's writability check before any work, plain progress lines when the output is
 not a terminal, and a readable end-of-run summary instead of raw JSON (``--json`` keeps it).

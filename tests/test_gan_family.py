@@ -85,10 +85,10 @@ def _segmenter_inputs(tmp_path, method: dict) -> torch.Tensor:
 
 
 def test_intensity_augmentation_reaches_the_generated_images(tmp_path):
-    """Issue 12 (E2EAug out of distribution): with ``method.intensity`` the generated half of the
+    """E2EAug out of distribution: with ``method.intensity`` the generated half of the
     batch is intensity-augmented as well (``intensity_generated``, default true), by draws taken
     after the real half's, so the real half is unchanged; ``intensity_generated: false`` feeds the
-    generated images raw (the runs made before). For every member of the family."""
+    generated images raw. For every member of the family."""
     always = {"brightness_prob": 1.0, "brightness_range": [0.5, 0.6]}   # every image darker
     base = {"e2eaug": {"pretrain_iters": 0, "arch_every": 0, "gan_every": 0, "gallery": 0},
             "separate": {"pretrain_iters": 0, "gallery": 0},
@@ -140,7 +140,7 @@ def test_generated_appearance_match_real_widens_generated_images(tmp_path):
 
 
 def test_real_augment_moves_real_images_and_masks_alike(tmp_path):
-    """``method.real_augment`` (issue 12: E2EAug with the supervised recipe's Combine on its real
+    """``method.real_augment`` (E2EAug with the supervised recipe's Combine on its real
     half) moves each real image and its mask by the same draw in the segmenter's update, for
     every member; ``none`` feeds the batch untouched; a typo is one did-you-mean error.
     Images are their own masks here, so a moved image thresholded at 0.5 must equal the mask

@@ -1,4 +1,4 @@
-"""Multi-domain importers (issue 15 item 2): the DoFE/MiDSS "Fundus" download and the SAML
+"""Multi-domain importers: the DoFE/MiDSS "Fundus" download and the SAML
 "ProstateMRI" download, on small generated trees in the exact layouts, one scarce dataset folder
 per domain."""
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Channels-last segmenters and ``train.precision`` (issue 35, item 1): same outputs as NCHW within
+"""Channels-last segmenters and ``train.precision``: same outputs as NCHW within
 float tolerance, every method family's segmenter built channels-last in one place, checkpoints
 loadable across layouts, the precision key validated in one line, the bf16/fp16 paths on tiny data.
 No timing here (benchmarks/step_speed.py measures)."""

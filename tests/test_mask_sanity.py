@@ -1,4 +1,4 @@
-"""Masks that are probably wrong are reported before training (issue 11, item 7), mask file
+"""Masks that are probably wrong are reported before training, mask file
 extensions match in any case, and a data root that does not exist is an error (item 9)."""
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Commands that write into a user-named folder never overwrite or delete the user's files
-(issue 11): predict, data synthetic / export-nnunet / split / scribbles, evaluate --out,
+"""Commands that write into a user-named folder never overwrite or delete the user's files:
+predict, data synthetic / export-nnunet / split / scribbles, evaluate --out,
 gan pretrain --out, demo --out, report OUT. Plus predict's palette PNGs, --overlays,
 --probabilities and its handling of an unreadable image.
 
@@ -377,13 +377,18 @@ def test_report_out_is_runs_or_foreign_is_refused_earlier_report_is_rewritten(tm
 
 def test_predict_names_files_it_cannot_read_instead_of_skipping_them_silently(tmp_path, run, capsys):
     imgs = _images(tmp_path / "imgs", n=1)
-    (imgs / "scan.nii.gz").write_bytes(b"\x1f\x8b not really a volume")
-    with pytest.warns(UserWarning, match=r"1 file\(s\) are not images scarce reads \(scan\.nii\.gz\), skipped: "
-                                         r"export 2D slices as PNG first"):
+    (imgs / "scan.mha").write_bytes(b"not a format scarce reads")
+    with pytest.warns(UserWarning, match=r"1 file\(s\) are neither images nor volumes scarce reads \(scan\.mha\), "
+                                         r"skipped: .*the other 1 go on"):
         assert main(["predict", str(run), str(imgs), str(tmp_path / "out")]) == 0
+    (imgs / "scan.nii.gz").write_bytes(b"\x1f\x8b not really a volume")  # a volume scarce reads, but corrupt
+    with pytest.warns(UserWarning, match=r"skipped .*scan\.nii\.gz: not a readable volume"):
+        assert main(["predict", str(run), str(imgs), str(tmp_path / "out1")]) == 2
+    assert "1 of 2 images could not be read and were skipped (scan.nii.gz)" in capsys.readouterr().err
+    assert len(list((tmp_path / "out1").glob("*.png"))) == 1  # the readable image's mask is written
     only = tmp_path / "only"
     only.mkdir()
-    (only / "scan.nii.gz").write_bytes(b"x")
+    (only / "scan.mha").write_bytes(b"x")
     assert main(["predict", str(run), str(only), str(tmp_path / "out2")]) == 2
     err = capsys.readouterr().err
-    assert "holds no images" in err and "scan.nii.gz" in err and err.count("\n") == 1
+    assert "holds no images" in err and "scan.mha" in err and err.count("\n") == 1

@@ -184,7 +184,7 @@ def test_small_png_copy_keeps_small_files_small(tmp_path):
 
 def test_old_configs_without_new_keys_match(tmp_path):
     """A run folder written before eval.trimap_widths existed still counts as the same config."""
-    from scarce.api import _check_run_dir
+    from scarce.runfolder import check_run_dir as _check_run_dir
     from scarce.config import load_config, to_dict
 
     cfg = load_config(sets=[f"out={tmp_path}"])

@@ -167,6 +167,42 @@ def test_grid_run_held_by_another_process_is_reported_not_marked_failed(tmp_path
     assert not spec.run_dir.exists()  # no FAILED.txt written into another process's run
 
 
+def test_grid_run_in_this_process_leaves_torch_threads_as_they_were(tmp_path, monkeypatch):
+    """With one worker a grid's runs train in the grid's process: the grid's ``threads`` and the
+    trainer's ``train.threads`` hold for the run only. A thread count left behind changed what ran
+    next in the process (dense_gd's resume was not exact above one thread)."""
+    import warnings
+
+    import torch
+
+    import scarce.api
+    from scarce.experiments import _run_one, expand_grid
+
+    base = GRID["base"]
+    grid = dict(GRID, out=str(tmp_path / "runs"), base=dict(
+        base, data=dict(base["data"], cache_dir=str(tmp_path / "cache")),
+        train=dict(base["train"], iterations=2, val_every=2, threads=2)))
+    spec = expand_grid(grid)[0]
+    train_run, seen = scarce.api.train_run, []
+
+    def spy(cfg, **kw):
+        seen.append(torch.get_num_threads())  # the grid's threads
+        out = train_run(cfg, **kw)
+        seen.append(torch.get_num_threads())  # the run's train.threads
+        return out
+
+    monkeypatch.setattr(scarce.api, "train_run", spy)
+    before, fmt = torch.get_num_threads(), warnings.formatwarning
+    torch.set_num_threads(1)
+    try:
+        assert _run_one(spec.config, 3)[1] == "ok"
+        assert seen == [3, 2]
+        assert torch.get_num_threads() == 1
+        assert warnings.formatwarning is fmt
+    finally:
+        torch.set_num_threads(before)
+
+
 # --------------------------------------------------------------------------- config validation
 
 CASES = {

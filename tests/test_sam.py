@@ -1,4 +1,4 @@
-"""SAM / ASAM as registered optimisers on the closure-based step (issue 15, item 1)."""
+"""SAM / ASAM as registered optimisers on the closure-based step."""
 from __future__ import annotations
 
 import math

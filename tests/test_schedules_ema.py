@@ -1,4 +1,4 @@
-"""Issue 12 (item 3's ingredients): ``train.schedule`` (plateau | cosine | onecycle | poly) with
+"""``train.schedule`` (plateau | cosine | onecycle | poly) with
 ``train.warmup`` / ``train.poly_power``, and ``train.ema`` (an exponential moving average of the
 segmenter's weights used by validation and ``best.pt``).
 

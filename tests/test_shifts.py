@@ -1,4 +1,4 @@
-"""Intensity-shift stress test (issue 12): the shift registry's contract, hand-computed values,
+"""Intensity-shift stress test: the shift registry's contract, hand-computed values,
 ``evaluate_shifts`` / ``scarce evaluate --shifts`` end to end on a tiny trained run, the
 ``scarce robustness`` grid report, and the one-line errors / output-folder refusals."""
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The engine's data streams (issue 14): a checkpointed sampler per stream, the unlabelled pool
+"""The engine's data streams: a checkpointed sampler per stream, the unlabelled pool
 (images only — masks never read, never overlapping validation or test images) and the
 closure-based optimiser step."""
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Flip test-time augmentation (``eval.tta: none | flip``, issue 12 item 3).
+"""Flip test-time augmentation (``eval.tta: none | flip``).
 
 ``predict_probs(..., tta="flip")`` = mean of the class probabilities of the image, its
 horizontal flip and its vertical flip, each flipped back. Checked on models whose answer is

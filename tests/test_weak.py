@@ -441,6 +441,45 @@ def test_method_trains_and_resumes_identically(name: str, tmp_path: Path) -> Non
         assert torch.equal(full.method.proposals.long()[has], seeds[has])
 
 
+@pytest.fixture
+def torch_threads():
+    """``torch_threads(n)`` sets torch's thread count for one test; restored after it."""
+    before = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(before)
+
+
+def test_dense_gd_is_exact_at_any_thread_count(torch_threads, tmp_path: Path) -> None:
+    """Above one torch thread (one an in-process grid left behind, or ``train.threads``) the dense
+    kernel's gradient is the same bits at every call, and a resumed dense_gd run still equals the
+    uninterrupted one. The bilateral grid's slice adds many pixel gradients into each vertex;
+    ``t[index]``'s CPU backward added them with atomic adds in an order that changed from call to
+    call, so two identical runs differed (``scarce.losses.weak._rows``)."""
+    from scarce.engine.trainer import Trainer
+
+    grid = BilateralGrid(torch.from_numpy(_toy_image(32, 32)), 32 / 6, 15.0)
+    gen = torch.Generator().manual_seed(0)
+    v, w = torch.rand(32 * 32, 2, generator=gen), torch.rand(32 * 32, 2, generator=gen)
+
+    def grad() -> torch.Tensor:
+        x = v.clone().requires_grad_(True)
+        (grid.filter(x) * w).sum().backward()
+        return x.grad
+
+    torch_threads(1)
+    one = grad()
+    torch_threads(4)
+    assert all(torch.equal(grad(), one) for _ in range(20)), "the filter's gradient depends on the threads"
+    data = _rundata()
+    full = Trainer(_cfg("dense_gd"), data, tmp_path / "full")
+    full.fit()
+    Trainer(_cfg("dense_gd"), data, tmp_path / "part").fit(max_steps=3)
+    resumed = Trainer(_cfg("dense_gd"), data, tmp_path / "part")
+    resumed.fit(resume=True)
+    a, b = _weights(full), _weights(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a), "dense_gd at 4 threads: resumed weights differ"
+
+
 def test_grid_tr_lambda_zero_fixed_proposals_and_multiclass(tmp_path: Path) -> None:
     from scarce.engine.trainer import Trainer
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+import scarce.methods  # noqa: F401  (registers the resolver a Trainer given a config alone uses)
 from scarce.data.types import DatasetInfo, ImageSet, RunData, SegData
 
 

@@ -11,6 +11,10 @@ Resizing: images PIL bilinear (antialiased when shrinking) to S×S, masks neares
 image's intensity preprocessing (``data.intensity``, :mod:`scarce.data.intensity`). Both are
 part of both cache keys so arrays prepared differently never mix (``none`` / ``squash`` keep the
 keys of earlier versions, so existing disk caches stay valid).
+
+Volume slices (``<volume>#z<k>@<axis>`` paths, :mod:`scarce.data.volumes`) are keyed by their
+volume's state (memory) or content digest plus axis, index and intensity mapping (disk); the
+volume itself is decoded once by :mod:`scarce.data.volumes`, not once per slice.
 """
 from __future__ import annotations
 
@@ -27,8 +31,10 @@ import numpy as np
 from PIL import Image
 
 from scarce.data.folder import read_image_pil, read_pair
+from scarce.data.identity import file_digest
 from scarce.data.intensity import check_intensity, preprocess_intensity
 from scarce.data.types import content_size
+from scarce.data.volumes import slice_ref, volume_stamp
 from scarce.utils.io import atomic_path
 
 CACHE_VERSION = 1
@@ -113,6 +119,24 @@ def decode_resize(image_path: Path, mask_path: Path | None, size: int, channels:
     return Decoded(np.ascontiguousarray(arr), np.ascontiguousarray(resize_mask(labels, size, aspect)), labels)
 
 
+def _stamp(path: Path) -> tuple[int, int]:
+    """(mtime, size) of a file; of a volume slice: of its volume (:mod:`scarce.data.volumes`)."""
+    ref = slice_ref(path) if "#z" in str(path) else None
+    if ref is not None:
+        return volume_stamp(ref.volume)
+    st = path.stat()
+    return st.st_mtime_ns, st.st_size
+
+
+def _content(path: Path) -> bytes:
+    """What the disk cache key hashes: a file's bytes; for a volume slice its content digest
+    (volume bytes, axis, index) plus the intensity mapping recorded in its path."""
+    ref = slice_ref(path) if "#z" in str(path) else None
+    if ref is None:
+        return path.read_bytes()
+    return f"{file_digest(path)}|w={ref.window}|n={ref.normalise}|o={ref.orient}".encode()
+
+
 class DecodeCache:
     """Thread-safe LRU of decoded pairs (bounded by bytes) plus an optional disk cache."""
 
@@ -128,12 +152,12 @@ class DecodeCache:
     @staticmethod
     def _mem_key(image_path: Path, mask_path: Path | None, size: int, channels: int,
                  num_classes: int, intensity: str = "none", aspect: str = "squash") -> tuple:
-        si = image_path.stat()
+        si = _stamp(image_path)
         if mask_path is None:  # image only
-            return (str(image_path.resolve()), si.st_mtime_ns, si.st_size, None, size, channels, intensity, aspect)
-        sm = mask_path.stat()
-        return (str(image_path.resolve()), si.st_mtime_ns, si.st_size, str(mask_path.resolve()),
-                sm.st_mtime_ns, sm.st_size, size, channels, num_classes, intensity, aspect)
+            return (str(image_path.resolve()), *si, None, size, channels, intensity, aspect)
+        sm = _stamp(mask_path)
+        return (str(image_path.resolve()), *si, str(mask_path.resolve()), *sm, size, channels, num_classes,
+                intensity, aspect)
 
     def _mem_get(self, key: tuple, keep_orig: bool) -> Decoded | None:
         with self._lock:
@@ -164,12 +188,12 @@ class DecodeCache:
     def _disk_path(self, image_path: Path, mask_path: Path | None, size: int, channels: int,
                    num_classes: int, intensity: str = "none", aspect: str = "squash") -> Path:
         h = hashlib.sha1()
-        h.update(image_path.read_bytes())
+        h.update(_content(image_path))
         h.update(b"\0")
         if mask_path is None:
             h.update(f"|image-only|{size}|{channels}|v{CACHE_VERSION}".encode())
         else:
-            h.update(mask_path.read_bytes())
+            h.update(_content(mask_path))
             h.update(f"|{size}|{channels}|{num_classes}|v{CACHE_VERSION}".encode())
         if intensity != "none":  # ``none`` keeps the key of caches written before the option
             h.update(f"|intensity={intensity}".encode())

@@ -10,6 +10,9 @@ Layout::
     folder/masks/<stem>.png | <stem>_mask.png | <stem>_segmentation.png   (also .jpg/.bmp/.tif)
     (extensions match in any case: .PNG, .Tif, ...)
     folder/split.csv        (optional; header ``stem,split``)
+    folder/images/<stem>.nii.gz | <stem>.nii | <stem>.dcm | <stem>/ (a DICOM series)   volumes,
+        with masks/<stem>.nii.gz (…_mask, …_segmentation; .nii, .dcm, a series folder): used as 2D
+        slices ``<stem>#z<k>`` (:mod:`scarce.data.volumes`, docs/formats.md)
 
 Normalisation when decoding (documented behaviour):
 * EXIF orientation is applied to images AND masks (``PIL.ImageOps.exif_transpose``).
@@ -26,15 +29,21 @@ import csv
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageOps
 
 from scarce.data.types import DataError
 
+if TYPE_CHECKING:
+    from scarce.data.volumes import VolumeOptions
+
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 MASK_EXTS = (".png", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg")
 MASK_SUFFIXES = ("", "_mask", "_segmentation")
+SCRIBBLE_DIR = "scribbles"
+"""A dataset's folder of weak labels (format: :mod:`scarce.data.scribbles`)."""
 VOLUME_EXTS = (".nii", ".nii.gz", ".dcm", ".mha", ".mhd", ".nrrd", ".npy", ".npz")
 LOSSY_HINT = ("looks like a lossy (JPEG) mask; re-export it as PNG or binarise it with threshold "
               "127 (`scarce data import generic SRC DEST` does this)")
@@ -51,8 +60,18 @@ class FolderIndex:
     splits: dict[str, str] = field(default_factory=dict)
     """stem → split name from ``split.csv`` (empty when there is none)."""
     unlabelled: dict[str, Path] = field(default_factory=dict)
-    """Images without a mask (only with ``scan_folder(..., allow_unlabelled=True)``): usable as
-    unlabelled images by semi-supervised methods, never as labelled or test pairs."""
+    """Images without a mask (only with ``scan_folder(..., allow_unlabelled=True)``, or in a
+    folder with ``scribbles/``): usable as unlabelled images by semi-supervised methods, and by
+    the weak methods when they have a scribble; never as labelled or test pairs."""
+    scribbles: dict[str, Path] = field(default_factory=dict)
+    """stem → ``scribbles/<stem>.png`` of every image (with or without a mask) that has one; the
+    file's pixels are read and checked where they are used (:mod:`scarce.data.scribbles`)."""
+    groups: dict[str, str] = field(default_factory=dict)
+    """Slice stem → its volume's stem, for every slice of a NIfTI/DICOM volume (empty for a
+    folder of 2D images): splits keep the slices of one volume together."""
+    unsupported: list[Path] = field(default_factory=list)
+    """Files (and folders) in ``images/``/``masks/`` that are neither images nor volumes scarce
+    reads: skipped, and named in one warning."""
 
     def __len__(self) -> int:
         return len(self.stems)
@@ -70,48 +89,64 @@ def _files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
 
 
-def scan_folder(folder: str | Path, allow_unlabelled: bool = False) -> FolderIndex:
+def scan_folder(folder: str | Path, allow_unlabelled: bool = False,
+                volume_options: "VolumeOptions | None" = None) -> FolderIndex:
     """Match ``images/`` and ``masks/`` by stem and read ``split.csv``; no pixel is decoded.
 
     Raises :class:`DataError` for a missing/empty folder, images without masks (naming the
-    expected mask file names), masks without images, duplicate stems, volume files and a bad
-    ``split.csv``. With ``allow_unlabelled`` (semi-supervised runs) an image without a mask is
+    expected mask file names), masks without images, duplicate stems, a volume whose mask lies on
+    another voxel grid and a bad ``split.csv``. With ``allow_unlabelled`` (semi-supervised runs) an image without a mask is
     not an error: it goes to ``FolderIndex.unlabelled`` (a user's labelled pairs plus a pile of
     unlabelled images in one ``images/`` folder).
+
+    NIfTI (``.nii``, ``.nii.gz``) and DICOM (a series sub-folder, a ``.dcm`` file) volumes in
+    ``images/`` (masks: a volume of the same stem in ``masks/``, on the image's voxel grid) become
+    2D slices ``<stem>#z<k>`` along ``volume_options.slice_axis`` (default: each volume's
+    through-plane axis), with ``window``/``normalise`` recorded in the slice paths
+    (:mod:`scarce.data.volumes`); ``FolderIndex.groups`` maps each slice to its volume, and a
+    ``split.csv`` row names a volume. Other files are listed in ``FolderIndex.unsupported`` and
+    named in one warning, never skipped silently.
+
+    A folder with a ``scribbles/`` sub-folder is one being annotated (``scarce annotate``): masks
+    are optional there (images without one go to ``unlabelled``), and ``FolderIndex.scribbles``
+    lists the scribble files of its images. Wherever images without masks are accepted, a
+    missing ``masks/`` folder means that no image has one.
     """
     root = Path(folder).expanduser()
     if not root.is_dir():
         raise DataError(f"dataset folder {str(root)!r} does not exist; check the path or "
                         f"--data-root")
-    img_dir, mask_dir = root / "images", root / "masks"
+    img_dir, mask_dir, scribble_dir = root / "images", root / "masks", root / SCRIBBLE_DIR
+    annotated = scribble_dir.is_dir()
+    allow_unlabelled = allow_unlabelled or annotated
     for sub in (img_dir, mask_dir):
-        if not sub.is_dir():
+        if not sub.is_dir() and not (allow_unlabelled and sub is mask_dir):
             raise DataError(f"{str(root)!r} has no {sub.name}/ subfolder; a dataset folder needs "
-                            f"images/ and masks/ (matched by file stem), or convert it with "
-                            f"`scarce data import`")
+                            f"images/ and masks/ (matched by file stem), or images/ and scribbles/, "
+                            f"or convert it with `scarce data import`")
     images: dict[str, Path] = {}
+    volumes, unsupported = _volume_files(img_dir, "image")  # NIfTI / DICOM: sliced below
     for p in _files(img_dir):
         ext = _ext(p)
-        if ext in VOLUME_EXTS:
-            raise DataError(f"{p}: {ext} volumes are not supported; only 2D images "
-                            f"({', '.join(IMAGE_EXTS)}). Export 2D slices as PNG first.")
         if ext not in IMAGE_EXTS:
             continue
         stem = p.name[: -len(ext)]
         if stem in images:
             raise DataError(f"two images share the stem {stem!r}: {images[stem].name} and "
                             f"{p.name} in {img_dir}; rename or remove one")
+        if stem in volumes:
+            raise DataError(f"two images share the stem {stem!r}: {volumes[stem].name} and "
+                            f"{p.name} in {img_dir}; rename or remove one")
         images[stem] = p
-    if not images:
-        raise DataError(f"{img_dir} holds no images ({', '.join(IMAGE_EXTS)}); put the images "
-                        f"there or check the path")
+    if not images and not volumes:
+        raise DataError(f"{img_dir} holds no images ({', '.join(IMAGE_EXTS)}) or volumes (NIfTI, DICOM); "
+                        f"put the images there or check the path")
     # keyed by the name with a lower-case extension, so masks/x.PNG matches like x.png
     mask_files: dict[str, list[Path]] = {}
-    for p in _files(mask_dir):
+    mask_volumes, other = _volume_files(mask_dir, "mask") if mask_dir.is_dir() else ({}, [])
+    unsupported += other
+    for p in (_files(mask_dir) if mask_dir.is_dir() else []):
         ext = _ext(p)
-        if ext in VOLUME_EXTS:
-            raise DataError(f"{p}: {ext} volumes are not supported; masks must be 2D images "
-                            f"(PNG recommended)")
         if ext in MASK_EXTS:
             mask_files.setdefault(p.name[: -len(ext)] + ext, []).append(p)
     masks: dict[str, Path] = {}
@@ -131,16 +166,105 @@ def scan_folder(folder: str | Path, allow_unlabelled: bool = False) -> FolderInd
                             f"({', '.join(f.name for f in found)}) in {mask_dir}; keep only one")
         masks[stem] = found[0]
         claimed.add(found[0].name)
+    groups: dict[str, str] = {}
+    if volumes:  # each volume → its slices, as pairs of slice paths (scarce.data.volumes)
+        claimed |= _add_volume_slices(volumes, mask_volumes, mask_dir, allow_unlabelled, volume_options,
+                                      images, masks, groups)
     orphans = sorted(f.name for fs in mask_files.values() for f in fs if f.name not in claimed)
+    orphans += sorted(p.name for p in mask_volumes.values() if p.name not in claimed)
     if orphans:
         more = f" (and {len(orphans) - 1} more)" if len(orphans) > 1 else ""
         raise DataError(f"mask {orphans[0]}{more} in {mask_dir} has no image in {img_dir} with the "
                         f"same stem; add the image or remove the mask")
     stems = sorted(masks)
     unlabelled = {s: images[s] for s in sorted(images) if s not in masks}
-    splits = read_split_csv(root / "split.csv", set(images))
+    splits = read_split_csv(root / "split.csv", set(images) - set(groups) | set(groups.values()))
+    splits.update({s: splits[v] for s, v in groups.items() if v in splits})  # a volume's row covers its slices
+    if unsupported:
+        _warn_unsupported(root, unsupported)
+    scribbles = {p.stem: p for p in (_files(scribble_dir) if annotated else [])
+                 if p.suffix.lower() == ".png" and p.stem in images}
     return FolderIndex(root=root, stems=stems, images={s: images[s] for s in stems}, masks=masks,
-                       splits=splits, unlabelled=unlabelled)
+                       splits=splits, unlabelled=unlabelled, scribbles=dict(sorted(scribbles.items())),
+                       groups=groups, unsupported=unsupported)
+
+
+def _volume_files(folder: Path, what: str) -> tuple[dict[str, Path], list[Path]]:
+    """(volume stem → NIfTI/DICOM file or DICOM series folder, other entries that are neither a 2D
+    image nor a volume) directly in ``folder``; ``what`` is ``image`` or ``mask``."""
+    from scarce.data.volumes import is_series_folder, is_volume_file, volume_stem
+
+    found: dict[str, Path] = {}
+    other: list[Path] = []
+    known = IMAGE_EXTS if what == "image" else MASK_EXTS
+    for p in sorted(folder.iterdir()):
+        if p.name.startswith("."):
+            continue
+        if p.is_dir():
+            if not is_series_folder(p):
+                other.append(p)
+                continue
+        elif _ext(p) in known:
+            continue
+        elif not is_volume_file(p):
+            other.append(p)
+            continue
+        stem = volume_stem(p)
+        if stem in found:
+            raise DataError(f"two {what}s share the stem {stem!r}: {found[stem].name} and {p.name} in {folder}; "
+                            f"rename or remove one")
+        found[stem] = p
+    return found, other
+
+
+def _add_volume_slices(volumes: dict[str, Path], mask_volumes: dict[str, Path], mask_dir: Path,
+                       allow_unlabelled: bool, options: "VolumeOptions | None", images: dict[str, Path],
+                       masks: dict[str, Path], groups: dict[str, str]) -> set[str]:
+    """Add the slices of every image volume (and of its mask volume) to ``images``/``masks``/
+    ``groups``; returns the names of the mask volumes used. No pixel is decoded (headers only)."""
+    from scarce.data.volumes import volume_entry
+
+    claimed: set[str] = set()
+    for stem, vol in volumes.items():
+        found = [mask_volumes[n] for n in (stem + suf for suf in MASK_SUFFIXES) if n in mask_volumes]
+        if not found and not allow_unlabelled:
+            expected = ", ".join(f"{stem}{suf}.nii.gz" for suf in MASK_SUFFIXES)
+            raise DataError(f"image volume {vol.name} has no mask in {mask_dir}; expected one of {expected} "
+                            f"(or .nii, a .dcm file or a DICOM series folder of that name); add the mask or "
+                            f"remove the volume")
+        if len(found) > 1:
+            raise DataError(f"image volume {vol.name} matches several masks ({', '.join(f.name for f in found)}) "
+                            f"in {mask_dir}; keep only one")
+        mask = found[0] if found else None
+        entry = volume_entry(stem, vol, mask, options)
+        for i, s in enumerate(entry.stems):
+            if s in images:
+                raise DataError(f"image {images[s].name} has the name of a slice of volume {vol.name} ({s!r}); "
+                                f"rename one")
+            images[s] = entry.images[i]
+            groups[s] = stem
+            if mask is not None:
+                masks[s] = entry.masks[i]
+        if mask is not None:
+            claimed.add(mask.name)
+    return claimed
+
+
+_WARNED: set[tuple] = set()
+"""Folder states already warned about by :func:`_warn_unsupported` (a run scans a folder several times)."""
+
+
+def _warn_unsupported(root: Path, entries: list[Path]) -> None:
+    """One warning naming (up to 3) and counting what ``images/``/``masks/`` hold that scarce
+    skips: once per process and folder state."""
+    key = (str(root.resolve()), tuple(str(p) for p in entries))
+    if key in _WARNED:
+        return
+    _WARNED.add(key)
+    names = ", ".join(f"{p.parent.name}/{p.name}" for p in entries[:3]) + (", ..." if len(entries) > 3 else "")
+    warnings.warn(f"{root}: {len(entries)} file(s) are neither images nor volumes scarce reads ({names}), skipped: "
+                  f"scarce reads {', '.join(IMAGE_EXTS)}, NIfTI (.nii, .nii.gz) and DICOM (.dcm files, series "
+                  f"folders); move the others out of images/ and masks/ to silence this")
 
 
 def read_split_csv(path: Path, known: set[str]) -> dict[str, str]:
@@ -219,16 +343,52 @@ def list_images(folder: str | Path) -> list[Path]:
     return paths
 
 
+def _is_slice(path: str | Path) -> bool:
+    """True for a volume slice path (``<volume>#z<k>@<axis>``, :mod:`scarce.data.volumes`)."""
+    if "#z" not in str(path):
+        return False
+    from scarce.data.volumes import is_slice
+
+    return is_slice(path)
+
+
+def list_inputs(folder: str | Path) -> tuple[list[Path], list[Path]]:
+    """(2D image files, volumes) directly in ``folder``, sorted: what ``scarce predict`` reads.
+    Volumes are NIfTI files, DICOM files and DICOM series sub-folders. Everything else is named
+    and counted in one warning; DataError when there is neither an image nor a volume."""
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise DataError(f"image folder {folder} does not exist")
+    volumes, other = _volume_files(folder, "image")
+    paths = [p for p in _files(folder) if _ext(p) in IMAGE_EXTS]
+    if not paths and not volumes:
+        raise DataError(f"{folder} holds no images ({', '.join(IMAGE_EXTS)}) or volumes (NIfTI, DICOM)"
+                        + (f"; {len(other)} other file(s) ({', '.join(p.name for p in other[:3])})" if other else ""))
+    if other:  # never skipped silently
+        names = ", ".join(p.name for p in other[:3]) + (", ..." if len(other) > 3 else "")
+        warnings.warn(f"{folder}: {len(other)} file(s) are neither images nor volumes scarce reads ({names}), "
+                      f"skipped: scarce reads {', '.join(IMAGE_EXTS)}, NIfTI (.nii, .nii.gz) and DICOM (.dcm files, "
+                      f"series folders); the other {len(paths) + len(volumes)} go on", stacklevel=2)
+    return paths, sorted(volumes.values(), key=lambda p: p.name)
+
+
 def _unsupported(other: list[Path]) -> str:
     """``"2 files are not images scarce reads (scan.nii.gz, notes.txt): ..."``: what is skipped and why."""
     vol = any(_ext(p) in VOLUME_EXTS for p in other)
     names = ", ".join(p.name for p in other[:3]) + (", ..." if len(other) > 3 else "")
-    fix = "export 2D slices as PNG first" if vol else f"scarce reads {', '.join(IMAGE_EXTS)}"
+    fix = ("volumes are read in dataset folders (images/ + masks/) and by `scarce predict`; here export 2D "
+           "slices as PNG first" if vol else f"scarce reads {', '.join(IMAGE_EXTS)}")
     return f"{len(other)} file(s) are not images scarce reads ({names}), skipped: {fix}"
 
 
 def read_image_pil(path: str | Path, channels: int = 3) -> Image.Image:
-    """Like :func:`read_image` but returns a PIL image of mode ``RGB`` or ``L``."""
+    """Like :func:`read_image` but returns a PIL image of mode ``RGB`` or ``L``. A volume slice
+    path (:mod:`scarce.data.volumes`) gives its windowed / normalised uint8 slice."""
+    if "#z" in str(path):
+        from scarce.data.volumes import read_slice_image, slice_ref
+
+        if slice_ref(path) is not None:
+            return pil_8bit(read_slice_image(path), channels)
     return pil_8bit(_open(Path(path), "image"), channels)
 
 
@@ -252,7 +412,9 @@ def pil_8bit(img: Image.Image, channels: int = 3) -> Image.Image:
 
 
 def image_is_gray(path: Path) -> bool:
-    """True when an image is single-channel (or RGB with identical channels)."""
+    """True when an image is single-channel (or RGB with identical channels; a volume slice)."""
+    if _is_slice(path):
+        return True
     img = _open(path, "image")
     if img.mode in ("L", "LA", "1", "I", "F") or img.mode.startswith("I;16"):
         return True
@@ -263,7 +425,12 @@ def image_is_gray(path: Path) -> bool:
 
 
 def read_mask_raw(path: str | Path) -> np.ndarray:
-    """Decode a mask file to an H×W integer array of its stored values (no interpretation)."""
+    """Decode a mask file (or a mask volume's slice) to an H×W integer array of its stored values
+    (no interpretation)."""
+    if _is_slice(path):
+        from scarce.data.volumes import read_slice_mask
+
+        return read_slice_mask(path)
     path = Path(path)
     img = _open(path, "mask")
     if img.mode == "P":
@@ -335,16 +502,32 @@ def read_pair(image_path: Path, mask_path: Path, num_classes: int, channels: int
 def infer_num_classes(index: FolderIndex, max_files: int | None = None) -> int:
     """K for an unregistered folder: 2 when masks are 0/1 or 0/255, else max label id + 1
     (when masks hold small integer ids, at most 32 classes); lossy masks count as binary and
-    fail validation later with a clear message.
+    fail validation later with a clear message. A folder without any mask takes K from its
+    scribbles (largest class id + 1, 255 = unlabelled), so a scribbles-only folder needs no
+    ``data.num_classes``.
 
     Warns (no extra decoding: the values are read here anyway) when the ids have gaps, e.g.
     0/1/5 → 6 classes of which 2..4 never occur (phantom classes distort the mean scores).
     """
     values: set[int] = set()
     first: dict[int, Path] = {}  # label id → first mask holding it (named in the warning)
+    if not index.stems and index.scribbles:  # no mask at all (scribbles only): their class ids
+        for path in list(index.scribbles.values())[:max_files]:
+            values |= set(int(v) for v in np.unique(read_mask_raw(path))) - {255}
+        return max(2, max(values, default=1) + 1) if max(values, default=1) < 32 else 2
+    seen: set[str] = set()  # volumes already read (a mask volume's values: once, not per slice)
     for stem in index.stems[:max_files]:
         path = index.masks[stem]
-        new = set(int(v) for v in np.unique(read_mask_raw(path))) - values
+        if stem in index.groups:
+            from scarce.data.volumes import mask_values, slice_ref
+
+            ref = slice_ref(path)
+            if ref is None or str(ref.volume) in seen:
+                continue
+            seen.add(str(ref.volume))
+            new, path = mask_values(path) - values, ref.volume
+        else:
+            new = set(int(v) for v in np.unique(read_mask_raw(path))) - values
         first.update((v, path) for v in new)
         values |= new
         if len(values) > 40:
@@ -386,7 +569,9 @@ _CHANNELS: dict[tuple, int] = {}
 
 def _header_mode(path: Path) -> str | None:
     """The stored PIL mode of an image, from its header only (None when it cannot be opened:
-    decoding names the file later)."""
+    decoding names the file later; ``L`` for a volume slice)."""
+    if _is_slice(path):
+        return "L"
     try:
         with Image.open(path) as img:
             return img.mode

@@ -14,13 +14,22 @@ import threading
 from pathlib import Path
 from typing import Iterable
 
+from scarce.data.volumes import slice_ref, volume_digest
+
 _MEMO: dict[tuple[str, int, int], str] = {}
 _LOCK = threading.Lock()
 
 
 def file_digest(path: str | os.PathLike[str]) -> str:
     """SHA-1 hex digest of a file's bytes, memoised per (resolved path, size, mtime): an edited
-    file is hashed again."""
+    file is hashed again. A volume slice (:mod:`scarce.data.volumes`) is identified by its
+    volume's bytes, its axis and its index (not by windowing: the same slice under another window
+    is the same image)."""
+    ref = slice_ref(path) if "#z" in os.fspath(path) else None
+    if ref is not None:
+        base = volume_digest(ref.volume, file_digest)
+        key = f"{base}#z{ref.index}@{ref.axis}" + (f";o={ref.orient}" if ref.orient else "")
+        return hashlib.sha1(key.encode()).hexdigest()
     p = Path(path).resolve()
     st = p.stat()
     key = (str(p), st.st_size, st.st_mtime_ns)

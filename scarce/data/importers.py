@@ -388,7 +388,9 @@ def import_nnunet(src_dataset_dir: str | Path, dest: str | Path, overwrite: bool
     ending = str(ds.get("file_ending", ".png"))
     if ending.lower() in VOLUME_EXTS or ending.lower().endswith(".nii.gz"):
         raise DataError(f"{js}: file_ending {ending!r} — only 2D PNG/TIF nnU-Net datasets are "
-                        f"supported; 3D volumes (.nii.gz) must be sliced to 2D PNGs first")
+                        f"imported; scarce reads 3D volumes (.nii.gz) from a dataset folder instead: "
+                        f"imagesTr/<case>_0000.nii.gz as images/<case>.nii.gz, labelsTr/ as masks/ "
+                        f"(docs/formats.md)")
     _check_volumes(src)
     k = _nnunet_labels(ds, js)
     items: list[Item] = []

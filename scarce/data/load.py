@@ -21,9 +21,11 @@ from scarce.data.folder import FolderIndex, list_images, scan_folder
 from scarce.data.identity import file_digest, same_folder
 from scarce.data.intensity import check_intensity
 from scarce.data.registry import DATASETS, get_info
-from scarce.data.splits import Split, make_split, pool_and_test
+from scarce.data.scribble_data import load_scribble_sets, pixel_validation_note, scribble_split, scribble_split_needed
+from scarce.data.splits import Split, group_members, make_group_split, pool_and_test, selection_candidates
 from scarce.data.synthetic import ensure_synthetic
 from scarce.data.types import DataError, DatasetInfo, ImageSet, RunData, SegData
+from scarce.data.volumes import volume_options
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -194,30 +196,88 @@ def _load_index(index: FolderIndex, info: DatasetInfo, size: int, stems: Sequenc
         image_paths=[str(p[0]) for p in pairs], aspect=aspect)
 
 
+def _small_pool(info: DatasetInfo, n_pool: int, budget: int | str) -> bool:
+    """An unregistered folder with fewer labelled images than the default budget: it takes all."""
+    return info.task == "custom" and budget == DataConfig.budget and n_pool < budget  # type: ignore[operator]
+
+
 def dataset_split(info: DatasetInfo, index: FolderIndex, budget: int | str, seed: int,
-                  val_fraction: float = 0.2) -> Split:
+                  val_fraction: float = 0.2, selected: Sequence[str] | None = None,
+                  selection: str = "random", empty_slices: str = "keep") -> Split:
     """The run's :class:`Split` of a parsed folder (official test split or fixed held-out).
 
     ``budget`` ``"all"`` (or 0) takes every labelled image outside the test part. An unregistered
     folder with fewer such images than the default budget (``DataConfig.budget``, 40) takes all it
     has, with one warning line saying what was used (a first run on one's own 20 images works); a
-    registered dataset, or any other budget, larger than the pool is refused (DataError)."""
-    pool, test = pool_and_test(index.stems, index.splits, info.train_split, info.test_split)
-    n_pool = len(set(pool))
-    small = info.task == "custom" and budget == DataConfig.budget and n_pool < budget
-    split = make_split(pool, test, "all" if small else budget, seed, val_fraction, dataset=info.name)
+    registered dataset, or any other budget, larger than the pool is refused (DataError).
+    ``selected`` (``data.selected``): the training images a selection chose (validation and test
+    as always; :func:`scarce.data.splits.make_split`); ``meta.selection`` then names ``selection``.
+
+    Volumes (``index.groups``): every part holds whole volumes (the budget counts volumes), and
+    ``empty_slices`` (``data.empty_slices``: keep | drop | subsample:K) thins the training part's
+    slices without foreground; validation and test keep every slice."""
+    pool, test = pool_and_test(index.stems, index.splits, info.train_split, info.test_split, index.groups)
+    n_pool = len(group_members(pool, index.groups))  # volumes count once: splits never cut one
+    small = _small_pool(info, n_pool, budget)
+    split = make_group_split(pool, test, "all" if small else budget, seed, val_fraction, dataset=info.name,
+                             groups=index.groups, selected=selected)
+    unit = ("images" if not index.groups else "volumes" if len(index.groups) == len(index.stems)
+            else "volumes and images")
     if small:
-        warnings.warn(f"data.budget={budget} (the default) is more than the {n_pool} labelled images of "
-                      f"{info.name!r} outside its {len(split.test)} test images: using all {n_pool} "
-                      f"({len(split.train)} training + {len(split.val)} validation); set data.budget=all for the "
+        sl = " slices" if index.groups else ""
+        warnings.warn(f"data.budget={budget} (the default) is more than the {n_pool} labelled {unit} of "
+                      f"{info.name!r} outside its {len(split.test)} test {'slices' if sl else 'images'}: using all {n_pool} "
+                      f"({len(split.train)} training + {len(split.val)} validation{sl}); set data.budget=all for the "
                       f"same without this warning, or a smaller data.budget")  # one location: said once per process, however many callers
     split.meta = {"folder": str(index.root),
                   "test_source": "official" if (info.test_split and index.splits) else "held_out"}
+    if index.groups:
+        split.meta["units"] = "volumes"  # budget, pool_size: volumes (a 2D image counts as one)
+        _drop_empty_slices(split, index, empty_slices)
+    if selected is not None:
+        split.meta["selection"] = str(selection)
     return split
 
 
+def _drop_empty_slices(split: Split, index: FolderIndex, empty_slices: str) -> None:
+    """``data.empty_slices`` on the training part of a volume split (reads the training mask
+    volumes once, :mod:`scarce.data.volumes`); ``meta.empty_slices`` says what was left out."""
+    from scarce.data.volumes import check_empty_slices, slice_has_foreground
+
+    mode, k = check_empty_slices(empty_slices)
+    if mode == "keep":
+        return
+    kept: list[str] = []
+    seen: dict[str, int] = {}  # volume → empty slices met so far
+    for s in split.train:
+        if s not in index.groups or slice_has_foreground(index.masks[s]):
+            kept.append(s)
+            continue
+        n = seen.get(index.groups[s], 0)
+        seen[index.groups[s]] = n + 1
+        if mode == "subsample" and n % k == 0:
+            kept.append(s)
+    split.meta["empty_slices"] = f"{empty_slices}: {len(split.train) - len(kept)} of {len(split.train)} training slices left out"
+    split.train = kept
+
+
+def split_candidates(info: DatasetInfo, index: FolderIndex, budget: int | str, seed: int,
+                     val_fraction: float = 0.2) -> list[str]:
+    """Stems :func:`dataset_split` accepts as ``selected`` for this budget and seed
+    (:func:`scarce.data.splits.selection_candidates`: never a validation or test image)."""
+    pool, test = pool_and_test(index.stems, index.splits, info.train_split, info.test_split, index.groups)
+    small = _small_pool(info, len(group_members(pool, index.groups)), budget)
+    if index.groups:  # volumes are chosen whole: candidates are the slices of candidate volumes
+        members = group_members(pool, index.groups)
+        units = selection_candidates(list(members), list(group_members(test, index.groups)),
+                                     "all" if small else budget, seed, val_fraction)
+        return [s for u in units for s in members[u]]
+    return selection_candidates(pool, test, "all" if small else budget, seed, val_fraction)
+
+
 def prepare_run_data(data_cfg: DataConfig, seed: int, with_unlabelled: bool = False,
-                     cache: DecodeCache | None = None, monitor: Sequence[str] = ()) -> RunData:
+                     cache: DecodeCache | None = None, monitor: Sequence[str] = (),
+                     scribbles: bool = False) -> RunData:
     """Resolve the dataset, make the split (``split_seed`` or ``seed``) and load train, val and
     test sets (val/test keep original-resolution masks).
 
@@ -226,16 +286,22 @@ def prepare_run_data(data_cfg: DataConfig, seed: int, with_unlabelled: bool = Fa
     Entries may be registered names, folder paths, ``<name>:test`` (that set's test split) or
     the dataset's own name (its ID test split). ``with_unlabelled`` also loads the pool images
     outside the budget (for semi-supervised methods). ``monitor`` (``eval.monitor``): test sets
-    for per-domain curves over training (:func:`monitor_sets`).
+    for per-domain curves over training (:func:`monitor_sets`). ``scribbles``: the method learns
+    from the folder's ``scribbles/`` files (a weak method with ``method.scribbles=auto``); in a
+    folder being annotated its images are then chosen by :mod:`scarce.data.scribble_data`.
     """
     root = data_cfg.root
     info, folder = resolve_dataset(data_cfg.dataset, root, data_cfg.num_classes,
                                    data_cfg.synthetic_n, data_cfg.cache_dir)
     dc = cache or get_cache(data_cfg.cache_dir)
     # a semi-supervised run accepts images without masks in images/ (they join the pool)
-    index = scan_folder(folder, allow_unlabelled=with_unlabelled)
+    index = scan_folder(folder, allow_unlabelled=with_unlabelled, volume_options=volume_options(data_cfg))
     split_seed = data_cfg.split_seed if data_cfg.split_seed is not None else seed
-    split = dataset_split(info, index, data_cfg.budget, split_seed, data_cfg.val_fraction)
+    if scribbles and scribble_split_needed(index, info):
+        return _prepare_scribble_run(data_cfg, info, index, split_seed, dc, monitor)
+    split = dataset_split(info, index, data_cfg.budget, split_seed, data_cfg.val_fraction,
+                          data_cfg.selected, data_cfg.selection, data_cfg.empty_slices)
+    _warn_unused(info, index, with_unlabelled)
     if not split.train or not split.val:
         raise DataError(f"data.budget={split.budget} with data.val_fraction={data_cfg.val_fraction} "
                         f"gives {len(split.train)} training and {len(split.val)} validation images "
@@ -263,6 +329,47 @@ def prepare_run_data(data_cfg: DataConfig, seed: int, with_unlabelled: bool = Fa
     watched = monitor_sets(data_cfg, monitor, info, index, split, dc, pool_sets, tests, exclude) if monitor else {}
     return RunData(info=info, train=train, val=val, tests=tests, split=split,
                    unlabelled=unlabelled, monitor=watched)
+
+
+def _warn_unused(info: DatasetInfo, index: FolderIndex, with_unlabelled: bool) -> None:
+    """One line when images of a folder being annotated are left out: a method that learns from
+    masks trains on the masked images only."""
+    if with_unlabelled or not index.unlabelled:
+        return
+    n_scribbled = len(set(index.unlabelled) & set(index.scribbles))
+    warnings.warn(f"{len(index.unlabelled)} images of {info.name!r} have no mask ({n_scribbled} of them have a "
+                  f"scribble): this method learns from masks and uses the {len(index.stems)} masked images only "
+                  f"(the weak methods train on scribbles)", stacklevel=3)
+
+
+def _prepare_scribble_run(data_cfg: DataConfig, info: DatasetInfo, index: FolderIndex, split_seed: int,
+                          dc: DecodeCache, monitor: Sequence[str]) -> RunData:
+    """:func:`prepare_run_data` for a weak method on a folder being annotated: the split of
+    :func:`scarce.data.scribble_data.scribble_split`, training images with their scribbles, masked
+    validation images (or held-out scribbled pixels) and the masked test part."""
+    if data_cfg.selected is not None or str(data_cfg.selection) != "random":
+        raise DataError(f"data.selection / data.selected choose masked training images, but this weak run trains on "
+                        f"the scribbled images of {info.name!r} (data.budget of them); leave both unset")
+    split = scribble_split(info, index, data_cfg.budget, split_seed, data_cfg.val_fraction, DataConfig.budget)
+    size, ch, k = data_cfg.size, info.channels, info.num_classes
+    intensity = check_intensity(data_cfg.intensity)
+
+    def decode(pairs: list[tuple[Path, Path | None]]) -> tuple[torch.Tensor, list[np.ndarray | None]]:
+        decoded = dc.get_many(pairs, size, ch, k, False, intensity=intensity, aspect=data_cfg.aspect)
+        return to_float_images([d.image for d in decoded]), [d.mask for d in decoded]
+
+    def load_masked(stems: list[str]) -> SegData:
+        return _load_index(index, info, size, stems, True, dc, ch, info.name, k, intensity, data_cfg.aspect)
+
+    train, val = load_scribble_sets(index, info, split, size, k, data_cfg.aspect, split_seed,
+                                    data_cfg.val_fraction, decode, load_masked)
+    tests = _load_tests(data_cfg, info, index, split, dc, set(), held_images(index, split))
+    if not split.test:
+        tests.pop(info.name, None)  # no masked test image: nothing to score on the dataset itself
+    if val.partial:
+        warnings.warn(pixel_validation_note(data_cfg.val_fraction, info.metric, bool(tests)), stacklevel=3)
+    watched = monitor_sets(data_cfg, monitor, info, index, split, dc, set(), tests) if monitor else {}
+    return RunData(info=info, train=train, val=val, tests=tests, split=split, monitor=watched)
 
 
 def monitor_sets(data_cfg: DataConfig, entries: Sequence[str], info: DatasetInfo, index: FolderIndex,
@@ -322,8 +429,8 @@ def held_images(index: FolderIndex, split: Split, pool: Sequence[PoolItem] | Non
     labelled training and validation images, and the unlabelled pool. Every OOD test set leaves
     such images out (:func:`_load_tests`), whatever folder they sit in."""
     held = {file_digest(p): "in the unlabelled pool" for _, p, _ in pool or ()}
-    held.update({file_digest(index.images[s]): "labelled training/validation images of this run"
-                 for s in [*split.train, *split.val]})
+    held.update({file_digest(index.images.get(s) or index.unlabelled[s]): "labelled training/validation images of "
+                 "this run" for s in [*split.train, *split.val]})
     return held
 
 
@@ -347,7 +454,7 @@ def pool_items(data_cfg: DataConfig, info: DatasetInfo, index: FolderIndex, spli
     for entry in entries:
         base, _, part = entry.partition(":") if not Path(entry).expanduser().is_dir() else (entry, "", "")
         if base in (info.name, str(data_cfg.dataset)) and not part:
-            pool, _ = pool_and_test(index.stems, index.splits, info.train_split, info.test_split)
+            pool, _ = pool_and_test(index.stems, index.splits, info.train_split, info.test_split, index.groups)
             own = [s for s in pool if s not in used]
             extra = sorted(s for s in index.unlabelled  # images without a mask, unless in the test part
                            if not (info.test_split and index.splits.get(s) == info.test_split))
@@ -366,7 +473,7 @@ def pool_items(data_cfg: DataConfig, info: DatasetInfo, index: FolderIndex, spli
             domain = folder.name
         else:
             o_info, o_folder = resolve_dataset(base, data_cfg.root, None, data_cfg.synthetic_n, data_cfg.cache_dir)
-            o_index = scan_folder(o_folder, allow_unlabelled=True)
+            o_index = scan_folder(o_folder, allow_unlabelled=True, volume_options=volume_options(data_cfg))
             if part == "test":
                 raise DataError(f"data.unlabelled entry {entry!r} is a test part; test images are never "
                                 f"unlabelled data (use {base!r} for its training part)")
@@ -376,7 +483,8 @@ def pool_items(data_cfg: DataConfig, info: DatasetInfo, index: FolderIndex, spli
                 if not o_stems:
                     raise DataError(f"data.unlabelled entry {entry!r}: split.csv of {o_folder} has no {part!r} rows")
             else:
-                o_stems = pool_and_test(o_index.stems, o_index.splits, o_info.train_split, o_info.test_split)[0]
+                o_stems = pool_and_test(o_index.stems, o_index.splits, o_info.train_split, o_info.test_split,
+                                        o_index.groups)[0]
                 o_stems += sorted(s for s in o_index.unlabelled
                                   if not (o_info.test_split and o_index.splits.get(s) == o_info.test_split))
             if Path(o_folder).resolve() == Path(index.root).resolve():
@@ -495,10 +603,10 @@ def _load_tests(data_cfg: DataConfig, info: DatasetInfo, index: FolderIndex, spl
         if o_info.num_classes != k:
             raise DataError(f"test set {base!r} has {o_info.num_classes} classes but "
                             f"{info.name!r} has {k}; pick a test set of the same task")
-        o_index = scan_folder(o_folder)
+        o_index = scan_folder(o_folder, volume_options=volume_options(data_cfg))
         if part == "test":
             o_stems = pool_and_test(o_index.stems, o_index.splits, o_info.train_split,
-                                    o_info.test_split)[1]
+                                    o_info.test_split, o_index.groups)[1]
         elif part:
             o_stems = o_index.with_split(part)
             if not o_stems:
@@ -527,25 +635,41 @@ def _load_tests(data_cfg: DataConfig, info: DatasetInfo, index: FolderIndex, spl
     return tests
 
 
-def split_for_config(data_cfg: DataConfig, seed: int) -> Split:
+def _run_split(data_cfg: DataConfig, info: DatasetInfo, index: FolderIndex, split_seed: int,
+               scribbles: bool) -> Split:
+    """The split :func:`prepare_run_data` makes (``scribbles``: as there)."""
+    if scribbles and scribble_split_needed(index, info):
+        return scribble_split(info, index, data_cfg.budget, split_seed, data_cfg.val_fraction, DataConfig.budget)
+    return dataset_split(info, index, data_cfg.budget, split_seed, data_cfg.val_fraction,
+                         data_cfg.selected, data_cfg.selection, data_cfg.empty_slices)
+
+
+def split_for_config(data_cfg: DataConfig, seed: int, scribbles: bool = False) -> Split:
     """The :class:`Split` :func:`prepare_run_data` would use (no pixel is decoded)."""
     info, folder = resolve_dataset(data_cfg.dataset, data_cfg.root, data_cfg.num_classes,
                                    data_cfg.synthetic_n, data_cfg.cache_dir)
     split_seed = data_cfg.split_seed if data_cfg.split_seed is not None else seed
-    return dataset_split(info, scan_folder(folder), data_cfg.budget, split_seed,
-                         data_cfg.val_fraction)
+    return _run_split(data_cfg, info, scan_folder(folder, volume_options=volume_options(data_cfg)), split_seed,
+                      scribbles)
 
 
 def load_test_sets(data_cfg: DataConfig, seed: int, cache: DecodeCache | None = None,
-                   with_unlabelled: bool = False) -> dict[str, SegData]:
+                   with_unlabelled: bool = False, scribbles: bool = False) -> dict[str, SegData]:
     """Only the test sets of :func:`prepare_run_data` (for re-evaluating a finished run; pass
     ``with_unlabelled`` for a run whose method trained on an unlabelled pool, so the same pool
-    images are left out of the OOD sets). No pool image is decoded."""
+    images are left out of the OOD sets, and ``scribbles`` as the run was trained). No pool image
+    is decoded."""
     info, folder = resolve_dataset(data_cfg.dataset, data_cfg.root, data_cfg.num_classes,
                                    data_cfg.synthetic_n, data_cfg.cache_dir)
-    index = scan_folder(folder, allow_unlabelled=with_unlabelled)
+    index = scan_folder(folder, allow_unlabelled=with_unlabelled, volume_options=volume_options(data_cfg))
     split_seed = data_cfg.split_seed if data_cfg.split_seed is not None else seed
-    split = dataset_split(info, index, data_cfg.budget, split_seed, data_cfg.val_fraction)
+    split = _run_split(data_cfg, info, index, split_seed, scribbles)
+    if split.meta.get("labels") == "scribbles":
+        tests = _load_tests(data_cfg, info, index, split, cache or get_cache(data_cfg.cache_dir), set(),
+                            held_images(index, split))
+        if not split.test:
+            tests.pop(info.name, None)
+        return tests
     # the same pool rules as prepare_run_data: an unlabelled source's default OOD set is its test
     # part, and no OOD image equals a labelled, validation or pool image of the run
     pool_sets = (unlabelled_datasets(data_cfg, info, index.root) if (with_unlabelled or data_cfg.unlabelled is not None)
@@ -563,10 +687,16 @@ def show_dataset(name: str, root: str | Path | None = None) -> dict:
     out: dict = {**asdict(info), "num_classes": info.num_classes}
     if info.name in DATASETS and DATASETS.get(info.name) is info:  # registered (not a folder)
         row = next(r for r in list_datasets(root) if r["name"] == info.name)
-        out.update({k: row[k] for k in ("present", "n_images", "splits", "error") if k in row})
+        out.update({k: row[k] for k in ("present", "n_images", "masks", "scribbles", "splits", "volumes",
+                                        "unsupported", "error") if k in row})
     else:  # unregistered folder
         index = scan_folder(info.folder or name)
-        out.update(present=True, n_images=len(index))
+        out.update(present=True, n_images=len(index) + len(index.unlabelled), masks=len(index),
+                   scribbles=len(index.scribbles))
+        if index.groups:
+            out["volumes"] = len(set(index.groups.values()))
+        if index.unsupported:  # also named in the scan's warning
+            out["unsupported"] = [str(p) for p in index.unsupported]
     return out
 
 
@@ -589,7 +719,12 @@ def list_datasets(root: str | Path | None = None) -> list[dict]:
             row["present"] = True
             try:
                 index = scan_folder(folder)
-                row["n_images"] = len(index)
+                row["n_images"] = len(index) + len(index.unlabelled)
+                row["masks"], row["scribbles"] = len(index), len(index.scribbles)
+                if index.groups:
+                    row["volumes"] = len(set(index.groups.values()))
+                if index.unsupported:  # also named in the scan's warning
+                    row["unsupported"] = len(index.unsupported)
                 if index.splits:
                     counts: dict[str, int] = {}
                     for s in index.splits.values():
@@ -597,7 +732,7 @@ def list_datasets(root: str | Path | None = None) -> list[dict]:
                     row["splits"] = dict(sorted(counts.items()))
                 if not (info.test_split and index.splits):
                     pool, test = pool_and_test(index.stems, index.splits, info.train_split,
-                                               info.test_split)
+                                               info.test_split, index.groups)
                     row["splits"] = {**row["splits"], "pool": len(pool), "held_out_test": len(test)}
             except DataError as e:
                 row["error"] = str(e)

@@ -235,7 +235,8 @@ def validate_scribble(arr: np.ndarray, path: str | os.PathLike[str], num_classes
     if shape is not None and tuple(arr.shape[:2]) != tuple(int(s) for s in shape[:2]):
         raise DataError(
             f"scribble file {path} is {arr.shape[1]}×{arr.shape[0]} (W×H) but its image is "
-            f"{shape[1]}×{shape[0]}; scribbles must have the image's size"
+            f"{shape[1]}×{shape[0]}; scribbles must have the image's size: resize it to "
+            f"{shape[1]}×{shape[0]} with nearest-neighbour interpolation or redraw it (`scarce annotate`)"
         )
     bad = (arr >= num_classes) & (arr != UNLABELLED)
     if bad.any():
@@ -247,7 +248,7 @@ def validate_scribble(arr: np.ndarray, path: str | os.PathLike[str], num_classes
     if not (arr != UNLABELLED).any():
         raise DataError(
             f"scribble file {path} has no scribbled pixel (every value is {UNLABELLED}); "
-            f"label at least one pixel or remove the image from the training set"
+            f"label at least one pixel or delete the file (the image is then not annotated)"
         )
 
 
@@ -259,14 +260,25 @@ def scribbles_dir(folder: str | os.PathLike[str]) -> Path:
     return f
 
 
-def _image_size(images_dir: Path, stem: str) -> tuple[int, int] | None:
+def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """(H, W) of an image file as training decodes it: after its EXIF orientation (a rotated
+    phone photo is W×H on disk and H×W on screen), from the header only."""
     from PIL import Image
 
+    with Image.open(path) as im:
+        w, h = im.size
+        try:
+            turned = int(im.getexif().get(0x0112, 1)) in (5, 6, 7, 8)  # transposed orientations
+        except Exception:  # unreadable EXIF: decoding ignores it too
+            turned = False
+    return (w, h) if turned else (h, w)
+
+
+def _image_size(images_dir: Path, stem: str) -> tuple[int, int] | None:
     for ext in _IMAGE_EXTS:
         for cand in (images_dir / f"{stem}{ext}", images_dir / f"{stem}{ext.upper()}"):
             if cand.is_file():
-                with Image.open(cand) as im:
-                    return im.size[1], im.size[0]
+                return image_size(cand)
     return None
 
 

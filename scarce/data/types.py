@@ -89,6 +89,15 @@ class SegData:
     aspect: str = "squash"
     """``data.aspect`` the images were made with: with ``pad`` each holds its content at the
     top-left (:meth:`content`) and padding elsewhere."""
+    scribbles: torch.Tensor | None = None
+    """N×S×S int64 weak labels of a training set read from ``scribbles/`` by the data layer
+    (255 = unlabelled), set when the images were chosen because they have scribbles (a folder
+    being annotated: :mod:`scarce.data.scribble_data`); the weak methods then train on these.
+    ``masks`` of an image without a mask file hold its scribble too: no method reads the masks of
+    a scribble training set."""
+    partial: bool = False
+    """True for a validation set cut from scribbles when no image has a mask: ``masks`` hold the
+    held-out scribbled pixels only (255 = not scored), and validation scores those pixels."""
 
     def content(self, i: int) -> tuple[int, int]:
         """(h, w) of image ``i``'s content in its S×S array: what is cut out before a prediction
@@ -113,6 +122,8 @@ class SegData:
             orig_masks=None if self.orig_masks is None else [self.orig_masks[i] for i in idx_list],
             image_paths=[self.image_paths[i] for i in idx_list] if self.image_paths else [],
             aspect=self.aspect,
+            scribbles=None if self.scribbles is None else self.scribbles[idx_list],
+            partial=self.partial,
         )
 
 

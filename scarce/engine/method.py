@@ -254,6 +254,17 @@ class Method(abc.ABC):
     patches: ClassVar[bool] = True
     """False for a method whose per-image data (scribbles, a generator's output size) cannot be
     cut with ``data.patch``: it trains on whole images and the config check refuses a patch."""
+    labels: ClassVar[str] = "masks"
+    """What the method's training images are labelled with: ``masks`` (full masks) or
+    ``scribbles`` (the weak methods). :meth:`scribble_files` says whether a run reads them from
+    the dataset's ``scribbles/`` folder (then images without a mask can train)."""
+
+    @classmethod
+    def scribble_files(cls, mcfg: Any) -> bool:
+        """True when a run with method config ``mcfg`` trains on the dataset's ``scribbles/``
+        files (the data layer then chooses images by their scribbles: :mod:`scarce.data.scribble_data`)."""
+        return False
+
     streams: ClassVar[tuple[str, ...]] = ("labelled",)
     """Data streams the method consumes each step: ``labelled`` (always) and ``unlabelled``
     (semi-supervised: the trainer then loads ``data.unlabelled`` images only and fills

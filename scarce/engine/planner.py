@@ -25,8 +25,8 @@ training step takes on ``batch`` crops of ``side`` × ``side`` pixels; tests pas
   number of validations).
 
 A key in ``fixed`` (the user's own value) is kept and the others are planned around it.
-:func:`plan_config` plans a resolved :class:`~scarce.config.RunConfig` (the fingerprint of its
-labelled split only, never its test masks) and :func:`apply_plan` writes the plan into it,
+:func:`scarce.api.plan_config` plans a resolved :class:`~scarce.config.RunConfig` (the fingerprint of
+its labelled split only, never its test masks) and :func:`apply_plan` writes the plan into it,
 recording the planned keys and their reasons in ``train.planned``; a config with
 ``train.planned`` set is never planned again (:func:`adopt_saved_plan`: a resumed run keeps the
 values in its ``config.yaml``).
@@ -290,31 +290,6 @@ def labelled_stems(cfg: RunConfig) -> list[str]:
 
     split = split_for_config(cfg.data, seed=cfg.train.seed)
     return sorted({*split.train, *split.val})
-
-
-def plan_config(cfg: RunConfig, budget_minutes: float | None = None, *, given: Sequence[str] = (),
-                step_seconds: StepSeconds | None = None, log: Callable[[str], None] | None = None) -> Plan:
-    """The plan of a resolved config: the fingerprint of its labelled split, the step time of its
-    segmenter (:func:`measure_step_seconds` unless given), its ``train.budget_minutes`` (or
-    ``budget_minutes``, or :data:`DEFAULT_BUDGET_MINUTES`), the keys the user set kept."""
-    from scarce.data.fingerprint import fingerprint
-    from scarce.data.load import resolve_dataset
-    from scarce.methods import method_spec
-    from scarce.validate import model_stride
-
-    budget = budget_minutes or getattr(cfg.train, "budget_minutes", 0) or DEFAULT_BUDGET_MINUTES
-    info, _ = resolve_dataset(cfg.data.dataset, cfg.data.root, cfg.data.num_classes, cfg.data.synthetic_n,
-                              cfg.data.cache_dir)
-    fp = fingerprint(cfg.data.dataset, cfg.data.root, num_classes=cfg.data.num_classes, stems=labelled_stems(cfg),
-                     intensity_images=0)
-    if log:
-        log(f"planning {info.name} for {budget:g} min: fingerprint of {fp['images']} labelled images; "
-            "measuring training steps (1 thread, a few seconds each)")
-    if step_seconds is None:
-        step_seconds = measure_step_seconds(cfg, info.channels, info.num_classes)
-    multiple = max(MULTIPLE, model_stride(cfg.model))
-    patches = bool(getattr(method_spec(cfg).cls, "patches", True))
-    return plan(fp, budget, step_seconds, fixed=fixed_keys(cfg, given), patches=patches, multiple=multiple)
 
 
 def apply_plan(cfg: RunConfig, p: Plan) -> RunConfig:

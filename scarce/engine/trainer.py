@@ -34,15 +34,14 @@ import torch
 from scarce.config import RunConfig, to_dict
 from scarce.data.types import RunData
 from scarce.losses import get_loss
-from scarce.methods import method_spec
 from scarce.engine.method import Batch, Method, TrainContext
 from scarce.engine.optim import make_ema, make_lr_scheduler
+from scarce.engine.spec import resolve_method
 from scarce.engine.streams import Stream
 from scarce.utils import interrupt
 from scarce.utils.io import atomic_torch_save, atomic_write_text, torch_load
+from scarce.utils.runfolder import RunPaths
 from scarce.utils.seed import resolve_device, rng_state, seed_everything, set_rng_state
-
-CKPT_DIR = "checkpoints"
 
 TENSORBOARD_MISSING = ("train.tensorboard=true but the tensorboard package is not installed: this run logs to "
                        "log.csv only (pip install tensorboard, or set train.tensorboard=false)")
@@ -145,12 +144,17 @@ class _Progress:
 
 
 class Trainer:
-    """Run one method on one :class:`RunData`; see the module docstring."""
+    """Run one method on one :class:`RunData`; see the module docstring.
 
-    def __init__(self, cfg: RunConfig, data: RunData, run_dir: str | os.PathLike[str]) -> None:
+    ``method``: the run's method resolved once by the caller (a
+    :class:`scarce.methods.MethodSpec`: ``name``, ``cls``, ``config``); without it the trainer
+    resolves ``cfg.method`` itself (:func:`scarce.engine.spec.resolve_method`)."""
+
+    def __init__(self, cfg: RunConfig, data: RunData, run_dir: str | os.PathLike[str], method: Any = None) -> None:
         self.cfg = cfg
         self.data = data
         self.run_dir = Path(run_dir)
+        self.files = RunPaths(self.run_dir)
         self.rank, self.world_size = _dist_env()
         self._init_distributed()
         if cfg.train.threads > 0:
@@ -159,7 +163,7 @@ class Trainer:
         if self.world_size > 1 and self.device.type == "cuda":
             self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         seed_everything(cfg.train.seed)
-        self.spec = method_spec(cfg)
+        self.spec = method if method is not None else resolve_method(cfg)
         method_cls, mcfg = self.spec.cls, self.spec.config
         # Stream generators are shared by all ranks (same global batch order); the method's
         # generator differs per rank so augmentation draws differ between shards.
@@ -235,11 +239,11 @@ class Trainer:
 
     @property
     def ckpt_path(self) -> Path:
-        return self.run_dir / CKPT_DIR / "last.pt"
+        return self.files.last_checkpoint
 
     @property
     def best_path(self) -> Path:
-        return self.run_dir / CKPT_DIR / "best.pt"
+        return self.files.best_checkpoint
 
     @property
     def eval_model(self) -> torch.nn.Module:
@@ -361,7 +365,7 @@ class Trainer:
         self._tb = None
         if not self.is_main:
             return
-        log = self.run_dir / "log.csv"
+        log = self.files.log_file
         if log.exists():  # keep only rows up to the resumed step: the log matches an uninterrupted run
             rows = list(csv.DictReader(io.StringIO(log.read_text())))
             self._log_rows = [r for r in rows if int(float(r["step"])) <= self.step]
@@ -374,7 +378,7 @@ class Trainer:
                 warnings.warn(TENSORBOARD_MISSING, stacklevel=2)
                 return
             try:
-                self._tb = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.step + 1)
+                self._tb = SummaryWriter(str(self.files.tb_dir), purge_step=self.step + 1)
             except Exception:  # event files cannot be written: CSV only
                 self._tb = None
 
@@ -398,7 +402,7 @@ class Trainer:
         w.writeheader()
         for r in self._log_rows:
             w.writerow(r)
-        atomic_write_text(self.run_dir / "log.csv", buf.getvalue())
+        atomic_write_text(self.files.log_file, buf.getvalue())
         if self._tb is not None:
             self._tb.flush()
 

@@ -42,6 +42,7 @@ from scarce.evaluation.trimap import DEFAULT_WIDTHS, miou_from_confusion, trimap
 from scarce.losses import class_probs
 from scarce.utils.io import atomic_save_png, atomic_write_bytes, atomic_write_json, atomic_write_text
 from scarce.utils.paths import set_folder
+from scarce.utils.runfolder import METRICS_FILE, PER_IMAGE_FILE, PREDICTIONS_DIR, SUMMARY_FILE
 
 OVERLAY_MAX_SIDE = 512
 
@@ -322,12 +323,12 @@ def _evaluate_set(model: torch.nn.Module, data: SegData, num_classes: int, out_d
             if out is None:
                 continue
             if save_predictions:
-                save_mask_png(out / "predictions" / prediction_filename(stems[i]), pred, num_classes)
+                save_mask_png(out / PREDICTIONS_DIR / prediction_filename(stems[i]), pred, num_classes)
             if i in show:
                 atomic_save_png(out / "overlays" / f"{stems[i]}.png",
                                 overlay_image(data.images[i][:, :ch, :cw], gt, pred))
     if out is not None:
-        _write_csv(out / "per_image.csv", rows)
+        _write_csv(out / PER_IMAGE_FILE, rows)
     trimap = {w: miou_from_confusion(cm) for w, cm in confusions.items()} if widths else None
     return rows, trimap
 
@@ -479,8 +480,8 @@ def evaluate_sets(model: torch.nn.Module, tests: Mapping[str, SegData], num_clas
         if trimap is not None:
             results[name]["trimap"] = _json_safe(trimap)
     if out is not None:
-        atomic_write_json(out / "metrics.json", results)
-        atomic_write_text(out / "summary.txt", "\n".join(format_summary(results, primary_metric)) + "\n")
+        atomic_write_json(out / METRICS_FILE, results)
+        atomic_write_text(out / SUMMARY_FILE, "\n".join(format_summary(results, primary_metric)) + "\n")
     return results
 
 
@@ -495,6 +496,10 @@ def validate(model: torch.nn.Module, data: SegData, metric: str = "dice", thresh
     ``data.masks`` (N×S×S) — no upsampling — so the trainer can call it every k iterations.
     ``tta`` as :func:`predict_probs` (the trainer passes ``eval.tta`` so checkpoint selection
     scores the model as its evaluation will; ``flip`` triples the cost of a validation).
+
+    A ``data.partial`` set (scribbles held out when no image has a mask) is scored on its
+    labelled pixels only: the ``metric`` per foreground class pooled over all those pixels of all
+    images (few pixels per image would make per-image scores mostly empty), then averaged.
     """
     if metric not in ("dice", "jaccard", "jaccard_t"):
         raise ValueError(f"validation metric must be 'dice', 'jaccard' or 'jaccard_t', got {metric!r}")
@@ -502,6 +507,8 @@ def validate(model: torch.nn.Module, data: SegData, metric: str = "dice", thresh
     if n == 0:
         return float("nan")
     k = data.num_classes
+    if getattr(data, "partial", False):
+        return _validate_partial(model, data, metric, threshold, batch_size, device, tta)
     scores = []
     for start in range(0, n, max(1, batch_size)):
         probs = predict_probs(model, data.images[start:start + batch_size], batch_size, device, tta=tta)
@@ -521,6 +528,30 @@ def validate(model: torch.nn.Module, data: SegData, metric: str = "dice", thresh
             s = torch.where(s >= iou_threshold, s, torch.zeros_like(s))
         scores.append(s)
     return float(torch.cat(scores).mean())
+
+
+def _validate_partial(model: torch.nn.Module, data: SegData, metric: str, threshold: float, batch_size: int,
+                      device: str | torch.device | None, tta: str) -> float:
+    """:func:`validate` of a ``partial`` set: pooled per-class ``metric`` on the labelled pixels
+    (``masks`` != 255); a class absent from both the prediction and the labels there scores 1."""
+    k = data.num_classes
+    inter = torch.zeros(k - 1, dtype=torch.float64)
+    total = torch.zeros(k - 1, dtype=torch.float64)
+    for start in range(0, len(data), max(1, batch_size)):
+        probs = predict_probs(model, data.images[start:start + batch_size], batch_size, device, tta=tta)
+        pred = (probs[:, 1] > threshold).long() if probs.shape[1] == 2 else probs.argmax(dim=1)
+        gt = data.masks[start:start + batch_size].long().to(pred.device)
+        scored = gt < k
+        p, g = pred[scored], gt[scored]
+        for c in range(1, k):
+            inter[c - 1] += float(((p == c) & (g == c)).sum())
+            total[c - 1] += float((p == c).sum() + (g == c).sum())
+    if metric == "dice":
+        s = torch.where(total > 0, 2 * inter / total.clamp_min(1), torch.ones_like(total))
+    else:
+        union = total - inter
+        s = torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
+    return float(s.mean())
 
 
 def model_trimap(model: torch.nn.Module, data: SegData, widths: Sequence[int] = DEFAULT_WIDTHS, threshold: float = 0.5,

@@ -1,4 +1,4 @@
-"""f-divergences between discrete distributions, one generic function (issue 15: DiM).
+"""f-divergences between discrete distributions, one generic function (DiM's divergence term).
 
 D_f(P ‖ Q) = Σ_i q_i · f(p_i / q_i) for a convex f with f(1) = 0 (Csiszár). The six used here:
 
@@ -13,7 +13,7 @@ name            f(t)                                   closed form
 ``tv``          ½ |t − 1|                              ½ Σ |p − q|
 ==============  =====================================  ======================================
 
-Why one function: DiM's design (docs/README) makes f a config field; every f shares the same
+Why one function: DiM's design (docs/methods.md) makes f a config field; every f shares the same
 numerically safe evaluation (probabilities clamped to ``eps`` and renormalised, so a zero in Q
 gives a large finite value instead of inf/nan and gradients stay finite).
 

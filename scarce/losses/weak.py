@@ -206,13 +206,30 @@ class BilateralGrid:
         return self
 
     def filter(self, values: torch.Tensor) -> torch.Tensor:
-        """H·W×K → H·W×K (splat, blur along each feature axis, slice); differentiable."""
+        """H·W×K → H·W×K (splat, blur along each feature axis, slice); differentiable, and its
+        gradient is bit-identical whatever the thread count (:func:`_rows`)."""
         n, k = values.shape
         contrib = (self.weights[..., None] * values[:, None, :]).reshape(-1, k)
         g = values.new_zeros(self.num_vertices + 1, k).index_add(0, self.idx.reshape(-1), contrib)
         for plus, minus in self.neighbours:
-            g = 0.5 * g + 0.25 * (g[plus] + g[minus])
-        return (g[self.idx] * self.weights[..., None]).sum(1)
+            g = 0.5 * g + 0.25 * (_rows(g, plus) + _rows(g, minus))
+        return (_rows(g, self.idx) * self.weights[..., None]).sum(1)
+
+
+def _rows(t: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``t[index]`` (rows of ``t``; ``index`` of any shape) by the op whose backward adds the
+    gradients of repeated rows in a fixed order on ``t``'s device. The slice reads each grid
+    vertex once per pixel corner, so its backward sums many gradients into one row. On CPU
+    ``t[index]``'s backward (``index_put_`` with ``accumulate=True``) adds them with atomic adds
+    from several threads, in an order that changes from call to call above one thread: the same
+    dense_gd run then trained different weights each time, and a resumed run differed from the
+    uninterrupted one. ``index_select``'s backward (``index_add``) adds in index order on CPU, so
+    the bits do not depend on the thread count (and equal those of one thread). On CUDA it is the
+    other way round (``index_add`` uses atomics; ``t[index]``'s backward sorts the indices), as
+    listed by :func:`torch.use_deterministic_algorithms`."""
+    if t.device.type == "cpu":
+        return t.index_select(0, index.reshape(-1)).view(*index.shape, *t.shape[1:])
+    return t[index]
 
 
 def dense_potts_bilinear(probs: torch.Tensor, grids: list[BilateralGrid], normalize: bool = True) -> torch.Tensor:

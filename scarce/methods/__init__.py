@@ -1,13 +1,17 @@
 """Training methods (one file each) on the shared :class:`~scarce.engine.trainer.Trainer`.
 
-``METHODS`` maps names to :class:`~scarce.engine.method.Method` subclasses. Built-in method
-modules are imported on first use of the registry so that ``import scarce`` stays free.
+``METHODS`` maps names to :class:`~scarce.engine.method.Method` subclasses. The method modules
+are found by scanning the family packages (``supervised/``, ``gan/``, ``weak/``, ``ssl/``: every
+sub-package of this one) on first use of the registry, so ``import scarce`` stays free and adding
+a method is one file that registers itself with :func:`register_method`. The family packages'
+helper modules (``gan/base.py``, ``weak/common.py``, ...) are imported by the same scan and
+register nothing.
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import importlib
+import pkgutil
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -15,15 +19,6 @@ from scarce.config import from_dict
 from scarce.registry import Registry
 
 METHODS: Registry[type] = Registry("method")
-
-# family package → its method modules (one method per file); the CLI and the docs read the list of
-# method names from the registry, never from here.
-_BUILTIN = {
-    "supervised": ("supervised",),
-    "gan": ("e2eaug", "separate", "gan_aug"),
-    "weak": ("pce_gd", "grid_gd", "dense_gd", "grid_tr"),
-    "ssl": ("mean_teacher", "fixmatch", "ctbct", "dct", "dim"),
-}
 _loaded = False
 
 
@@ -39,12 +34,15 @@ def register_method(name: str):
 
 
 def load_builtin_methods() -> Registry[type]:
+    """The registry with every method of the family packages imported (once; in sorted order, so
+    the scan does not depend on the file system's listing)."""
     global _loaded
     if not _loaded:
         _loaded = True
-        for family, mods in _BUILTIN.items():
-            for mod in mods:
-                importlib.import_module(f"scarce.methods.{family}.{mod}")
+        for family in sorted(m.name for m in pkgutil.iter_modules(__path__) if m.ispkg):
+            package = importlib.import_module(f"{__name__}.{family}")
+            for module in sorted(m.name for m in pkgutil.iter_modules(package.__path__)):
+                importlib.import_module(f"{package.__name__}.{module}")
     return METHODS
 
 
@@ -101,27 +99,22 @@ def report_axes() -> dict[str, Any]:
     return dict(sorted(axes.items()))
 
 
-METHOD_FILE = "method.json"
-"""A run folder's file holding :func:`method_spec`'s fields (defaults spelled out) as the run
-started. ``config.yaml`` keeps the method section as written — reports tell a λ-sweep point from a
-reference row by whether λ was written — so without this file a default changed between a run's
-start and its resume would be invisible: the resume would go on under the new default."""
-
-
 def method_spec(method: Mapping[str, Any] | Any) -> MethodSpec:
     """``{"name": "e2eaug", "lam": 1.0}`` (or a :class:`~scarce.config.RunConfig`) → its
     :class:`MethodSpec`. Unknown method names and keys raise did-you-mean errors (ConfigError /
-    KeyError). For a RunConfig the spec is kept on the object and reused until ``cfg.method``
-    changes, so one run parses its method config once."""
-    holder = None if isinstance(method, Mapping) else method
-    d = dict(method if holder is None else holder.method)
-    if holder is not None:
-        cached = holder.__dict__.get("_method_spec")
-        if cached is not None and cached[0] == d:
-            return cached[1]
+    KeyError). Nothing is cached: a run's caller resolves its method once and passes the spec on
+    (:func:`scarce.api.train_run` → the trainer, the plan, ``method.json``)."""
+    d = dict(method if isinstance(method, Mapping) else method.method)
     cls = get_method(d["name"])
     fields_ = {k: v for k, v in d.items() if k != "name"}
-    spec = MethodSpec(cls.name, cls, from_dict(cls.Config, fields_, where="method."))
-    if holder is not None:
-        holder.__dict__["_method_spec"] = (copy.deepcopy(d), spec)
-    return spec
+    return MethodSpec(cls.name, cls, from_dict(cls.Config, fields_, where="method."))
+
+
+def _register_resolver() -> None:
+    """Let a trainer given a config alone resolve its method here (:mod:`scarce.engine.spec`)."""
+    from scarce.engine.spec import set_method_resolver
+
+    set_method_resolver(method_spec)
+
+
+_register_resolver()

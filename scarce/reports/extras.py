@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 from scarce.reports.plots import _colors, _pretty, save_figure
 from scarce.reports.tables import ordered_test_sets, to_markdown, trimap_results, trimap_widths
 from scarce.utils.io import atomic_write_bytes, atomic_write_text
+from scarce.utils.runfolder import ARCHITECTURE_FILE
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -343,7 +344,7 @@ def _axis_choice(stats: "pd.DataFrame", axis: str, info: Any, lines_all: list[st
 def load_architecture(run_dir: str | Path) -> dict[str, Any] | None:
     """``architecture.json`` of a run (E2EAug format: cells, ops, steps, weights, derived,
     derived_history), or None when absent or unreadable."""
-    p = Path(run_dir) / "architecture.json"
+    p = Path(run_dir) / ARCHITECTURE_FILE
     if not p.is_file():
         return None
     try:

@@ -26,8 +26,9 @@ The page (``index.html``):
   :func:`scarce.evaluation.evaluate.overlay_image`); methods can be hidden, test sets switched.
   Predictions come from each run's ``eval/<set>/predictions/``; runs evaluated with
   ``eval.save_predictions=false`` are re-predicted from their best checkpoint when a ``predict``
-  callback is given (the CLI passes :func:`scarce.api.evaluate_run` into a temporary folder; the
-  reports layer cannot import the api itself), else their tiles say so.
+  callback is given (:func:`scarce.reports.make.repredict`: the caller's
+  :func:`scarce.api.evaluate_run` into a temporary folder; the reports layer cannot import the api
+  itself), else their tiles say so.
 """
 from __future__ import annotations
 
@@ -47,6 +48,7 @@ from scarce.reports.stats import ALPHA, comparison_table, default_reference, per
 from scarce.reports.tables import cell_runs, collect_roots, column_label, keep_newest, ordered_test_sets
 from scarce.utils.io import atomic_write_bytes, atomic_write_text
 from scarce.utils.paths import set_folder
+from scarce.utils.runfolder import CONFIG_FILE, PREDICTIONS_DIR, RunPaths
 
 if TYPE_CHECKING:
     import numpy as np
@@ -242,7 +244,7 @@ def _load_tests(run_dir: Path, seed: int) -> dict[str, Any]:
     from scarce.config import DataConfig, from_dict
     from scarce.data.load import load_test_sets
 
-    cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    cfg = yaml.safe_load((run_dir / CONFIG_FILE).read_text()) or {}
     return load_test_sets(from_dict(DataConfig, cfg.get("data") or {}, "data"), seed=seed)
 
 
@@ -280,7 +282,7 @@ def browser_sets(df: "pd.DataFrame", dataset: str, metric: str, base: Path, out:
     rendered: dict[str, Path | None] = {}
 
     def pred_dir(run: str, t: str) -> Path | None:
-        own = base / run / "eval" / set_folder(t) / "predictions"
+        own = RunPaths(base / run).eval_set_dir(set_folder(t)) / PREDICTIONS_DIR
         if own.is_dir() and any(own.iterdir()):
             return own
         if predict is None or scratch is None:
@@ -297,7 +299,7 @@ def browser_sets(df: "pd.DataFrame", dataset: str, metric: str, base: Path, out:
                     log(f"  could not predict {(base / run).as_posix()}: {e}")
                 rendered[run] = None
         d = rendered[run]
-        pred = None if d is None else d / set_folder(t) / "predictions"
+        pred = None if d is None else d / set_folder(t) / PREDICTIONS_DIR
         return pred if pred is not None and pred.is_dir() else None
 
     for t in ordered_test_sets(sub):

@@ -22,15 +22,15 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from scarce.config import ConfigError
-from scarce.methods import METHOD_FILE
 from scarce.reports.tables import METRICS_FILES, _find_metrics, hidden_path
-from scarce.utils.environment import ENVIRONMENT_FILE
 from scarce.utils.paths import PathLike, _names, check_output_folder, staged_output
+from scarce.utils.runfolder import (ARCHITECTURE_FILE, CONFIG_FILE, ENVIRONMENT_FILE, EVAL_DIR, LOG_FILE, METHOD_FILE,
+                                    PER_IMAGE_FILE, SPLIT_FILE, SUMMARY_FILE, config_files)
 
 EXPORT = "scarce export"
 """Command name in a records folder's output marker (:mod:`scarce.utils.paths`)."""
-RECORD_PATTERNS = ("config.yaml", METHOD_FILE, "split.json", "log.csv", "architecture.json", ENVIRONMENT_FILE, *METRICS_FILES,
-                   "eval/summary.txt", "eval/*/per_image.csv")
+RECORD_PATTERNS = (CONFIG_FILE, METHOD_FILE, SPLIT_FILE, LOG_FILE, ARCHITECTURE_FILE, ENVIRONMENT_FILE, *METRICS_FILES,
+                   f"{EVAL_DIR}/{SUMMARY_FILE}", f"{EVAL_DIR}/*/{PER_IMAGE_FILE}")
 """Files of a run that make its record (globs relative to the run folder): everything
 ``scarce report`` reads (tables, curves, E2EAug architecture plots, per-image tests), nothing it
 can recompute or that is large (checkpoints, predictions, overlays)."""
@@ -70,7 +70,7 @@ def finished_runs(root: PathLike) -> tuple[list[Path], int]:
     holds ``config.yaml`` and a metrics file (:data:`~scarce.reports.tables.METRICS_FILES`), as
     for the report; hidden folders are skipped (:func:`~scarce.reports.tables.hidden_path`)."""
     done, unfinished = [], 0
-    for cfg in sorted(Path(root).rglob("config.yaml")):
+    for cfg in config_files(root):
         run = cfg.parent
         if hidden_path(run, Path(root)):
             continue  # .cache, or a staging folder a killed export left behind

@@ -45,6 +45,7 @@ from scarce.reports.sizes import size_section
 from scarce.reports.tables import (MEAN_OVER_SETS, collect_roots, duplicate_runs, keep_newest, metric_names,
                                    results_table, runs_without_tests, summarize, to_markdown)
 from scarce.utils.io import atomic_write_text
+from scarce.utils.runfolder import LOG_FILE
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -288,12 +289,12 @@ def write_report(runs_root: str | Path | Sequence[str | Path], out_dir: str | Pa
         lines += monitor_section(sub, runs_root, ds, out)
         lines += environment_section(sub, runs_root, ds)
     if curves:
-        runs_with_logs = [r for r in sorted(df["run"].unique()) if (Path(runs_root) / r / "log.csv").is_file()]
+        runs_with_logs = [r for r in sorted(df["run"].unique()) if (Path(runs_root) / r / LOG_FILE).is_file()]
         if runs_with_logs:
             lines += ["## Training curves", ""]
             for r in runs_with_logs:
                 png = f"curves/{_slug(r)}.png"
-                curves_plot(Path(runs_root) / r / "log.csv", out / png)
+                curves_plot(Path(runs_root) / r / LOG_FILE, out / png)
                 lines.append(f"- `{r}`: ![curves]({png})")
             lines.append("")
 

@@ -5,7 +5,8 @@ cannot say which. Every comparison of a row against the reference row therefore 
 and every table one multiple-comparison correction:
 
 * **over seeds** — runs of one dataset, budget and seed share their split (``split.json``; a
-  pair whose split files differ is not paired), so the per-run means are paired by seed:
+  pair whose split files differ in more than the training images, which ``data.selection``
+  chooses, is not paired), so the per-run means are paired by seed:
   paired t-test (:func:`scipy.stats.ttest_rel`) over the shared seeds. Not Wilcoxon: with n
   pairs its smallest two-sided p is 2 / 2ⁿ (0.25 for 3 seeds), so it could never reject. Rows
   without a shared split fall back to Welch's unpaired t-test (:func:`scipy.stats.ttest_ind`).
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from scarce.utils.paths import set_folder
+from scarce.utils.runfolder import PER_IMAGE_FILE, SPLIT_FILE, RunPaths
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -131,7 +133,7 @@ def per_image_scores(run_dir: str | Path, test_set: str, metric: str) -> dict[st
     every evaluation), or None when the file or the column is missing."""
     import pandas as pd
 
-    p = Path(run_dir) / "eval" / set_folder(test_set) / "per_image.csv"
+    p = RunPaths(run_dir).eval_set_dir(set_folder(test_set)) / PER_IMAGE_FILE
     if not p.is_file():
         return None
     try:
@@ -143,11 +145,38 @@ def per_image_scores(run_dir: str | Path, test_set: str, metric: str) -> dict[st
     return {str(s): float(v) for s, v in zip(t["stem"], pd.to_numeric(t[metric], errors="coerce"))}
 
 
-def _split_key(run_dir: Path) -> str | None:
+def _split_key(run_dir: Path) -> tuple[str, str, bool] | None:
+    """What decides whether two runs may be paired: their split file without its training images
+    (and the ``data.selection`` that chose them), the training images, and whether a selection
+    strategy chose them. A file that is not a JSON object counts as its text; None when missing."""
+    import json
+
     try:
-        return (run_dir / "split.json").read_text()
+        text = (run_dir / SPLIT_FILE).read_text()
     except OSError:
         return None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return text, "", False
+    if not isinstance(data, dict):
+        return text, "", False
+    meta = data.get("meta") if isinstance(data.get("meta"), dict) else {}
+    chosen = str(meta.get("selection", "random")) != "random"
+    train = json.dumps(data.get("train"), sort_keys=True)
+    rest = {k: v for k, v in data.items() if k != "train"}
+    if meta:
+        rest["meta"] = {k: v for k, v in meta.items() if k != "selection"}
+    return json.dumps(rest, sort_keys=True), train, chosen
+
+
+def _same_split(a: tuple[str, str, bool] | None, b: tuple[str, str, bool] | None) -> bool:
+    """Two runs of one seed pair when their splits are equal, or, where a selection strategy
+    (``data.selection``) chose either run's training images, equal apart from those images: a
+    selection is compared with random on the same seed, validation and test images."""
+    if a is None or b is None:
+        return True
+    return a[0] == b[0] and (a[1] == b[1] or a[2] or b[2])
 
 
 def default_reference(df: "pd.DataFrame") -> str:
@@ -185,9 +214,9 @@ def comparison_table(df: "pd.DataFrame", metric: str, reference: str, runs_root:
         df = df[df["dataset"] == dataset]
     col = f"{metric}_mean"
     recs: list[dict[str, Any]] = []
-    splits: dict[str, str | None] = {}
+    splits: dict[str, tuple[str, str, bool] | None] = {}
 
-    def split(run: str) -> str | None:
+    def split(run: str) -> tuple[str, str, bool] | None:
         if run not in splits:
             splits[run] = _split_key(root / run)
         return splits[run]
@@ -220,8 +249,7 @@ def comparison_table(df: "pd.DataFrame", metric: str, reference: str, runs_root:
                     runs = dict(zip(gr["seed"], gr["run"]))
                     ref_vals = {s: float(v) for s, v in zip(ref["seed"], ref[col] if col in ref else [])}
                     shared = [s for s in sorted(set(runs) & set(ref_runs), key=str)
-                              if split(runs[s]) is None or split(ref_runs[s]) is None
-                              or split(runs[s]) == split(ref_runs[s])]
+                              if _same_split(split(runs[s]), split(ref_runs[s]))]
                     st = paired_seed_test(vals, ref_vals, paired=shared)
                     rec.update(seed_test=st["test"], n_pairs=st["n"], diff=st["diff"], p_seeds=st["p"])
                     a = {s: scores(runs[s], t) for s in shared}

@@ -28,12 +28,14 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 import yaml
 
+from scarce.reports.cost import annotation_minutes
 from scarce.utils.io import atomic_write_text
+from scarce.utils.runfolder import RESULT_FILES, SPLIT_FILE, config_files
 
 if TYPE_CHECKING:  # pandas is imported inside the functions (optional heavy dependency)
     import pandas as pd
 
-METRICS_FILES = ("metrics.json", "eval/metrics.json")
+METRICS_FILES = RESULT_FILES
 TRIMAP_PREFIX = "trimap_w"
 """collect_runs column of the trimap mIoU at one band width: ``trimap_w8`` (from metrics.json
 ``tests.<set>.trimap.8``)."""
@@ -81,7 +83,7 @@ def run_budget(run_dir: Path, cfg: Mapping[str, Any]) -> int | None:
     default budget)."""
     budget = _int_or_none(_get(cfg, "data.budget"))
     try:
-        used = json.loads((Path(run_dir) / "split.json").read_text()).get("budget")
+        used = json.loads((Path(run_dir) / SPLIT_FILE).read_text()).get("budget")
     except (OSError, ValueError, AttributeError):
         return budget
     return used if isinstance(used, int) and not isinstance(used, bool) and used > 0 else budget
@@ -107,7 +109,7 @@ def _scan(root: Path) -> Iterable[tuple[Path, dict[str, Any], dict[str, Any], Ma
     folders), sorted by path: ``(run_dir, cfg, base columns, {test set: metrics}, run-level
     fields)``. A run whose ``metrics.json`` names no test set (trained with ``data.test_sets=[]``)
     takes its test sets from ``eval/metrics.json`` when a later ``scarce evaluate`` wrote one."""
-    for cfg_path in sorted(root.rglob("config.yaml")):
+    for cfg_path in config_files(root):
         run_dir = cfg_path.parent
         if hidden_path(run_dir, root):
             continue
@@ -136,6 +138,7 @@ def _scan(root: Path) -> Iterable[tuple[Path, dict[str, Any], dict[str, Any], Ma
             "method": str(_get(cfg, "method.name", "unknown")),
             "augment": _get(cfg, "method.augment"),
             "row": row_label(cfg),
+            "annotation_minutes": annotation_minutes(run_dir, cfg),
         }
         yield run_dir, cfg, base, tests, run_level
 
@@ -165,6 +168,8 @@ def collect_runs(runs_root: str | Path) -> "pd.DataFrame":
     ``test_set``, ``test_index`` (position in ``metrics.json``: 0 = ID set) and every numeric
     field of the test set's metrics (``dice_mean``, ``dice_std``, ..., ``n``), plus numeric
     run-level fields of an api result (``best_val``, ``best_step``, ``steps``). Sorted by run path.
+    ``annotation_minutes``: the minutes of annotation behind the run's labels (the cost model of
+    :mod:`scarce.reports.cost`; NaN without ``split.json``).
     Also one column per report axis declared on a method Config field (:func:`run_axes`:
     ``scribble_length``, ``method_lam``, ... — NaN where the run does not set it) with the run's
     line signature beside it (``line:<axis>``), and, when the run was evaluated with ``eval.trimap_widths``, one

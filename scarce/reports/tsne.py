@@ -23,6 +23,7 @@ import torch
 
 from scarce.reports.plots import _colors, save_figure
 from scarce.utils.io import atomic_write_text
+from scarce.utils.runfolder import CONFIG_FILE
 
 if TYPE_CHECKING:
     import numpy as np
@@ -133,7 +134,7 @@ def write_tsne(panels: Sequence[tuple[str, dict[str, list[Any]]]], out_dir: str 
 def is_tsne_output(folder: Path) -> bool:
     """True when ``folder`` holds an earlier t-SNE output (tsne.csv + tsne.png) and is not a run
     folder: ``scarce tsne`` may rewrite it without ``--overwrite``."""
-    return (folder / CSV_NAME).is_file() and (folder / PNG_NAME).is_file() and not (folder / "config.yaml").exists()
+    return (folder / CSV_NAME).is_file() and (folder / PNG_NAME).is_file() and not (folder / CONFIG_FILE).exists()
 
 
 __all__ = ["feature_module", "pooled_features", "tsne_coords", "tsne_panel", "write_tsne", "is_tsne_output"]

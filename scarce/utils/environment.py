@@ -3,7 +3,7 @@
 Why: the same config and seed gives different scores on different machines — CPU kernels, the
 thread count (reduction order) and library versions (an augmentation library that draws its
 randomness differently) all change the numbers. On 40 labels one config and seed differed by
-0.04 Dice in distribution and 0.16 out of distribution between two of our machines (README,
+0.04 Dice in distribution and 0.16 out of distribution between two of our machines (docs/results.md,
 "Semi-supervised on real data"). A run
 folder therefore records its environment, the result records keep it, and ``scarce report``
 says when one table mixes runs from different environments.
@@ -24,8 +24,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from scarce.utils.io import atomic_write_json
-
-ENVIRONMENT_FILE = "environment.json"
+from scarce.utils.runfolder import ENVIRONMENT_FILE
 
 # distributions whose version can change a run's numbers (decoding, augmentation, networks, weights,
 # the weak methods' graph cuts and CRF)

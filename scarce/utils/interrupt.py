@@ -63,7 +63,7 @@ def check(detail: str) -> None:
 
 def request(signum: int) -> None:
     """Ask for a stop as if ``signum`` had arrived, without the message or the escalation (a
-    grid worker whose grid process is gone; see :func:`scarce.experiments._exit_with_parent`)."""
+    grid worker whose grid process is gone; see :func:`scarce.experiments.local._exit_with_parent`)."""
     global _requested
     if _requested is None:
         _requested = int(signum)

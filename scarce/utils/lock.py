@@ -31,7 +31,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
-from scarce.config import ConfigError
+from scarce.errors import ConfigError
 
 LOCK_NAME = ".scarce.lock"
 """Lock file of a run folder (a grid's ``out`` folder uses :data:`GRID_LOCK_NAME`)."""
@@ -51,7 +51,7 @@ class FolderLockedError(ConfigError):
 
 def _holder_info() -> dict[str, Any]:
     prog = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"
-    if prog in ("cli.py", "__main__.py"):  # python -m scarce(.cli)
+    if prog == "__main__.py":  # python -m scarce(.cli)
         prog = "scarce"
     argv = [prog, *sys.argv[1:]]
     return {"pid": os.getpid(), "host": socket.gethostname(),

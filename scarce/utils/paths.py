@@ -18,7 +18,9 @@ inside a **dataset** (a folder with ``images/`` + ``masks/``, or a ``split.csv``
 command made that dataset (``data synthetic`` / ``data import`` rewriting their own output) or
 it is the dataset's own annotation folder the command exists to write (``scribbles/``); one
 inside another command's folder unless that folder is a container (a run, a grid's ``out``, a
-demo: new sub-folders are fine there, existing ones are not another command's to touch).
+demo: new sub-folders are fine there, existing ones are not another command's to touch). An
+annotation editor (``scarce annotate``) edits a dataset's ``scribbles/`` file by file
+(:func:`check_annotation_folder`).
 
 Base layer: no torch, no data-layer imports.
 """
@@ -136,9 +138,11 @@ def write_marker(folder: PathLike, command: str) -> Path:
 
 
 def is_dataset_folder(folder: PathLike) -> bool:
-    """A scarce dataset folder: ``images/`` + ``masks/``, or a ``split.csv``."""
+    """A scarce dataset folder: ``images/`` + ``masks/`` (or + ``scribbles/``: one being
+    annotated, whose masks may be few or none), or a ``split.csv``."""
     f = Path(folder)
-    return ((f / "images").is_dir() and (f / "masks").is_dir()) or (f / "split.csv").is_file()
+    return (((f / "images").is_dir() and ((f / "masks").is_dir() or (f / "scribbles").is_dir()))
+            or (f / "split.csv").is_file())
 
 
 def dataset_around(path: PathLike) -> Path | None:
@@ -207,6 +211,34 @@ def check_output_folder(out: PathLike, inputs: Iterable[PathLike | None] = (), o
     who = f"was made by `{maker}`" if maker is not None else f"was not made by `{command}`"
     raise ConfigError(f"{what} {str(out)!r} is not empty ({_names(shown)}) and {who}; choose a new or empty "
                       f"folder (--overwrite only replaces files in a folder `{command}` made; nothing was written)")
+
+
+def check_annotation_folder(dataset: PathLike, child: str, *, command: str, what: str = "annotation folder") -> Path:
+    """``<dataset>/<child>`` (e.g. ``scribbles``) for an annotation editor (``scarce annotate``),
+    which writes one ``<child>/<stem>.png`` at a time, when a person saves that image; returns it
+    resolved. Creates nothing.
+
+    Unlike :func:`check_output_folder` the folder may hold files another hand or command made
+    (hand-drawn scribbles, ``scarce data scribbles``' synthesis): correcting them is the editor's
+    purpose, and it replaces no file but the one being saved. Refused with one line: a ``child``
+    that is a file or a link leading out of the dataset, a dataset under a file, and a dataset
+    inside another command's (non-container) folder."""
+    base = resolved(dataset)
+    if not (base / "images").is_dir():
+        raise ConfigError(f"{str(dataset)!r} has no images/ folder; annotate a dataset folder (images/ with an "
+                          f"image per file; masks/ optional)")
+    dest = resolved(base / child)
+    if dest != base / child:  # a link: to another folder of the dataset (images/!) or out of it
+        raise ConfigError(f"{what} {str(Path(dataset) / child)!r} is a link to {str(dest)!r}; scarce writes "
+                          f"annotations into the dataset's own {child}/ folder only: replace the link by a folder")
+    if dest.exists() and not dest.is_dir():
+        raise ConfigError(f"{what} {str(dest)!r} is a file, not a folder; move it away")
+    for parent in base.parents:
+        maker = read_marker(parent)
+        if maker is not None and maker not in CONTAINER_COMMANDS:
+            raise ConfigError(f"{what} {str(dest)!r} lies inside {str(parent)!r}, which `{maker}` made; its files "
+                              f"are that command's: copy the dataset out of it first (nothing was written)")
+    return dest
 
 
 def check_output_file(out: PathLike, overwrite: bool = False, what: str = "output file",
@@ -314,6 +346,6 @@ def claimed_output(dest: PathLike, command: str) -> Iterator[Path]:
         raise
 
 
-__all__ = ["CONTAINER_COMMANDS", "MARKER", "check_output_folder", "check_output_file", "check_overlap",
+__all__ = ["CONTAINER_COMMANDS", "MARKER", "check_annotation_folder", "check_output_folder", "check_output_file", "check_overlap",
            "claimed_output", "dataset_around", "is_dataset_folder", "is_within", "merge_folder", "read_marker",
            "resolved", "staged_output", "write_marker"]

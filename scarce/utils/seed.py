@@ -42,7 +42,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 def resolve_device(name: str) -> torch.device:
     """``train.device`` → a torch device that exists here (``auto`` = CUDA when available, else
     CPU); an unknown or unavailable device is a ConfigError naming ``train.device`` and the fix."""
-    from scarce.config import ConfigError
+    from scarce.errors import ConfigError
 
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -1,6 +1,6 @@
-"""Issue 14's best semi-supervised row (FixMatch with the run's own dataset as the unlabelled pool)
+"""The semi-supervised grid's best row (FixMatch with the run's own dataset as the unlabelled pool)
 scored like the DiM acceptance grid: the ID test set, and the OOD domain on its *test part* only
-(issue 14 scored all images of cvc_clinicdb / ph2; the DiM grid puts the other images into the
+(the semi-supervised grid scored all images of cvc_clinicdb / ph2; the DiM grid puts the other images into the
 unlabelled pool, so only the test part is comparable). Per-image scores come from the committed
 records, restricted to the stems of the DiM grid's `<domain>_test` evaluation. From the repository
 root:

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from scarce.engine.method import Method, TrainContext
+from scarce.utils.runfolder import GALLERY_FILE
 from scarce.methods.gan.pretrain import (
     PretrainedGAN, augment_masks_for, build_generator, gan_cache_dir, mask_gallery, pretrain_gan,
 )
@@ -136,7 +137,7 @@ class SyntheticPairMethod(Method):
     def finalize(self, run_dir: Path) -> None:
         """``gallery.png`` unless ``method.gallery: 0``."""
         if self.mcfg.gallery > 0:
-            self.gallery(Path(run_dir) / "gallery.png")
+            self.gallery(Path(run_dir) / GALLERY_FILE)
 
 
 class MaskToImageMethod(SyntheticPairMethod):
@@ -158,7 +159,7 @@ class MaskToImageMethod(SyntheticPairMethod):
 
     def pretrain(self) -> PretrainedGAN:
         return pretrain_gan(self.ctx.cfg, self.ctx.data, self.cache_dir(), searchable=self.searchable_generator,
-                            device=self.ctx.device, progress=self.show_progress)
+                            device=self.ctx.device, progress=self.show_progress, gan=self.mcfg)
 
     def load_pretrained(self, pre: PretrainedGAN) -> None:
         self.generator.load_state_dict(pre.generator)

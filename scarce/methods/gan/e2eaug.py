@@ -52,6 +52,7 @@ from scarce.methods.gan.pretrain import (
 )
 from scarce.models.gan import one_hot_masks
 from scarce.utils.io import atomic_write_json
+from scarce.utils.runfolder import ARCHITECTURE_FILE
 
 
 @dataclass
@@ -344,5 +345,5 @@ class E2EAug(MaskToImageMethod):
     def finalize(self, run_dir: Path) -> None:
         """Write ``architecture.json`` and ``gallery.png`` (real | mask | augmented mask | generated)."""
         if self.generator.is_searchable:
-            atomic_write_json(Path(run_dir) / "architecture.json", self.architecture_record())
+            atomic_write_json(Path(run_dir) / ARCHITECTURE_FILE, self.architecture_record())
         super().finalize(run_dir)

@@ -52,7 +52,7 @@ class SyntheticImageFields:
     ``none`` is the paper's method (geometric variety comes only through the generated pairs of
     augmented masks). Why it exists: the best supervised recipe trains with Combine, and without
     it E2EAug's real half sees 40 fixed images, so E2EAug was compared with a weaker real-data
-    recipe than the supervised row it must beat (README "E2EAug out of distribution").
+    recipe than the supervised row it must beat (docs/results.md, "E2EAug out of distribution").
     E2EAug's hypergradient (Stage III) unrolls the un-augmented real pairs."""
     intensity: str = "none"
     """Intensity augmentation of the real training images: none | nnunet (nnU-Net's brightness,
@@ -63,11 +63,11 @@ class SyntheticImageFields:
     """:class:`scarce.augment.intensity.IntensityConfig` overrides, e.g. ``{gamma_prob: 0}``."""
     intensity_generated: bool = True
     """Also apply ``intensity`` to the generated images the segmenter trains on (a fresh draw per
-    generated sample, in the real segmenter update; issue 12). Why: a GAN trained on 40 images paints
+    generated sample, in the real segmenter update). Why: a GAN trained on 40 images paints
     images in the training set's own intensity distribution, so without this half of every batch
     is un-augmented and the segmenter's robustness to intensity shifts drops (montgomery, 9 labels,
-    mean Dice over 24 simulated shifts: see README "E2EAug out of distribution"). ``false``
-    reproduces runs made before this field existed. E2EAug's hypergradient unrolls the
+    mean Dice over 24 simulated shifts: see docs/results.md, "E2EAug out of distribution"). ``false``
+    feeds the generated images un-augmented. E2EAug's hypergradient unrolls the
     un-augmented objective (the augmentation is a fixed random transform after the generator)."""
     generated_appearance: str = "none"
     """none | match_real: rescale each generated image, per channel, to the mean and standard
@@ -334,14 +334,15 @@ def pretrain_cached(recipe: GANRecipe, cfg: RunConfig, data: RunData, gc: Any, o
 
 def pretrain_gan(cfg: RunConfig, run_data: RunData, out: str | Path | None = None, *,
                  searchable: bool | None = None, device: torch.device | str | None = None,
-                 progress: bool = False) -> PretrainedGAN:
+                 progress: bool = False, gan: GANConfig | None = None) -> PretrainedGAN:
     """Pretrain Pix2Pix (G with α fixed, and D) on the split's training pairs {(M_j, I_j)}
     (:func:`pretrain_cached`; cache file ``<generator>-<dataset>-s<seed>-<search|vanilla>-<key>.pt``).
 
-    ``cfg.method`` supplies the :class:`GANConfig` (defaults when the method has none);
-    ``out`` is the cache folder (None or "" = no cache).
+    ``cfg.method`` supplies the :class:`GANConfig` (defaults when the method has none) unless
+    ``gan`` is given (a running method's own config); ``out`` is the cache folder (None or "" = no
+    cache).
     """
-    gc, default_searchable = _gan_config(cfg)
+    gc, default_searchable = _gan_config(cfg) if gan is None else (gan, True)
     searchable = default_searchable if searchable is None else searchable
     k, c = run_data.train.num_classes, int(run_data.train.images.shape[1])
     size = int(run_data.train.images.shape[-1])

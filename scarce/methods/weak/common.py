@@ -12,6 +12,10 @@ scored against full masks as everywhere.
 
 * ``auto`` (default): ``scribbles/<stem>.png`` beside the ``images/`` folder of every training
   image (found through ``SegData.image_paths``); see :mod:`scarce.data.scribbles` for the format.
+  In a folder being annotated (images with scribbles and no mask, or masks without scribbles)
+  the data layer chooses the images by their scribbles and reads them
+  (:mod:`scarce.data.scribble_data`, ``SegData.scribbles``): every scribbled image trains,
+  masked ones validate, and with no mask at all held-out scribbled pixels choose the checkpoint.
 * ``synthetic:L``: synthesise on the fly from the training masks at length L ∈ [0, 1],
   deterministically per (``train.seed``, image stem) — grids need no pre-written folders.
 * a path: a dataset folder holding ``scribbles/``, or a scribbles folder itself.
@@ -78,6 +82,8 @@ def training_scribbles(ctx: TrainContext, spec: str) -> torch.Tensor:
         seeds = synthetic_scribbles(train.masks.cpu(), train.stems, float(value), ctx.cfg.train.seed, k)
     elif kind == "path":
         seeds = load_scribbles(str(value), train.stems, size, k)
+    elif train.scribbles is not None:  # read by the data layer, which chose the images by their scribbles
+        seeds = train.scribbles.clone()
     else:
         if not train.image_paths:
             raise DataError(
@@ -102,6 +108,15 @@ class WeakMethod(Method):
 
     Config = WeakConfig
     patches = False  # the seeds and affinities are per whole image
+    labels = "scribbles"
+
+    @classmethod
+    def scribble_files(cls, mcfg: Any) -> bool:
+        """``method.scribbles=auto``: the dataset's own ``scribbles/`` folder."""
+        try:
+            return parse_scribble_spec(mcfg.scribbles)[0] == "auto"
+        except ValueError:
+            return False
 
     def __init__(self, ctx: TrainContext, mcfg: Any) -> None:
         super().__init__(ctx, mcfg)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 REC = Path("docs/results/records")
 RUNS = [
-    ("FixMatch, kvasir_seg-only pool (issue 14 grid; cvc_clinicdb scored on all 612 images, shown here on the test part)",
+    ("FixMatch, kvasir_seg-only pool (semi-supervised grid; cvc_clinicdb scored on all 612 images, shown here on the test part)",
      "ssl/accept/kvasir_seg/fixmatch-unet"),
     ("supervised, Combine + intensity (acceptance grid `sup`)", "dim/accept/kvasir_seg/sup-unet"),
     ("base = FixMatch, mixed pool (acceptance grid `base`)", "dim/accept/kvasir_seg/base-unet"),

@@ -1,4 +1,4 @@
-"""Validation table of the quality-preset search, phase 3 (issue 12): training resolution and
+"""Validation table of the quality-preset search, phase 3: training resolution and
 encoder size, beside the 128 px EfficientNet-Lite0 runs of the acceptance grid (same recipe:
 supervised, Combine + nnU-Net intensity augmentation). Best validation score (kvasir_seg: Dice,
 isic2017: Jaccard; what chooses) and its step per seed, its mean, the difference to the 128 px
