@@ -19,6 +19,11 @@ A grid YAML::
     budgets: [40, 100, 200]
     seeds: [0, 1, 2]
 
+A method row may name its own ``budgets`` (``{label: sup, method: {...}, budgets: [7, 15]}``):
+they replace the grid's for that row, so rows can be compared at budgets of their own (e.g. at
+equal annotation time, where a minute buys more scribbles than masks); a dataset entry with
+``budgets`` of its own cannot be combined with such a row (which should win is not clear).
+
 Each run lives in ``out/<dataset>/<label>-<model>/b<budget>/s<seed>`` with its resolved
 config; a run whose ``metrics.json`` exists is skipped and an unfinished one resumes from its
 last checkpoint, so re-running the same command continues an interrupted grid. A finished run
@@ -174,6 +179,12 @@ def _check_grid_values(g: Mapping[str, Any], where: str) -> None:
                               f"{{label: supervised, method: {{name: supervised}}}}, got {m!r}")
         if why := _folder_name_problem(label := _method_label(m)):
             raise ConfigError(f"{where}: methods[{i}] label {label!r} cannot name a run folder ({why}): {fix_label}")
+        if "budgets" in m:
+            int_list(f"methods[{i}].budgets", m["budgets"])
+            own = [str(ds["name"]) for ds in _as_list(g["datasets"]) if isinstance(ds, Mapping) and "budgets" in ds]
+            if own:
+                raise ConfigError(f"{where}: methods[{i}] ({label!r}) and dataset {own[0]!r} both set 'budgets'; "
+                                  "set a row's budgets or a dataset's, not both (put the dataset in a grid of its own)")
     for i, model in enumerate(_as_list(g.get("models", ["unet"]))):
         if why := _folder_name_problem(label := _model_label(model)):
             raise ConfigError(f"{where}: models[{i}] label {label!r} cannot name a run folder ({why}): {fix_label}")
@@ -216,11 +227,12 @@ def _expand_grid(g: Mapping[str, Any]) -> tuple[list[RunSpec], int]:
             label = _method_label(m)
             m = dict(m)
             m.pop("label", None)
+            row_budgets = _as_list(m.pop("budgets")) if "budgets" in m else budgets  # a row's own budgets
             for model in _as_list(g.get("models", ["unet"])):
                 model_label = _model_label(model)
                 model_over = dict(model) if isinstance(model, Mapping) else {"name": model}
                 model_over.pop("label", None)
-                for b in budgets:
+                for b in row_budgets:
                     for s in seeds:
                         run_dir = out_root / _dataset_folder(ds_name) / f"{label}-{model_label}" / f"b{b}" / f"s{s}"
                         d = deep_merge(base, ds_base)

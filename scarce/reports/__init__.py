@@ -23,6 +23,8 @@ _NAMES = {
     "export_records": "records", "record_files": "records",
     "tsne_panel": "tsne", "write_tsne": "tsne", "pooled_features": "tsne",
     "size_section": "sizes", "size_table": "sizes",
+    "annotation_time_section": "annotation_time", "annotation_time_table": "annotation_time",
+    "annotation_minutes": "cost", "planned_minutes": "cost",
 }
 
 __all__ = sorted(_NAMES)

@@ -54,19 +54,51 @@ def label_kind(method: Mapping[str, Any]) -> str:
     return "click" if length == 0.0 else "scribble"
 
 
+def minutes(n_train: int, n_val: int, kind: str, seconds: Mapping[str, float] | None = None) -> float:
+    """Minutes of ``n_train`` training images labelled with ``kind`` (:func:`label_kind`) and
+    ``n_val`` validation masks (rule: module docstring); ``seconds`` overrides
+    :data:`SECONDS_PER_IMAGE` entries."""
+    secs = {**SECONDS_PER_IMAGE, **(seconds or {})}
+    return (n_train * secs[kind] + n_val * secs["mask"]) / 60.0
+
+
 def annotation_minutes(run_dir: str | Path, cfg: Mapping[str, Any],
                        seconds: Mapping[str, float] | None = None) -> float:
     """Minutes of annotation behind a finished run (rule: module docstring), from its
     ``split.json``; NaN when the run folder has none. ``seconds`` overrides
     :data:`SECONDS_PER_IMAGE` entries (your own annotators' times)."""
-    secs = {**SECONDS_PER_IMAGE, **(seconds or {})}
     try:
         split = json.loads((Path(run_dir) / SPLIT_FILE).read_text())
         n_train, n_val = len(split["train"]), len(split["val"])
     except (OSError, ValueError, KeyError, TypeError):
         return math.nan
     method = cfg.get("method") if isinstance(cfg.get("method"), Mapping) else {}
-    return (n_train * secs[label_kind(method)] + n_val * secs["mask"]) / 60.0
+    return minutes(n_train, n_val, label_kind(method), seconds)
 
 
-__all__ = ["SECONDS_PER_IMAGE", "SOURCE", "annotation_minutes", "label_kind"]
+def planned_minutes(cfg: Mapping[str, Any], seconds: Mapping[str, float] | None = None
+                    ) -> tuple[float, int, int, str]:
+    """``(minutes, training images, validation images, label kind)`` of a run before it trains:
+    the split its data layer would make (:func:`scarce.data.load.split_for_config`: the
+    dataset's file names only, no pixel decoded, nothing written), costed as
+    :func:`annotation_minutes` costs the finished run. ``cfg``: a resolved config mapping (a
+    grid's ``RunSpec.config``, a run's ``config.yaml``). Why: to size budgets so regimes get
+    equal annotation time, before hours of training; e.g. for every run of a grid::
+
+        from scarce.experiments import expand_grid, load_grid
+        for s in expand_grid(load_grid("configs/annotate/equal_time.yaml")):
+            print(s.run_dir, planned_minutes(s.config))
+    """
+    from scarce.config import RunConfig, from_dict
+    from scarce.data.load import split_for_config
+    from scarce.methods import method_spec
+
+    run = from_dict(RunConfig, cfg)
+    spec = method_spec(run)
+    split = split_for_config(run.data, run.train.seed, scribbles=bool(spec.cls.scribble_files(spec.config)))
+    method = cfg.get("method") if isinstance(cfg.get("method"), Mapping) else {}
+    kind = label_kind(method)
+    return minutes(len(split.train), len(split.val), kind, seconds), len(split.train), len(split.val), kind
+
+
+__all__ = ["SECONDS_PER_IMAGE", "SOURCE", "annotation_minutes", "label_kind", "minutes", "planned_minutes"]

@@ -20,7 +20,10 @@ Output (``out_dir``):
   size and the lesion detection rate, :mod:`scarce.reports.sizes`), ``<dataset>_<row>_alpha.png``,
   ``<dataset>_<row>_gallery.png`` and
   ``<dataset>_derived_architecture.md`` (run folders with ``architecture.json``, e.g. E2EAug),
-  ``<dataset>_monitor_curves.png`` (runs trained with ``eval.monitor``: :mod:`scarce.reports.domains`).
+  ``<dataset>_monitor_curves.png`` (runs trained with ``eval.monitor``: :mod:`scarce.reports.domains`),
+  ``<dataset>_annotation_time.md``/``.csv`` and ``<dataset>_<metric>_by_minutes.png`` (runs learning
+  from different label kinds, e.g. masks and scribbles: the metric against annotation minutes,
+  :mod:`scarce.reports.annotation_time`).
 * A dataset scored on several test sets (ID + OOD sets / domains) gets a ``mean over test sets``
   column per budget in its tables (:func:`~scarce.reports.tables.mean_over_sets`).
 * A cell whose runs trained in different set-ups (CPU, threads, device, library versions) is
@@ -37,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from scarce.evaluation.metrics import METRICS
+from scarce.reports.annotation_time import annotation_time_section
 from scarce.reports.extras import architecture_section, axis_section, known_axes, trimap_section
 from scarce.reports.domains import monitor_section
 from scarce.reports.environments import EnvironmentMarks, environment_section
@@ -285,6 +289,7 @@ def write_report(runs_root: str | Path | Sequence[str | Path], out_dir: str | Pa
             lines += axis_section(sub, ds, m, axis, out)
         lines += trimap_section(sub, ds, out)
         lines += size_section(sub, ds, m, out)
+        lines += annotation_time_section(sub, ds, m, out)
         lines += architecture_section(sub, runs_root, ds, out)
         lines += monitor_section(sub, runs_root, ds, out)
         lines += environment_section(sub, runs_root, ds)

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 import yaml
 
-from scarce.reports.cost import annotation_minutes
+from scarce.reports.cost import annotation_minutes, label_kind
 from scarce.utils.io import atomic_write_text
 from scarce.utils.runfolder import RESULT_FILES, SPLIT_FILE, config_files
 
@@ -139,6 +139,7 @@ def _scan(root: Path) -> Iterable[tuple[Path, dict[str, Any], dict[str, Any], Ma
             "augment": _get(cfg, "method.augment"),
             "row": row_label(cfg),
             "annotation_minutes": annotation_minutes(run_dir, cfg),
+            "label_kind": label_kind(_get(cfg, "method") if isinstance(_get(cfg, "method"), Mapping) else {}),
         }
         yield run_dir, cfg, base, tests, run_level
 
@@ -169,7 +170,9 @@ def collect_runs(runs_root: str | Path) -> "pd.DataFrame":
     field of the test set's metrics (``dice_mean``, ``dice_std``, ..., ``n``), plus numeric
     run-level fields of an api result (``best_val``, ``best_step``, ``steps``). Sorted by run path.
     ``annotation_minutes``: the minutes of annotation behind the run's labels (the cost model of
-    :mod:`scarce.reports.cost`; NaN without ``split.json``).
+    :mod:`scarce.reports.cost`; NaN without ``split.json``), ``label_kind`` what its training
+    images are labelled with (``mask``, ``scribble`` or ``click``:
+    :func:`~scarce.reports.cost.label_kind`).
     Also one column per report axis declared on a method Config field (:func:`run_axes`:
     ``scribble_length``, ``method_lam``, ... — NaN where the run does not set it) with the run's
     line signature beside it (``line:<axis>``), and, when the run was evaluated with ``eval.trimap_widths``, one
