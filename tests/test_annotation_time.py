@@ -66,23 +66,30 @@ def test_planned_minutes_follow_the_split_rules_without_training(tmp_path):
 
 
 def test_the_shipped_equal_time_grid_spends_equal_minutes():
-    """configs/annotate/equal_time.yaml: at each of its two times, every regime's budget is the
-    largest whose minutes fit (training labels + the same validation masks)."""
+    """configs/annotate/equal_time.yaml: at each of its times (half an hour: 1 validation mask,
+    one hour: 3), every regime's budget is the largest whose minutes fit (training labels + the
+    same validation masks), and every regime is at the same times."""
     root = Path(__file__).resolve().parents[1]
     g = load_grid(root / "configs" / "annotate" / "equal_time.yaml")
     from scarce.data.splits import _round_half_up
 
+    times = set()
     for row in g["methods"]:
         kind = "mask" if row["method"]["name"] == "supervised" else (
             "click" if row["method"]["scribbles"] == "synthetic:0" else "scribble")
         f = row["data"]["val_fraction"]
-        for b, limit, n_val in zip(row["budgets"], (30, 60), (1, 3)):
+        row_times = []
+        for b in row["budgets"]:
             v = _round_half_up(b * f)
-            assert v == n_val, (row["label"], b)
             minutes = ((b - v) * SECONDS_PER_IMAGE[kind] + v * SECONDS_PER_IMAGE["mask"]) / 60
+            limit = 30 if minutes <= 30 else 60
+            row_times.append(limit)
+            assert v == {30: 1, 60: 3}[limit], (row["label"], b, v)
             over = ((b + 1 - _round_half_up((b + 1) * f)) * SECONDS_PER_IMAGE[kind]
                     + _round_half_up((b + 1) * f) * SECONDS_PER_IMAGE["mask"]) / 60
-            assert minutes <= limit < over, (row["label"], b, minutes, over)
+            assert 0.9 * limit < minutes <= limit < over, (row["label"], b, minutes, over)
+        times.add(tuple(row_times))
+    assert len(times) == 1, times  # the same times in every row
 
 
 # --------------------------------------------------------------------------- the report section
