@@ -240,3 +240,13 @@ def test_train_without_a_preset_gets_the_pretrained_encoder_unet(tmp_path, cache
     assert cfg["preset"] == "quality"
     assert (cfg["model"]["encoder"], cfg["model"]["encoder_weights"]) == ("efficientnet_lite0", "imagenet")
     assert json.loads((run / "metrics.json").read_text())["params"] > 3_000_000   # Lite0 U-Net: 3.8 M
+
+
+def test_failed_runs_are_listed_once_each_and_set_the_exit_status(capsys):
+    from scarce.cli.results import _failed
+
+    assert _failed([], "(see FAILED.txt)") == 0
+    assert capsys.readouterr().err == ""
+    assert _failed([("runs/a/s0", "CUDA out of memory"), ("runs/b/s1", "bad mask")], "(see FAILED.txt)") == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "2 run(s) failed (see FAILED.txt):", "  runs/a/s0: CUDA out of memory", "  runs/b/s1: bad mask"]

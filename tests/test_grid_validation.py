@@ -239,3 +239,22 @@ def test_ray_timeout_option_errors_are_one_line(tmp_path, monkeypatch, capsys, e
     assert main(["experiment", str(_grid_file(tmp_path)), *extra]) == 2
     assert needle in _one_error_line(capsys)
     assert _files(tmp_path) == ["grid.yaml"]
+
+
+# --------------------------------------------------------------------------- report folder
+
+def test_a_foreign_report_folder_is_refused_unless_the_grid_writes_no_report(tmp_path, monkeypatch, capsys, trained):
+    """The report folder is checked before anything runs, but only when a report will be written:
+    ``--no-report`` leaves the folder alone, so it may hold the user's own files (a table script)."""
+    monkeypatch.chdir(tmp_path)
+    path = _grid_file(tmp_path)
+    (tmp_path / "report").mkdir()
+    (tmp_path / "report" / "make_table.py").write_text("print('mine')\n")
+    assert main(["experiment", str(path)]) == 2
+    err = _one_error_line(capsys)
+    assert "report" in err and "make_table.py" in err and "not made by `scarce report`" in err, err
+    assert trained == []
+    assert main(["experiment", str(path), "--no-report"]) == 0
+    assert len(trained) == 1
+    assert sorted(p.name for p in (tmp_path / "report").iterdir()) == ["make_table.py"]
+    assert (tmp_path / "report" / "make_table.py").read_text() == "print('mine')\n"

@@ -35,7 +35,9 @@ def _experiment_parser(sub: argparse._SubParsersAction) -> None:
     x.add_argument("--ray-timeout", type=float, metavar="SECONDS",
                    help="how long to wait for the Ray cluster at --address to answer (default 30)")
     x.add_argument("--dry-run", action="store_true", help="list the runs that would run")
-    x.add_argument("--no-report", action="store_true")
+    x.add_argument("--no-report", action="store_true",
+                   help="run the grids without writing their reports (the report folders are then neither "
+                   "checked nor touched); `scarce report` makes one later")
     x.set_defaults(func=experiment)
 
 
@@ -55,12 +57,17 @@ def experiment(a: argparse.Namespace) -> int:
             print(f"report: {res['report']}/results.md")
     # a run two grids share is listed once
     failed = list(dict.fromkeys(f for res in results for f in res.get("failed") or []))
-    if failed:
-        print(f"{len(failed)} run(s) failed (see FAILED.txt in their folders):", file=sys.stderr)
-        for out, msg in failed:
-            print(f"  {out}: {msg}", file=sys.stderr)
-        return 1
-    return 0
+    return _failed(failed, "(see FAILED.txt in their folders)")
+
+
+def _failed(failed: list[tuple[str, str]], why: str) -> int:
+    """Print the failed runs (``[(run, message)]``) to stderr; the command's exit status."""
+    if not failed:
+        return 0
+    print(f"{len(failed)} run(s) failed {why}:", file=sys.stderr)
+    for run, msg in failed:
+        print(f"  {run}: {msg}", file=sys.stderr)
+    return 1
 
 
 def _status_parser(sub: argparse._SubParsersAction) -> None:
@@ -176,12 +183,7 @@ def robustness(a: argparse.Namespace) -> int:
                          overwrite=a.overwrite, log=to_stderr)
     print(f"robustness report: {res['report']}  ({res['runs']} runs: {len(res['evaluated'])} evaluated, "
           f"{len(res['reused'])} up to date, {len(res['unfinished'])} unfinished skipped)")
-    if res["failed"]:
-        print(f"{len(res['failed'])} run(s) failed and are left out of the report:", file=sys.stderr)
-        for run, msg in res["failed"]:
-            print(f"  {run}: {msg}", file=sys.stderr)
-        return 1
-    return 0
+    return _failed(res["failed"], "and are left out of the report")
 
 
 def _tsne_parser(sub: argparse._SubParsersAction) -> None:

@@ -114,7 +114,7 @@ def run_grids(grids: Sequence[str | os.PathLike[str] | Mapping[str, Any]], sets:
         loaded.append(_Grid(g, specs, r, dropped))
     _check_shared_runs(loaded)
     for gr in loaded:
-        _check_outputs(gr)
+        _check_outputs(gr, report)
     if dry_run:
         return _run_grids(loaded, workers, report, dry_run, log, backend, None, progress)
     from scarce.utils.lock import GRID_LOCK_NAME, lock_folder
@@ -145,17 +145,18 @@ def run_grids(grids: Sequence[str | os.PathLike[str] | Mapping[str, Any]], sets:
         return _run_grids(loaded, workers, report, dry_run, log, backend, cluster, progress)
 
 
-def _check_outputs(gr: _Grid) -> None:
+def _check_outputs(gr: _Grid, report: bool = True) -> None:
     """Every folder the grid writes, before anything runs (:mod:`scarce.utils.paths`): its
-    ``out`` (new, empty or a grid's), its report folder (new, empty or a report; it may lie in
-    ``out``) and its ``records`` folder if any (new, empty or an export, never inside or around
-    ``out``: the report would count runs twice). Creates nothing."""
+    ``out`` (new, empty or a grid's), its report folder unless ``report`` is off (new, empty or a
+    report; it may lie in ``out``) and its ``records`` folder if any (new, empty or an export,
+    never inside or around ``out``: the report would count runs twice). Creates nothing."""
     from scarce.reports.report import check_report_folder
     from scarce.utils.paths import check_output_folder
 
     check_output_folder(gr.out_root, what=f"grid {gr.name!r} out folder", previous=is_grid_folder,
                         command=EXPERIMENT)
-    check_report_folder(gr.out_root, gr.g.get("report") or gr.out_root / "report")
+    if report:  # --no-report writes none: its folder may hold anything (e.g. a table script beside it)
+        check_report_folder(gr.out_root, gr.g.get("report") or gr.out_root / "report")
     if gr.g.get("records"):
         from scarce.reports.records import EXPORT, is_records_folder
 
