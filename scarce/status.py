@@ -87,6 +87,12 @@ def _train_seconds(rows: list[dict[str, str]]) -> float | None:
     return total if rows else None
 
 
+def logged_train_seconds(log_csv: Path) -> float | None:
+    """A run's training wall time as its ``log.csv`` records it (:func:`_train_seconds`), e.g. for
+    result tables comparing rows; None when the log is missing or a row lacks a number."""
+    return _train_seconds(_log_rows(Path(log_csv)))
+
+
 def _number(x: Any) -> float | None:
     try:
         v = float(x)

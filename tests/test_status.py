@@ -128,3 +128,16 @@ def test_time_left_from_finished_runs_of_the_same_kind(tmp_path):
     # one run left cannot go faster with more workers
     one = [s for s in statuses if s.state == "done" or s.run_dir.name == "s3"]
     assert remaining_eta(one, 4) == (250, 0)
+
+
+def test_logged_train_seconds_sums_steps_times_seconds_per_step(tmp_path):
+    """Hand-computed: 20 steps at 0.5 s, then 30 more at 1.0 s = 40 s; a row without a number or
+    no log: None (result tables then show nothing rather than a wrong time)."""
+    from scarce.status import logged_train_seconds
+
+    log = tmp_path / "log.csv"
+    log.write_text("step,loss,sec_per_step,val_dice\n20,1.0,0.5,\n50,0.8,1.0,0.7\n")
+    assert logged_train_seconds(log) == 40.0
+    log.write_text("step,loss,sec_per_step\n20,1.0,\n")
+    assert logged_train_seconds(log) is None
+    assert logged_train_seconds(tmp_path / "missing.csv") is None

@@ -16,6 +16,7 @@ import statistics
 from scarce.reports.report import primary_metric
 from scarce.reports.stats import comparison_table
 from scarce.reports.tables import collect_runs, format_cell, ordered_test_sets
+from scarce.status import logged_train_seconds
 
 HERE = pathlib.Path(__file__).resolve().parent
 RECORDS = HERE.parents[1] / "records"
@@ -40,15 +41,7 @@ def cell(vals: list[float]) -> str:
 def minutes(run: pathlib.Path) -> float:
     """Training wall time from log.csv (seconds per step × steps), two 1-thread runs side by side:
     for comparing rows, not a budget."""
-    lines = (run / "log.csv").read_text().splitlines()
-    head = lines[0].split(",")
-    step, sec = head.index("step"), head.index("sec_per_step")
-    total, last = 0.0, 0
-    for line in lines[1:]:
-        f = line.split(",")
-        total += float(f[sec]) * (int(f[step]) - last)
-        last = int(f[step])
-    return total / 60
+    return logged_train_seconds(run / "log.csv") / 60
 
 
 def main() -> None:

@@ -10,6 +10,8 @@ import math
 import pathlib
 import statistics
 
+from scarce.status import logged_train_seconds
+
 ROOT = pathlib.Path(__file__).resolve().parents[2] / "records" / "resolution" / "select"
 ROWS = ["s128-unet", "pad320-p160-unet", "pad384-p192-unet", "plan10-unet", "s192-400-unet", "s128-fused-unet"]
 DATASETS = {  # dataset: (budget, [(test set, metric)])
@@ -30,15 +32,7 @@ def ms(vals: list[float]) -> str:
 def minutes(run: pathlib.Path) -> float:
     """Training wall time from log.csv (seconds per step × steps between rows); the grid ran two
     1-thread runs side by side beside other work, so this is for comparing rows, not a budget."""
-    lines = (run / "log.csv").read_text().splitlines()
-    head = lines[0].split(",")
-    step, sec = head.index("step"), head.index("sec_per_step")
-    total, last = 0.0, 0
-    for line in lines[1:]:
-        f = line.split(",")
-        total += float(f[sec]) * (int(f[step]) - last)
-        last = int(f[step])
-    return total / 60
+    return logged_train_seconds(run / "log.csv") / 60
 
 
 def setting(run: pathlib.Path) -> str:
